@@ -1,0 +1,34 @@
+# Two entry points for a fresh machine: `make demo` (the main job) and `make test`.
+# Both create or reuse the virtual environment at .venv; a re-run with everything
+# installed skips the install (the stamp is newer than the packaging files).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.anchorage-installed
+WORK_DIR ?= work_dirs/demo
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	touch $(STAMP)
+
+# Train TinySSD on the built-in shapes set and report COCO mAP on its validation split.
+demo: $(STAMP)
+	$(PY) tools/train.py specs/tiny_ssd_shapes.yaml --work-dir $(WORK_DIR)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+# Lint, then the whole suite (slow end-to-end tests included).
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) work_dirs .pytest_cache .ruff_cache

@@ -1,0 +1,64 @@
+"""Heads, RoI extraction, post-processing and losses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Head(nn.Module):
+    """Features → named prediction tensors.
+
+    ``forward(features)``: ``dict[str, Tensor]`` fine → coarse (or pooled RoI features
+    ``[R,C,h,w]`` for RoI heads). Returns ``dict[str, Tensor]``; dense detection heads return
+    ``cls_logits [B,A,C+1]`` and ``bbox_deltas [B,A,4]`` flattened in the anchor
+    generator's order. Sizes itself from injected ``in_channels`` (from ``feature_info``).
+    """
+
+    def forward(self, features: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class RoIExtractor(nn.Module):
+    """Features + boxes per image → pooled region features.
+
+    ``forward(features, boxes, image_sizes)``: ``features`` dict fine → coarse, ``boxes`` a list
+    of B float ``[R_i,4]`` xyxy tensors in input pixels, ``image_sizes`` a list of ``(H, W)``.
+    Returns ``[sum R_i, C, h, w]`` in the order of the concatenated boxes; ``[0, C, h, w]`` for
+    no boxes.
+    """
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class Postprocessor:
+    """Raw predictions → one result dict per image.
+
+    ``__call__(predictions, references, image_sizes)``: head outputs, the anchors or
+    proposals they refer to, and the ``(H, W)`` each image has in the batch tensor. Returns a
+    list of B dicts with ``boxes [K,4]`` xyxy (batch-tensor pixels; the model rescales to the
+    original size), ``scores [K]`` float, ``labels [K]`` int64 in 1..C; K may be 0.
+    """
+
+    def __call__(self, predictions: Any, references: Any, image_sizes: Any) -> list[dict]:
+        raise NotImplementedError
+
+
+class Loss(nn.Module):
+    """Predictions + targets → ``dict[str, Tensor]`` of scalar ``loss_*`` terms.
+
+    Inputs are the head's prediction dict and the assigned targets the model computed
+    (matched indices, encoded boxes, ...); each concrete loss documents its keys. Every term is
+    finite when an image has no ground-truth boxes.
+    """
+
+    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError

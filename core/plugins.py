@@ -1,0 +1,131 @@
+"""Plugin discovery with pluggy.
+
+One hook, ``anchorage_register(registries)``, registers a plugin's components. anchorage's
+own components (``anchorage.plugins``) register through it exactly like a third-party
+package, which declares an entry point in the group ``anchorage.plugins``:
+
+    # pyproject.toml of a third-party package
+    [project.entry-points."anchorage.plugins"]
+    my_matchers = "my_package.anchorage_plugin"
+
+    # my_package/anchorage_plugin.py
+    from anchorage.core import hookimpl
+
+    @hookimpl
+    def anchorage_register(registries):
+        from . import matchers  # modules whose decorators register components
+
+Setting ``ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points; the built-in plugin is
+always loaded. ``register_plugin`` adds a plugin object by hand (tests, notebooks).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pluggy
+
+from .errors import AnchorageError
+
+PROJECT = "anchorage"
+ENTRY_POINT_GROUP = "anchorage.plugins"
+DISABLE_ENV = "ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD"
+BUILTIN = "anchorage.plugins"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+class HookSpecs:
+    """The hooks a plugin may implement."""
+
+    @hookspec
+    def anchorage_register(self, registries: Mapping[str, Any]) -> None:
+        """Register components into ``registries`` (kind → Registry).
+
+        Called once per plugin when the registries are first used. Import the modules whose
+        ``@REGISTRY.register(name)`` decorators define the components, or call
+        ``registries["matcher"].register("name")(cls)`` directly.
+        """
+
+
+_manager: pluggy.PluginManager | None = None
+_loaded = False
+_lock = threading.RLock()
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager (created on first use)."""
+    global _manager
+    if _manager is None:
+        _manager = pluggy.PluginManager(PROJECT)
+        _manager.add_hookspecs(HookSpecs)
+    return _manager
+
+
+def ensure_plugins_loaded() -> None:
+    """Load the built-in plugin and (unless disabled) entry-point plugins, once."""
+    global _loaded
+    with _lock:
+        if _loaded:
+            return
+        _loaded = True
+        import importlib
+
+        pm = plugin_manager()
+        if pm.get_plugin(BUILTIN) is None:
+            pm.register(importlib.import_module(BUILTIN), name=BUILTIN)
+        if os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes"):
+            _load_entry_points(pm)
+        for name, plugin in pm.list_name_plugin():
+            _call_register(pm, name, plugin)
+
+
+def register_plugin(plugin: object, name: str | None = None) -> str:
+    """Register a plugin object (module or instance with hookimpls) and run its hook."""
+    ensure_plugins_loaded()
+    pm = plugin_manager()
+    registered = pm.register(plugin, name=name)
+    if registered is None:
+        raise AnchorageError(f"plugin {name or plugin!r} is already registered")
+    _call_register(pm, registered, plugin)
+    return registered
+
+
+def unregister_plugin(name: str) -> None:
+    """Forget a plugin object; its registry entries stay (see Registry.unregister)."""
+    plugin_manager().unregister(name=name)
+
+
+def _load_entry_points(pm: pluggy.PluginManager) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise AnchorageError(
+                f"plugin {ep.name!r} (entry point {ep.value!r} in group "
+                f"{ENTRY_POINT_GROUP!r}) failed to import: {type(exc).__name__}: {exc}; "
+                f"set {DISABLE_ENV}=1 to start without third-party plugins"
+            ) from exc
+        pm.register(plugin, name=ep.name)
+
+
+def _call_register(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+    from .registry import REGISTRIES, current_provider
+
+    impl = getattr(plugin, "anchorage_register", None)
+    if impl is None:
+        return
+    provider = "anchorage" if name == BUILTIN else name
+    token = current_provider.set(provider)
+    try:
+        impl(registries=REGISTRIES)
+    finally:
+        current_provider.reset(token)

@@ -1,0 +1,159 @@
+"""Conformance kit: reusable checks that a component honours its interface.
+
+anchorage's suite runs ``check_entry`` over every registry entry; a plugin author runs it
+on theirs::
+
+    from anchorage.core.testing import check_entry
+    def test_my_matcher():
+        check_entry("matcher", "my_matcher")
+
+Each registered entry is built from its ``examples`` (parameter mappings given at
+registration; ``({},)`` when none) and handed to the check for its kind. Kinds without a
+behavioural check here are checked for building and finite parameters; their own tests
+cover behaviour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from .interfaces import FeatureSpec
+from .registry import Entry, registry_for
+
+CHECKS: dict[str, Callable[[Any], None]] = {}
+
+
+def conformance_check(kind: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
+    """Register the behavioural check for components of ``kind``."""
+
+    def decorator(fn: Callable[[Any], None]) -> Callable[[Any], None]:
+        CHECKS[kind] = fn
+        return fn
+
+    return decorator
+
+
+def build_examples(entry: Entry) -> list[Any]:
+    """Build ``entry`` from each of its examples (or from defaults when it has none)."""
+    return [entry.factory(entry.config(**params)) for params in (entry.examples or ({},))]
+
+
+def check_entry(kind: str, name: str) -> None:
+    """Build registry entry ``kind``/``name`` from its examples and run the kind's checks."""
+    entry = registry_for(kind).get(name)
+    for obj in build_examples(entry):
+        if isinstance(obj, nn.Module):
+            check_finite_parameters(obj)
+        check = CHECKS.get(kind)
+        if check is not None:
+            check(obj)
+
+
+def check_finite_parameters(module: nn.Module) -> None:
+    """Every parameter and buffer of ``module`` is finite."""
+    for name, t in [*module.named_parameters(), *module.named_buffers()]:
+        if t.is_floating_point():
+            assert torch.isfinite(t).all(), f"{name} has non-finite values"
+
+
+@conformance_check("backbone")
+def check_backbone(backbone: Any, size: tuple[int, int] = (96, 128), batch: int = 2) -> None:
+    """Outputs match ``feature_info`` (names, order, channels, stride), dtype, no NaN."""
+    info = backbone.feature_info
+    assert info and all(isinstance(f, FeatureSpec) for f in info), "feature_info not declared"
+    backbone.eval()
+    x = torch.rand(batch, 3, *size)
+    with torch.no_grad():
+        out = backbone(x)
+    _check_features(out, info, size, batch)
+
+
+@conformance_check("neck")
+def check_neck(neck: Any, size: tuple[int, int] = (128, 128), batch: int = 2) -> None:
+    """Maps features described by ``in_feature_info`` to features matching ``feature_info``."""
+    feats = {
+        f.name: torch.rand(batch, f.channels, size[0] // f.stride, size[1] // f.stride)
+        for f in neck.in_feature_info
+    }
+    neck.eval()
+    with torch.no_grad():
+        out = neck(feats)
+    _check_features(out, neck.feature_info, size, batch)
+
+
+def _check_features(
+    out: dict[str, torch.Tensor], info: list[FeatureSpec], size: tuple[int, int], batch: int
+) -> None:
+    assert list(out) == [f.name for f in info], f"keys {list(out)} vs {[f.name for f in info]}"
+    for f in info:
+        t = out[f.name]
+        assert t.dtype == torch.float32 and t.shape[:2] == (batch, f.channels), (
+            f"{f.name}: shape {tuple(t.shape)}, expected ({batch}, {f.channels}, ...)"
+        )
+        for dim, length in zip(t.shape[2:], size):
+            expected = length / f.stride
+            assert abs(dim - expected) <= max(2.0, 0.1 * expected), (
+                f"{f.name}: spatial {tuple(t.shape[2:])} does not fit stride {f.stride} of {size}"
+            )
+        assert torch.isfinite(t).all(), f"{f.name} has NaN/Inf"
+
+
+@conformance_check("anchor_generator")
+def check_anchor_generator(gen: Any) -> None:
+    """Anchor count = sum h*w*n per level; float32 [A,4] xyxy with x2>x1, y2>y1."""
+    sizes = [(8, 10), (4, 5), (2, 3)]
+    n = gen.num_anchors_per_location()
+    sizes = sizes[: len(n)] if len(n) <= len(sizes) else [(2, 2)] * len(n)
+    anchors = gen((64, 80), sizes)
+    per_level = gen((64, 80), sizes, per_level=True)
+    expected = sum(h * w * k for (h, w), k in zip(sizes, n))
+    assert anchors.shape == (expected, 4) and anchors.dtype == torch.float32, anchors.shape
+    assert len(per_level) == len(n)
+    assert torch.equal(torch.cat(list(per_level)), anchors)
+    assert (anchors[:, 2:] > anchors[:, :2]).all(), "anchors must be xyxy with positive size"
+
+
+@conformance_check("matcher")
+def check_matcher(matcher: Any) -> None:
+    """Shape/dtype [B,A] int64, range -2..G-1, all -1 for zero gt, batch == per image."""
+    g = torch.Generator().manual_seed(0)
+    iou = torch.rand(3, 4, 50, generator=g)
+    iou[1, 2:] = -1  # padded gt rows
+    out = matcher(iou)
+    assert out.shape == (3, 50) and out.dtype == torch.int64
+    assert ((out >= -2) & (out < 4)).all()
+    assert not (out[1] >= 2).any(), "padded gt rows (IoU -1) must never match"
+    for b in range(3):
+        assert torch.equal(matcher(iou[b : b + 1])[0], out[b]), "batched != per-image"
+    empty = matcher(torch.zeros(2, 0, 50))
+    assert empty.shape == (2, 50) and (empty == -1).all(), "zero gt must give background"
+
+
+@conformance_check("box_coder")
+def check_box_coder(coder: Any) -> None:
+    """decode(encode(b, a), a) == b, any batch shape, empty input."""
+    g = torch.Generator().manual_seed(0)
+    xy = torch.rand(2, 30, 2, generator=g) * 100
+    anchors = torch.cat([xy, xy + 5 + torch.rand(2, 30, 2, generator=g) * 50], -1)
+    xy = torch.rand(2, 30, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 1 + torch.rand(2, 30, 2, generator=g) * 80], -1)
+    deltas = coder.encode(boxes, anchors)
+    assert deltas.shape == boxes.shape
+    torch.testing.assert_close(coder.decode(deltas, anchors), boxes, atol=1e-3, rtol=1e-4)
+    empty = torch.zeros(0, 4)
+    assert coder.encode(empty, empty).shape == (0, 4)
+    assert coder.decode(empty, empty).shape == (0, 4)
+
+
+@conformance_check("sampler")
+def check_sampler(sampler: Any) -> None:
+    """Bool [B,N] positive/negative masks, disjoint, only where labels allow."""
+    matched = torch.tensor([[0, 1, -1, -1, -2, -1, 2, -1], [-1] * 8])
+    pos, neg = sampler(matched)
+    assert pos.shape == neg.shape == matched.shape and pos.dtype == torch.bool
+    assert not (pos & neg).any()
+    assert not pos[matched < 0].any() and not neg[matched != -1].any()
