@@ -53,10 +53,15 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        text = str(exc)
+        if "Unsupported global" not in text:
+            raise CheckpointError(
+                f"{path}: not a readable checkpoint (corrupt or not a torch file)"
+            ) from None
+        found = text[text.index("Unsupported global") :].split(" was not")[0]
         raise CheckpointError(
-            f"{path}: refused to load: the file contains pickled objects or code that a "
-            f"weights-only load does not allow ({first}); nothing in it was run"
+            f"{path}: refused to load: the file contains pickled code or objects that a "
+            f"weights-only load does not allow ({found}); nothing in it was run"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable checkpoint: {exc}") from None

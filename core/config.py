@@ -185,7 +185,9 @@ def _validate_field(field: Any, hint: Any, value: Any, path: str, where: Where) 
         try:
             field.validator(None, field, checked)
         except (TypeError, ValueError) as exc:
-            raise SpecError(f"{where(path)}: {path}: {exc}") from None
+            # attrs validators put the readable message first in args
+            message = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+            raise SpecError(f"{where(path)}: {path}: {message}") from None
     return checked
 
 

@@ -153,7 +153,7 @@ class Spec:
             for k, v in self.sources.items():
                 if k.startswith(prefix) or k.startswith(path + "["):
                     return v
-            path = path.rpartition(".")[0]
+            path = path.rpartition("[")[0] if path.endswith("]") else path.rpartition(".")[0]
         return self.path or "spec"
 
     def to_dict(self) -> dict:
@@ -181,11 +181,11 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
-        raise SpecError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. model.num_classes=3")
+        raise SpecError(f"--set {item}: expected KEY.PATH=VALUE, e.g. model.num_classes=3")
     try:
         value = yaml.load(raw, Loader=_SafeLoader) if raw.strip() else ""  # noqa: S506
     except yaml.YAMLError as exc:
-        raise SpecError(f"--set {item!r}: the value is not valid YAML: {exc}") from None
+        raise SpecError(f"--set {item}: the value is not valid YAML: {exc}") from None
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
     return parts, value
 

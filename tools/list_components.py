@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""List registered components (all kinds, or one), with provider and parameters."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from anchorage.core.cli import make_parser, run_tool
+from anchorage.core.describe import describe_entry
+from anchorage.core.errors import AnchorageError
+from anchorage.core.registry import REGISTRIES
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__, spec=False)
+    parser.add_argument("kind", nargs="?", help=f"one of: {', '.join(REGISTRIES)}")
+    parser.add_argument("--names", action="store_true", help="names only, one per line")
+    args = parser.parse_args(argv)
+    if args.kind is not None and args.kind not in REGISTRIES:
+        raise AnchorageError(f"unknown kind {args.kind!r}; kinds: {', '.join(REGISTRIES)}")
+    kinds = [args.kind] if args.kind else list(REGISTRIES)
+    for kind in kinds:
+        registry = REGISTRIES[kind]
+        entries = list(registry)
+        if args.names:
+            print("\n".join(e.name for e in entries))
+            continue
+        print(f"{kind} ({len(entries)}): {registry.doc}")
+        for entry in entries:
+            print("\n".join("  " + line for line in describe_entry(entry)))
+        print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(main))
