@@ -1,0 +1,1 @@
+"""Anchor generators: default boxes / priors for an image size and its feature maps."""

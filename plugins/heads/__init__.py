@@ -1,0 +1,1 @@
+"""Heads: features → named prediction tensors."""
