@@ -1,0 +1,1 @@
+"""Backbones: image batch → multi-level features with declared ``feature_info``."""

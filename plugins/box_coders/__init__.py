@@ -1,0 +1,1 @@
+"""Box coders: boxes ↔ regression deltas relative to reference boxes."""
