@@ -1,0 +1,85 @@
+"""The ``train`` section of a spec: optimizer, schedule, precision, intervals, budget.
+
+Example::
+
+    train:
+      epochs: 12
+      optimizer: {type: sgd, lr: 0.01, momentum: 0.9, nesterov: true, weight_decay: 1.0e-4}
+      lr_scheduler: {type: multistep, milestones: [8, 11], gamma: 0.1}
+      warmup_iters: 100
+      param_groups:
+        - {pattern: "^backbone\\.", frozen: true}
+        - {pattern: "^head\\.", lr_mult: 10.0}
+      amp: bf16
+      grad_clip: 10.0
+      eval_interval: 2
+
+Optimizers and schedulers are registered components (kinds ``optimizer`` and
+``lr_scheduler``). The scheduler steps once per iteration; its periods (``step_size``,
+``milestones``) are in epochs, converted with the number of iterations per epoch.
+"""
+
+from __future__ import annotations
+
+import attrs
+from attrs import validators as v
+
+from ..config import component
+from ..spec import register_section
+
+
+def _regex(_inst: object, _attr: attrs.Attribute, value: str) -> None:
+    import re
+
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression {value!r}: {exc}") from None
+
+
+@attrs.frozen(kw_only=True)
+class ParamGroupRule:
+    """Parameters whose name matches ``pattern`` (``re.search``) get these settings.
+
+    Rules are tried in order; the first matching rule wins. ``frozen`` parameters get
+    ``requires_grad=False`` and are left out of the optimizer.
+    """
+
+    pattern: str = attrs.field(validator=_regex)
+    lr_mult: float = attrs.field(default=1.0, validator=v.ge(0.0))
+    weight_decay_mult: float = attrs.field(default=1.0, validator=v.ge(0.0))
+    frozen: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class TrainConfig:
+    """Settings of the training loop (``train:`` section of a spec).
+
+    ``max_iters`` and ``max_minutes`` end the run early (benchmarks): training stops at
+    the first step boundary past either limit, then checkpoints and evaluates as usual.
+    ``amp`` applies on CUDA only (ignored on CPU). ``eval_interval`` / ``checkpoint_interval``
+    are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
+    """
+
+    epochs: int = attrs.field(default=12, validator=v.ge(1))
+    optimizer: object = component("optimizer")
+    lr_scheduler: object = component("lr_scheduler", optional=True)
+    warmup_iters: int = attrs.field(default=0, validator=v.ge(0))
+    warmup_factor: float = attrs.field(default=0.001, validator=[v.gt(0.0), v.le(1.0)])
+    param_groups: tuple[ParamGroupRule, ...] = ()
+    amp: str = attrs.field(default="none", validator=v.in_(("none", "bf16", "fp16")))
+    grad_clip: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
+    max_iters: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    max_minutes: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
+    eval_interval: int = attrs.field(default=1, validator=v.ge(0))
+    checkpoint_interval: int = attrs.field(default=1, validator=v.ge(0))
+    keep_epoch_checkpoints: bool = False
+    log_interval: int = attrs.field(default=20, validator=v.ge(1))
+    log_images: int = attrs.field(default=4, validator=v.ge(0))
+    seed: int = attrs.field(default=0, validator=v.ge(0))
+    deterministic: bool = False
+    device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
+    progress: bool = True
+
+
+register_section("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")

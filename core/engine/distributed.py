@@ -1,0 +1,102 @@
+"""torchrun / DDP support: process group from the environment, rank-0 helpers, reductions.
+
+``tools/train.py`` runs unchanged under ``torchrun --nproc-per-node N``: torchrun sets
+``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; ``init_distributed`` then starts the process
+group (NCCL on CUDA, gloo on CPU). Rank 0 writes logs and checkpoints; logged losses are
+averaged over ranks; evaluation gathers predictions from every rank (core.evaluation).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import attrs
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@attrs.frozen
+class DistInfo:
+    """This process's place in the job (world_size 1 when not distributed)."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        """More than one process takes part."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that logs and writes checkpoints."""
+        return self.rank == 0
+
+
+def env_requests_distributed() -> bool:
+    """torchrun (or a launcher like it) started this process with WORLD_SIZE > 1."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init_distributed(device_type: str) -> DistInfo:
+    """Join the process group described by the environment (no-op for one process).
+
+    Uses an already initialised group when there is one (tests with mp.spawn).
+    """
+    if dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        return DistInfo(dist.get_rank(), local, dist.get_world_size())
+    if not env_requests_distributed():
+        return DistInfo()
+    backend = "nccl" if device_type == "cuda" else "gloo"
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local)
+    dist.init_process_group(backend=backend)
+    return DistInfo(dist.get_rank(), local, dist.get_world_size())
+
+
+def current() -> DistInfo:
+    """The DistInfo of the running process group (or a single process)."""
+    if dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get("LOCAL_RANK", dist.get_rank()))
+        return DistInfo(dist.get_rank(), local, dist.get_world_size())
+    return DistInfo()
+
+
+def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """DDP-wrap ``model`` when distributed (device_ids on CUDA)."""
+    if not info.enabled:
+        return model
+    ids = [device.index if device.index is not None else info.local_rank]
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=ids if device.type == "cuda" else None
+    )
+
+
+def reduce_mean(values: Mapping[str, float], device: torch.device) -> dict[str, float]:
+    """Average scalar ``values`` over ranks (same keys, same order on every rank)."""
+    if not (dist.is_available() and dist.is_initialized()) or not values:
+        return dict(values)
+    t = torch.tensor([float(values[k]) for k in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    t /= dist.get_world_size()
+    return dict(zip(values, t.tolist()))
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any rank (stop requests, NaN)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op for one process)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()

@@ -1,0 +1,1 @@
+"""Optimizers and learning-rate schedulers (registries ``optimizer`` and ``lr_scheduler``)."""
