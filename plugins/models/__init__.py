@@ -1,0 +1,1 @@
+"""Whole models (torchvision-style detection I/O) and their shared pieces."""

@@ -1,0 +1,1 @@
+"""Postprocessors: raw predictions → per-image detections."""

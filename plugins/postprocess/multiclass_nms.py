@@ -1,0 +1,101 @@
+"""``multiclass_nms``: decode, per-class threshold and top-k, class-wise NMS, top detections.
+
+torchvision SSD ``postprocess_detections`` semantics, vectorized over the batch: the per-class
+candidate selection is one ``topk`` over ``[B,C,A]`` and NMS is one
+``torchvision.ops.batched_nms`` call whose groups are (image, class) pairs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torchvision.ops import batched_nms
+
+from anchorage.core.config import injected
+from anchorage.core.interfaces import Postprocessor
+from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+
+_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+
+
+def _default_coder() -> Any:
+    entry = BOX_CODERS.get("delta_xywh")
+    return entry.build()
+
+
+@POSTPROCESSORS.register(
+    "multiclass_nms",
+    examples=({}, {"score": "sigmoid", "score_thresh": 0.05, "detections_per_img": 100}),
+)
+class MulticlassNMS(Postprocessor):
+    """Dense predictions → per-image detections.
+
+    ``__call__(predictions, references, image_sizes)``: ``predictions`` holds ``cls_logits``
+    ``[B,A,C+1]`` (``score: softmax``, column 0 = background) or ``[B,A,C]`` (``sigmoid``)
+    and ``bbox_deltas [B,A,4]``; ``references`` are the anchors ``[A,4]`` (or ``[B,A,4]``)
+    the injected ``box_coder`` decodes against; ``image_sizes`` the ``(h, w)`` of each image in
+    the batch tensor (boxes are clipped to it when ``clip``). Per image and class: scores
+    ``> score_thresh``, the best ``topk_candidates``; then NMS at ``nms_thresh`` per class and
+    the best ``detections_per_img``. Returns B dicts: ``boxes [K,4]`` xyxy batch pixels,
+    ``scores [K]``, ``labels [K]`` int64 in 1..C, sorted by score.
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        score_thresh: float = attrs.field(default=0.01, validator=_unit)
+        nms_thresh: float = attrs.field(default=0.45, validator=_unit)
+        topk_candidates: int = attrs.field(default=400, validator=attrs.validators.ge(1))
+        detections_per_img: int = attrs.field(default=200, validator=attrs.validators.ge(1))
+        score: Literal["softmax", "sigmoid"] = "softmax"
+        clip: bool = True
+        box_coder: Any = injected(default=None)
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.box_coder = cfg.box_coder if cfg.box_coder is not None else _default_coder()
+
+    def __call__(
+        self,
+        predictions: dict[str, torch.Tensor],
+        references: torch.Tensor,
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        logits, deltas = predictions["cls_logits"], predictions["bbox_deltas"]
+        boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
+        if self.cfg.clip:
+            boxes = _clip(boxes, image_sizes)
+        if self.cfg.score == "softmax":
+            scores = F.softmax(logits, dim=-1)[..., 1:]
+        else:
+            scores = logits.sigmoid()
+        return self._select(boxes, scores)
+
+    def _select(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        b, a, c = scores.shape
+        k = min(self.cfg.topk_candidates, a)
+        per_class = scores.transpose(1, 2)  # [B,C,A]
+        thresholded = per_class.masked_fill(per_class <= self.cfg.score_thresh, float("-inf"))
+        top, idx = thresholded.topk(k, dim=2)  # [B,C,k], sorted
+        keep = torch.isfinite(top)
+        img = torch.arange(b, device=scores.device)[:, None, None].expand(b, c, k)[keep]
+        label = torch.arange(1, c + 1, device=scores.device)[None, :, None].expand(b, c, k)[keep]
+        cand_scores = top[keep]
+        cand_boxes = boxes[img, idx[keep]]
+        kept = batched_nms(cand_boxes, cand_scores, img * (c + 1) + label, self.cfg.nms_thresh)
+        results = []
+        for i in range(b):  # split the batch's sorted survivors into per-image lists
+            mine = kept[img[kept] == i][: self.cfg.detections_per_img]
+            results.append(
+                {"boxes": cand_boxes[mine], "scores": cand_scores[mine], "labels": label[mine]}
+            )
+        return results
+
+
+def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """Clamp ``[B,A,4]`` xyxy boxes to each image's ``(h, w)`` (``clip_boxes_to_image``)."""
+    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2]
+    upper = hw.flip(-1).repeat(1, 2)[:, None, :]  # [B,1,4] = (w, h, w, h)
+    return torch.minimum(boxes.clamp(min=0), upper)
