@@ -1,0 +1,46 @@
+"""Data: the ``data`` spec section, datasets, validation, transforms, batching, loaders."""
+
+from .batching import collate_detection, pad_targets
+from .dataset import DetectionDataset, decode_masks, semantic_from_instances
+from .loader import (
+    ShardSampler,
+    build_dataloader,
+    build_dataset,
+    data_section,
+    seed_worker,
+    split_config,
+)
+from .section import SPLITS, DataSection, SplitConfig
+from .transforms import Pipeline, build_transforms, sanitize_labels_getter
+from .validation import (
+    ImageRecord,
+    RawAnnotation,
+    RawImage,
+    ValidationReport,
+    validate_images,
+)
+
+__all__ = [
+    "SPLITS",
+    "DataSection",
+    "DetectionDataset",
+    "ImageRecord",
+    "Pipeline",
+    "RawAnnotation",
+    "RawImage",
+    "ShardSampler",
+    "SplitConfig",
+    "ValidationReport",
+    "build_dataloader",
+    "build_dataset",
+    "build_transforms",
+    "collate_detection",
+    "data_section",
+    "decode_masks",
+    "pad_targets",
+    "sanitize_labels_getter",
+    "seed_worker",
+    "semantic_from_instances",
+    "split_config",
+    "validate_images",
+]
