@@ -1,0 +1,42 @@
+"""Side-by-side benchmarks of pipelines (spec files) and torchvision baselines.
+
+``run_benchmark(requests, settings)`` measures every entry in one process: parameters,
+GFLOPs, inference latency percentiles and images/s per batch size (interleaved round-robin
+rounds after warm-up, CUDA-synchronised, fixed seeds), a per-stage breakdown, train-step time
+and peak memory, and AP from a checkpoint. ``report`` turns the results into Markdown, JSON
+(with an environment fingerprint) and a PNG plot. ``tools/benchmark.py`` is the command line.
+"""
+
+from .entries import (
+    BenchEntry,
+    EntryRequest,
+    SegmentationAdapter,
+    resolve_entry,
+    torchvision_baselines,
+)
+from .report import environment, markdown, plot, to_json, twin_pairs, write_json
+from .runner import EntryResult, run_benchmark
+from .settings import Settings, Suite, load_suite, make_settings
+from .stages import measure_stages, stage_targets
+
+__all__ = [
+    "BenchEntry",
+    "EntryRequest",
+    "EntryResult",
+    "SegmentationAdapter",
+    "Settings",
+    "Suite",
+    "environment",
+    "load_suite",
+    "make_settings",
+    "markdown",
+    "measure_stages",
+    "plot",
+    "resolve_entry",
+    "run_benchmark",
+    "stage_targets",
+    "to_json",
+    "torchvision_baselines",
+    "twin_pairs",
+    "write_json",
+]

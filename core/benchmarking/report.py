@@ -1,0 +1,287 @@
+"""Benchmark reports: environment fingerprint, Markdown tables, JSON record, PNG plot."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from .runner import EntryResult
+from .settings import Settings
+from .stages import STAGE_ORDER
+
+TWIN_TARGET = 1.05
+"""An anchorage pipeline may take at most this multiple of its torchvision twin's time."""
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions, device and threads: what a timing depends on."""
+    import torchvision
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(dev)
+    else:
+        name = _cpu_model()
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    return {
+        "time_utc": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "device": device,
+        "device_name": name,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "git_commit": _git_commit(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "cpu"
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607 - git from PATH, fixed args
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def twin_pairs(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
+    """For each entry with a twin in the run: time ratios entry / twin per batch size."""
+    by_source = {r.source: r for r in results}
+    pairs = []
+    for r in results:
+        twin = by_source.get(r.twin or "")
+        if twin is None or r is twin:
+            continue
+        infer = {bs: _ratio(r.infer, twin.infer, bs) for bs in r.infer}
+        train = {bs: _ratio(r.train, twin.train, bs) for bs in r.train}
+        ratios = [x for x in (*infer.values(), *train.values()) if x is not None]
+        pairs.append(
+            {
+                "entry": r.name,
+                "twin": twin.name,
+                "weights": r.weights,
+                "outputs_same": r.twin_check.get("same"),
+                "infer_ratio": infer,
+                "train_ratio": train,
+                "within_target": bool(ratios) and max(ratios) <= TWIN_TARGET,
+            }
+        )
+    return pairs
+
+
+def _ratio(a: dict, b: dict, bs: int) -> float | None:
+    x, y = a.get(bs, {}).get("p50_ms"), b.get(bs, {}).get("p50_ms")
+    return x / y if x and y else None
+
+
+def _fmt(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, float):
+        return f"{x:.{digits}f}"
+    return str(x)
+
+
+def _millions(n: int | None) -> str:
+    return "–" if n is None else f"{n / 1e6:.2f}"
+
+
+def markdown(results: Sequence[EntryResult], settings: Settings, env: dict[str, Any]) -> str:
+    """All tables of a run; ratios are p50 relative to the first entry (same batch size)."""
+    lines = [
+        f"Device: {env['device']} ({env['device_name']}), torch {env['torch']}, "
+        f"torchvision {env['torchvision']}, {env['torch_threads']} threads; "
+        f"images {settings.image_size}×{settings.image_size}, {settings.rounds} interleaved "
+        f"rounds after {settings.warmup} warm-up, seed {settings.seed}"
+        + (", AMP" if settings.amp else "")
+        + (", channels_last" if settings.channels_last else "")
+        + (", torch.compile" if settings.compile else ""),
+        "",
+        "### Inference (eval forward)",
+        "",
+        "| entry | weights | params (M) | GFLOPs | batch | p50 ms | p90 ms | images/s | × first |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    first = results[0] if results else None
+    for r in results:
+        for bs in settings.batch_sizes:
+            t = r.infer.get(bs, {})
+            lines.append(
+                f"| {r.name} | {r.weights or '–'} | {_millions(r.params)} | {_fmt(r.gflops)} "
+                f"| {bs} | {_cell(t, 'p50_ms')} | {_cell(t, 'p90_ms')} "
+                f"| {_cell(t, 'images_per_s')} | {_fmt(_ratio(r.infer, first.infer, bs), 2)} |"
+            )
+    if settings.train:
+        lines += _train_table(results, settings)
+    lines += _twin_table(results)
+    lines += _stage_table(results, settings)
+    lines += _ap_table(results)
+    notes = [f"- {r.name}: {e}" for r in results for e in r.errors]
+    if notes:
+        lines += ["", "### Errors", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(t: dict, key: str) -> str:
+    if "error" in t:
+        return "OOM" if t["error"].startswith("OOM") else "error"
+    return _fmt(t.get(key))
+
+
+def _train_table(results: Sequence[EntryResult], settings: Settings) -> list[str]:
+    lines = [
+        "",
+        "### Train step (forward + backward + SGD step)",
+        "",
+        "| entry | trainable (M) | batch | p50 ms | p90 ms | images/s | × first | peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    first = results[0]
+    for r in results:
+        for bs in settings.train_sizes():
+            t = r.train.get(bs, {})
+            peak = _fmt(r.train_peak_mib, 0) if r.train_peak_batch == bs else ""
+            lines.append(
+                f"| {r.name} | {_millions(r.trainable_params)} | {bs} | {_cell(t, 'p50_ms')} "
+                f"| {_cell(t, 'p90_ms')} | {_cell(t, 'images_per_s')} "
+                f"| {_fmt(_ratio(r.train, first.train, bs), 2)} | {peak} |"
+            )
+    methods = sorted({r.train_peak_method for r in results if r.train_peak_method})
+    lines += ["", *[f"Peak memory: {m}." for m in methods]]
+    return lines
+
+
+def _twin_table(results: Sequence[EntryResult]) -> list[str]:
+    pairs = twin_pairs(results)
+    if not pairs:
+        return []
+    lines = [
+        "",
+        f"### Twins (same weights, same inputs; target ≤ {TWIN_TARGET:.2f}× the twin)",
+        "",
+        "| entry | twin | same outputs | inference × twin | train × twin | within target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for p in pairs:
+        same = {True: "yes", False: "NO", None: "–"}[p["outputs_same"]]
+        infer = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["infer_ratio"].items())
+        train = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["train_ratio"].items())
+        verdict = "yes" if p["within_target"] else "**NO**"
+        lines.append(
+            f"| {p['entry']} | {p['twin']} | {same} | {infer or '–'} | {train or '–'} | {verdict} |"
+        )
+    return lines
+
+
+def _stage_table(results: Sequence[EntryResult], settings: Settings) -> list[str]:
+    seen = {s for r in results for s in r.stages} - {"other", "total"}
+    names = [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+    if not names:
+        return []
+    cols = [*names, "other", "total"]
+    lines = [
+        "",
+        f"### Stages (exclusive ms per forward, batch {settings.batch_sizes[0]})",
+        "",
+        "| entry | " + " | ".join(cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for r in results:
+        if r.stages:
+            lines.append(f"| {r.name} | " + " | ".join(_fmt(r.stages.get(c)) for c in cols) + " |")
+    return lines
+
+
+def _ap_table(results: Sequence[EntryResult]) -> list[str]:
+    rows = [r for r in results if r.metrics]
+    if not rows:
+        return []
+    lines = ["", "### Accuracy", "", "| entry | metric | value |", "|---|---|---:|"]
+    for r in rows:
+        for key, value in r.metrics.items():
+            lines.append(f"| {r.name} | {key} | {_fmt(value, 4)} |")
+    return lines
+
+
+def to_json(
+    results: Sequence[EntryResult], settings: Settings, env: dict[str, Any]
+) -> dict[str, Any]:
+    """The whole record: environment, settings, per-entry results, twin ratios."""
+    return {
+        "environment": env,
+        "settings": attrs.asdict(settings),
+        "entries": [attrs.asdict(r) for r in results],
+        "twins": twin_pairs(results),
+    }
+
+
+def write_json(record: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def plot(results: Sequence[EntryResult], settings: Settings, path: str | Path) -> Path:
+    """Scatter of p50 latency (first batch size) against AP when every entry has one, else
+    against GFLOPs; each point labelled with its entry."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    bs = settings.batch_sizes[0]
+    points = [(r, r.infer.get(bs, {}).get("p50_ms")) for r in results]
+    points = [(r, t) for r, t in points if t is not None]
+    use_ap = bool(points) and all(r.ap is not None for r, _ in points)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for r, t in points:
+        y = r.ap[1] if use_ap and r.ap else r.gflops
+        if y is None:
+            continue
+        ax.scatter([t], [y])
+        ax.annotate(r.name, (t, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel(f"inference latency p50 (ms, batch {bs}, {settings.device})")
+    ax.set_ylabel(points[0][0].ap[0] if use_ap else "GFLOPs per image (batch-1 forward)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,174 @@
+"""Per-stage time breakdown of a forward pass (preprocess, backbone, neck, head, ...).
+
+Protocol: a model may define ``benchmark_stages() -> dict[str, target]`` where a target is a
+submodule, an attribute path relative to the model (``"transform.postprocess"``, which may
+name a method), or a list of these. Without it, well-known attribute names are looked up
+(``FALLBACK_STAGES``), which covers anchorage's models and torchvision's detection models
+(``transform``, ``backbone.body``, ``backbone.fpn``, ``rpn``, ``roi_heads``,
+``postprocess_detections``, ``transform.postprocess``).
+
+Modules are timed with forward pre-/post-hooks, methods by wrapping the bound method on the
+instance for the duration of the measurement. Times are exclusive: a stage running inside
+another (``roi_heads.postprocess_detections`` inside ``roi_heads``) is subtracted from the
+outer one. ``other`` is the forward's total minus all stages (glue code, interpolation).
+Timing runs in its own pass: the hooks synchronise CUDA at every boundary, which would
+distort the latency rounds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from .timing import synchronize
+
+STAGE_ORDER = ("preprocess", "backbone", "neck", "anchors", "head", "postprocess")
+FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
+    "preprocess": ("preprocess", "preprocessor", "transform"),
+    "backbone": ("backbone.body", "backbone"),
+    "neck": ("neck", "backbone.fpn"),
+    "anchors": ("anchor_generator",),
+    "head": ("head", "heads", "rpn", "roi_heads", "classifier", "aux_classifier"),
+    "postprocess": (
+        "postprocess",
+        "postprocessor",
+        "postprocess_detections",
+        "roi_heads.postprocess_detections",
+        "transform.postprocess",
+        "preprocess.postprocess",
+        "preprocessor.postprocess",
+    ),
+}
+_CLASS_ATTR = object()
+FIRST_MATCH_ONLY = frozenset({"preprocess", "backbone"})
+"""Stages whose candidates are alternatives (``backbone.body`` else ``backbone``)."""
+
+
+def _lookup(root: Any, path: str) -> tuple[Any, str, Any] | None:
+    """(owner, attribute, value) for a dotted attribute path, or None when absent."""
+    owner = root
+    parts = path.split(".")
+    for part in parts[:-1]:
+        owner = getattr(owner, part, None)
+        if owner is None:
+            return None
+    value = getattr(owner, parts[-1], None)
+    if value is None or not callable(value):
+        return None
+    return owner, parts[-1], value
+
+
+def stage_targets(model: nn.Module) -> dict[str, list[tuple[Any, str, Any]]]:
+    """Stage name → list of (owner, attribute, module-or-callable) to time."""
+    declared = getattr(model, "benchmark_stages", None)
+    if callable(declared):
+        out: dict[str, list[tuple[Any, str, Any]]] = {}
+        for stage, targets in declared().items():
+            items = targets if isinstance(targets, (list, tuple)) else [targets]
+            found = [_lookup(model, t) if isinstance(t, str) else (None, "", t) for t in items]
+            out[stage] = [f for f in found if f is not None]
+        return out
+    out = {}
+    for stage, candidates in FALLBACK_STAGES.items():
+        found = [f for f in (_lookup(model, c) for c in candidates) if f is not None]
+        if stage in FIRST_MATCH_ONLY:
+            found = found[:1]
+        out[stage] = found
+    return out
+
+
+class StageClock:
+    """Accumulates exclusive seconds per stage from nested enter/exit calls."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.stack: list[list[Any]] = []
+        self.totals: dict[str, float] = defaultdict(float)
+
+    def enter(self, stage: str) -> None:
+        synchronize(self.device)
+        self.stack.append([stage, time.perf_counter(), 0.0])
+
+    def exit(self) -> None:
+        synchronize(self.device)
+        stage, start, children = self.stack.pop()
+        elapsed = time.perf_counter() - start
+        self.totals[stage] += elapsed - children
+        if self.stack:
+            self.stack[-1][2] += elapsed
+
+
+def _wrap_method(clock: StageClock, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        clock.enter(stage)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock.exit()
+
+    return wrapped
+
+
+@contextmanager
+def instrument(model: nn.Module, clock: StageClock) -> Iterator[list[str]]:
+    """Attach the stage timers to ``model``; yields the instrumented stage names."""
+    handles: list[Any] = []
+    patched: list[tuple[Any, str, Any]] = []
+    seen: set[int] = set()
+    names: list[str] = []
+    try:
+        for stage, targets in stage_targets(model).items():
+            for owner, attr, target in targets:
+                if id(target) in seen:
+                    continue
+                seen.add(id(target))
+                if isinstance(target, nn.Module):
+                    handles.append(
+                        target.register_forward_pre_hook(lambda m, a, s=stage: clock.enter(s))
+                    )
+                    handles.append(
+                        target.register_forward_hook(lambda m, a, o: clock.exit(), always_call=True)
+                    )
+                else:
+                    patched.append((owner, attr, vars(owner).get(attr, _CLASS_ATTR)))
+                    setattr(owner, attr, _wrap_method(clock, stage, target))
+                if stage not in names:
+                    names.append(stage)
+        yield names
+    finally:
+        for h in handles:
+            h.remove()
+        for owner, attr, original in reversed(patched):
+            if original is _CLASS_ATTR:
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, original)
+
+
+def measure_stages(
+    model: nn.Module, call: Callable[[], Any], device: torch.device, iters: int
+) -> dict[str, float]:
+    """Mean exclusive milliseconds per stage over ``iters`` calls, plus ``other`` and ``total``.
+
+    ``call`` runs one forward of ``model``; stages the model does not have are left out.
+    """
+    clock = StageClock(device)
+    total = 0.0
+    with instrument(model, clock) as names:
+        for _ in range(iters):
+            synchronize(device)
+            start = time.perf_counter()
+            call()
+            synchronize(device)
+            total += time.perf_counter() - start
+    order = [s for s in STAGE_ORDER if s in names] + [s for s in names if s not in STAGE_ORDER]
+    out = {s: clock.totals.get(s, 0.0) * 1000.0 / iters for s in order}
+    out["other"] = max(0.0, total * 1000.0 / iters - sum(out.values()))
+    out["total"] = total * 1000.0 / iters
+    return out

@@ -1,0 +1,132 @@
+"""Wall-clock timing: synchronised calls, interleaved round-robin rounds, percentiles.
+
+Every measured call is bracketed by ``torch.cuda.synchronize()`` on CUDA so that queued
+kernels are counted. Tasks (one per entry × mode × batch size) run interleaved: in each round
+every task runs once, the starting task rotating from round to round, so that slow drifts of
+the machine (other processes, thermal state) fall on all entries alike. Warm-up rounds run the
+same way and are discarded. A task that fails (out of memory, or an error such as a train-mode
+BatchNorm on a 1×1 map at batch 1) is marked failed with its message and skipped from then on;
+the others go on.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from tqdm import tqdm
+
+
+@attrs.define(kw_only=True)
+class TimedTask:
+    """One measured callable. ``times``: seconds per call (after warm-up); ``error``: why it
+    stopped (an out-of-memory message), else None."""
+
+    key: tuple[str, str, int]
+    fn: Callable[[], Any]
+    times: list[float] = attrs.field(factory=list)
+    error: str | None = None
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued work on ``device`` (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA OOM, host ``MemoryError`` and allocator 'out of memory' runtime errors."""
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def release_memory(device: torch.device) -> None:
+    """Free cached blocks after an OOM so that later entries start clean."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def timed_call(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds one call of ``fn`` takes, synchronised before and after on CUDA."""
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def failure_message(exc: BaseException, where: str) -> str:
+    """Short report of a failed call: ``OOM (infer, batch 8): ...`` or ``ValueError (...)``."""
+    text = str(exc).strip()
+    first = text.splitlines()[0][:160] if text else ""
+    kind = "OOM" if is_out_of_memory(exc) else type(exc).__name__
+    return f"{kind} ({where}): {first}" if first else f"{kind} ({where})"
+
+
+def run_interleaved(
+    tasks: Sequence[TimedTask],
+    *,
+    rounds: int,
+    warmup: int,
+    device: torch.device,
+    progress: bool = True,
+) -> None:
+    """Run ``warmup`` + ``rounds`` rounds over ``tasks``, recording times after warm-up.
+
+    Round r starts at task ``r % len(tasks)`` (rotation). An exception (out of memory, or a
+    model that cannot run this batch) ends that task with ``task.error`` set; the others go on.
+    """
+    n = len(tasks)
+    with tqdm(
+        total=(warmup + rounds) * n,
+        desc="benchmark",
+        unit="call",
+        disable=not progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    ) as bar:
+        for r in range(warmup + rounds):
+            for i in range(n):
+                task = tasks[(i + r) % n]
+                bar.set_postfix_str(f"{task.key[0]} {task.key[1]} b{task.key[2]}", refresh=False)
+                if task.error is None:
+                    _run_one(task, device, record=r >= warmup)
+                bar.update(1)
+
+
+def _run_one(task: TimedTask, device: torch.device, *, record: bool) -> None:
+    try:
+        dt = timed_call(task.fn, device)
+    except Exception as exc:  # reported in the entry's row; the other entries go on
+        task.error = failure_message(exc, f"{task.key[1]}, batch {task.key[2]}")
+        release_memory(device)
+        return
+    if record:
+        task.times.append(dt)
+
+
+def summarize(times: Sequence[float], batch_size: int) -> dict[str, float]:
+    """Milliseconds: p50, p90, mean, min; ``images_per_s`` = batch / p50; ``n`` samples."""
+    if not times:
+        return {}
+    ms = np.asarray(times, dtype=np.float64) * 1000.0
+    p50 = float(np.percentile(ms, 50))
+    return {
+        "p50_ms": p50,
+        "p90_ms": float(np.percentile(ms, 90)),
+        "mean_ms": float(ms.mean()),
+        "min_ms": float(ms.min()),
+        "images_per_s": batch_size * 1000.0 / p50 if p50 > 0 else float("inf"),
+        "n": int(ms.size),
+    }
