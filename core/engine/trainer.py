@@ -1,0 +1,399 @@
+"""The training loop, in named stages: setup → (epoch → step)* → evaluate → checkpoint.
+
+``train(spec, work_dir)`` builds the model, data, optimizer and scheduler from the spec,
+trains for ``train.epochs`` (or until ``max_iters`` / ``max_minutes`` / a signal), evaluates
+every ``eval_interval`` epochs and at the end, and writes ``last.pt`` in ``work_dir``.
+``resume=True`` continues from ``work_dir/last.pt`` exactly where it stopped (mid-epoch
+included): model, optimizer, scheduler, AMP scaler, counters, RNG states and the data order
+of the interrupted epoch are restored, so N steps + resume + M steps equals N+M steps.
+
+Under torchrun the same code runs on every rank (DDP); rank 0 logs and writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+import yaml
+
+from ..build import build_model
+from ..errors import AnchorageError, CheckpointError
+from ..spec import Spec
+from . import distributed as ddp
+from .batches import epoch_batches, move_to
+from .config import TrainConfig
+from .logging import RunLogger
+from .optim import build_optimizer, build_scheduler
+from .signals import StopSignals, TrainingStopped
+from .state import load_training_state, make_payload, unwrap, write_checkpoint
+
+LAST = "last.pt"
+
+
+class TrainingDiverged(AnchorageError):
+    """A loss became NaN/Inf; training stopped before the bad step was applied."""
+
+
+@attrs.define
+class Counters:
+    """Where the run is: epochs completed, optimizer steps, steps inside this epoch."""
+
+    epoch: int = 0
+    iteration: int = 0
+    epoch_iter: int = 0
+
+
+def select_device(requested: str | None) -> torch.device:
+    """``cpu`` / ``cuda`` / ``cuda:N`` as asked; ``auto`` or None: CUDA when available."""
+    if requested in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise AnchorageError(f"device {requested!r} asked for, but CUDA is not available")
+    return device
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); optionally deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+class Trainer:
+    """One training run of ``spec`` in ``work_dir`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        work_dir: str | Path,
+        *,
+        resume: bool | str | Path = False,
+        device: str | None = None,
+        progress: bool | None = None,
+    ) -> None:
+        self.spec = spec
+        self.cfg: TrainConfig = spec.section("train")
+        self.work_dir = Path(work_dir)
+        self.resume = resume
+        self.requested_device = device or self.cfg.device
+        self.show_progress = self.cfg.progress if progress is None else progress
+        self.counters = Counters()
+        self.metrics: dict[str, float] = {}
+        self.summaries: list[str] = []
+        self.last_checkpoint: Path | None = None
+        self.signals = StopSignals()  # entered by run(); never requests a stop before
+        self._started = time.monotonic()
+        self._owns_group = False
+        self._val_loader: Any = None
+
+    # ------------------------------------------------------------------ setup stage
+    def setup(self) -> None:
+        """Device, process group, seeds, model, data, optimizer, scheduler, scaler, logger."""
+        device = select_device(self.requested_device)
+        self._owns_group = ddp.env_requests_distributed() and not ddp.current().enabled
+        self.dist = ddp.init_distributed(device.type)
+        if device.type == "cuda" and self.dist.enabled:
+            device = torch.device("cuda", self.dist.local_rank)
+        self.device = device
+        seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
+        model = build_model(self.spec).to(device)
+        self._build_data()
+        self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
+        self.model = ddp.wrap_model(model, self.dist, device)
+        self.scheduler = build_scheduler(
+            self.optimizer, self.cfg, self.steps_per_epoch, self.total_steps
+        )
+        self._setup_precision()
+        self.logger = RunLogger(
+            self.work_dir, enabled=self.dist.is_main, progress=self.show_progress
+        )
+        if self.resume:
+            self._restore()
+        elif self.dist.is_main:
+            self._write_spec()
+
+    def _build_data(self) -> None:
+        from ..data import build_dataloader
+
+        self.train_loader = build_dataloader(
+            self.spec, "train", distributed=self.dist.enabled, seed=self.cfg.seed
+        )
+        self.steps_per_epoch = len(self.train_loader)
+        if self.steps_per_epoch == 0:
+            raise AnchorageError("data.train: the training split yields no batch")
+        total = self.cfg.epochs * self.steps_per_epoch
+        self.total_steps = min(total, self.cfg.max_iters or total)
+        self.images_per_step = (self.train_loader.batch_size or 1) * self.dist.world_size
+
+    def _setup_precision(self) -> None:
+        amp = self.cfg.amp if self.device.type == "cuda" else "none"
+        if self.cfg.amp != "none" and amp == "none" and self.dist.is_main:
+            print(f"note: train.amp={self.cfg.amp} applies on CUDA only; training in float32")
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+
+    def _write_spec(self) -> None:
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        text = yaml.safe_dump(self.spec.to_dict(), sort_keys=False)
+        (self.work_dir / "spec.yaml").write_text(text, encoding="utf-8")
+
+    def _restore(self) -> None:
+        path = self.work_dir / LAST if self.resume is True else Path(self.resume)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no checkpoint to resume from")
+        data = load_training_state(
+            path,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+        )
+        self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
+        self.metrics = dict(data.get("metrics") or {})
+        self.last_checkpoint = path
+        self.logger.print(
+            f"resumed from {path} at epoch {self.counters.epoch + 1}, "
+            f"iteration {self.counters.iteration}"
+        )
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict[str, Any]:
+        """Train, evaluate and checkpoint; returns metrics, counters and the checkpoint."""
+        self.setup()
+        try:
+            with StopSignals() as signals:
+                self.signals = signals
+                self._started = time.monotonic()
+                reason = self._train_epochs()
+            self.finish()
+            return {
+                "metrics": self.metrics,
+                "epoch": self.counters.epoch,
+                "iteration": self.counters.iteration,
+                "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
+                "stopped": reason,
+                "summary": "\n".join(self.summaries),
+            }
+        finally:
+            self.logger.close()
+            if self._owns_group:
+                torch.distributed.destroy_process_group()
+
+    def _train_epochs(self) -> str | None:
+        """Epoch loop; returns why it ended early (``max_iters``, ``max_minutes``) or None."""
+        c = self.counters
+        while c.epoch < self.cfg.epochs and c.iteration < self.total_steps:
+            reason = self.train_epoch()
+            if reason == "signal":
+                path = self.checkpoint()
+                ddp.barrier()
+                raise TrainingStopped(self.signals.signum or 15, str(path) if path else None)
+            if reason is not None:
+                return reason
+            if _due(c.epoch, self.cfg.eval_interval) and c.epoch < self.cfg.epochs:
+                self.evaluate()
+            if _due(c.epoch, self.cfg.checkpoint_interval) and c.epoch < self.cfg.epochs:
+                self.checkpoint(epoch_file=self.cfg.keep_epoch_checkpoints)
+        return None
+
+    def finish(self) -> None:
+        """Final stage: evaluate (print the tables) and write the last checkpoint."""
+        self.evaluate(final=True)
+        self.checkpoint(epoch_file=self.cfg.keep_epoch_checkpoints)
+
+    # ------------------------------------------------------------------ epoch and step
+    def train_epoch(self) -> str | None:
+        """One pass over the training data (the rest of it, after a mid-epoch resume)."""
+        c = self.counters
+        batches = epoch_batches(
+            self.train_loader, c.epoch, self.cfg.seed + self.dist.rank, skip=c.epoch_iter
+        )
+        self.model.train()
+        self.logger.start_epoch(c.epoch, self.steps_per_epoch, c.epoch_iter)
+        window: dict[str, float] = {}
+        tick = time.perf_counter()
+        try:
+            for images, targets in batches:
+                values, stop = self.train_step(images, targets)
+                c.iteration += 1
+                c.epoch_iter += 1
+                now = time.perf_counter()
+                ips = self.images_per_step / max(now - tick, 1e-9)
+                tick = now
+                self.logger.step(values["loss"], ips)
+                _accumulate(window, {**values, "images_per_s": ips})
+                if c.iteration % self.cfg.log_interval == 0:
+                    self._log_train(window)
+                reason = stop or ("max_iters" if c.iteration >= self.total_steps else None)
+                if reason is not None:
+                    break
+            else:
+                reason = None
+        finally:
+            self.logger.end_epoch()
+        self._log_train(window)
+        if c.epoch_iter >= self.steps_per_epoch:  # a whole epoch is done
+            c.epoch += 1
+            c.epoch_iter = 0
+        return reason
+
+    def train_step(self, images: list, targets: list) -> tuple[dict[str, float], str | None]:
+        """forward → check losses (all ranks) → backward → clip → optimizer/scheduler step.
+
+        Returns the rank-averaged loss terms (+ ``loss``, ``lr``, maybe ``grad_norm``) and a
+        stop reason agreed by all ranks (``signal`` / ``max_minutes``) or None.
+        """
+        images, targets = move_to(images, targets, self.device)
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=bool(self.amp_dtype)
+        ):
+            losses = self.model(images, targets)
+        loss = sum(losses.values())
+        values, stop = self._reduce(losses, loss)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.cfg.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            values["grad_norm"] = float(norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        return values, stop
+
+    def _reduce(
+        self, losses: dict[str, torch.Tensor], loss: torch.Tensor
+    ) -> tuple[dict[str, float], str | None]:
+        """Average loss terms over ranks with the stop flags in the same all-reduce.
+
+        A non-finite loss on any rank raises TrainingDiverged on every rank, before the
+        step touches the weights.
+        """
+        names = sorted(losses)
+        local_flags = [float(self.signals.requested), float(self._out_of_time())]
+        vec = torch.stack([losses[k].detach().float() for k in names] + [loss.detach().float()])
+        vec = torch.cat([vec, torch.tensor(local_flags, device=vec.device)])
+        if self.dist.enabled:
+            torch.distributed.all_reduce(vec)
+        out = vec.tolist()
+        n = len(names) + 1
+        values = {k: v / self.dist.world_size for k, v in zip([*names, "loss"], out[:n])}
+        if not all(math.isfinite(v) for v in values.values()):
+            self._diverged(values)
+        signal, timeout = out[n] > 0, out[n + 1] > 0
+        return values, "signal" if signal else ("max_minutes" if timeout else None)
+
+    def _out_of_time(self) -> bool:
+        limit = self.cfg.max_minutes
+        return limit is not None and time.monotonic() - self._started > limit * 60
+
+    def _diverged(self, values: dict[str, float]) -> None:
+        terms = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
+        last = self.last_checkpoint or "none written yet"
+        raise TrainingDiverged(
+            f"non-finite loss at iteration {self.counters.iteration + 1} "
+            f"(epoch {self.counters.epoch + 1}): {terms}; training stopped before this step "
+            f"was applied; last good checkpoint: {last} (lower train.optimizer.lr, set "
+            "train.grad_clip or check the data)"
+        )
+
+    def _log_train(self, window: dict[str, float]) -> None:
+        if not window:
+            return
+        count = window.pop("_count")
+        means = {k: v / count for k, v in window.items()}
+        self.logger.record("train", self.counters.epoch, self.counters.iteration, means)
+        window.clear()
+
+    # ------------------------------------------------------------------ evaluate, checkpoint
+    def evaluate(self, *, final: bool = False) -> dict[str, float]:
+        """Evaluate on ``eval.split`` (all ranks); log metrics and a few drawn predictions."""
+        from .evaluate import eval_split, log_prediction_images, run_evaluation
+
+        split = eval_split(self.spec)
+        if split is None:
+            return self.metrics
+        model = unwrap(self.model)
+        result = run_evaluation(
+            self.spec,
+            model,
+            split,
+            self.device,
+            distributed=self.dist.enabled,
+            progress=self.show_progress and self.dist.is_main,
+            loader=self._val_loader,
+        )
+        self._val_loader = result.loader
+        self.metrics = result.metrics
+        c = self.counters
+        self.logger.record(split, c.epoch, c.iteration, self.metrics)
+        if self.cfg.log_images and self.dist.is_main:
+            log_prediction_images(self.logger, model, result, self.cfg.log_images, c.iteration)
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
+        self.logger.print(f"[{split}] epoch {c.epoch} iteration {c.iteration}: {shown}")
+        if final:
+            self.summaries = result.summaries
+        model.train()
+        return self.metrics
+
+    def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
+        """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
+        path = self.work_dir / LAST
+        if self.dist.is_main:
+            payload = make_payload(
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                spec=self.spec.to_dict(),
+                epoch=self.counters.epoch,
+                iteration=self.counters.iteration,
+                epoch_iter=self.counters.epoch_iter,
+                metrics=self.metrics,
+            )
+            write_checkpoint(path, payload)
+            if epoch_file:
+                write_checkpoint(self.work_dir / f"epoch_{self.counters.epoch}.pt", payload)
+        ddp.barrier()
+        self.last_checkpoint = path
+        return path
+
+
+def _due(epoch: int, interval: int) -> bool:
+    return interval > 0 and epoch % interval == 0
+
+
+def _accumulate(window: dict[str, float], values: dict[str, float]) -> None:
+    for k, v in values.items():
+        window[k] = window.get(k, 0.0) + v
+    window["_count"] = window.get("_count", 0) + 1
+
+
+def train(
+    spec: Spec,
+    work_dir: str | Path,
+    *,
+    resume: bool | str | Path = False,
+    device: str | None = None,
+    progress: bool | None = None,
+) -> dict[str, Any]:
+    """Train ``spec`` in ``work_dir``; see ``Trainer``. Returns ``{"metrics", "epoch",
+    "iteration", "checkpoint", "stopped", "summary"}``.
+
+    Raises TrainingStopped on SIGINT/SIGTERM (after checkpointing) and TrainingDiverged on
+    a NaN/Inf loss.
+    """
+    return Trainer(spec, work_dir, resume=resume, device=device, progress=progress).run()
