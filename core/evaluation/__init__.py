@@ -1,0 +1,7 @@
+"""Evaluation: the ``eval`` spec section, the metric interface, ``evaluate``."""
+
+from .evaluate import build_metrics, eval_section, evaluate, to_cpu
+from .metric import Metric
+from .section import EvalSection
+
+__all__ = ["EvalSection", "Metric", "build_metrics", "eval_section", "evaluate", "to_cpu"]

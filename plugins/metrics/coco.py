@@ -1,0 +1,293 @@
+"""``coco_bbox`` and ``coco_segm``: COCO mAP through pycocotools' COCOeval.
+
+The ground truth is built from the targets seen (``image_id``, ``boxes`` xyxy, ``labels`` as
+category ids, ``iscrowd``, ``area``, and ``masks`` for segm), the results from the model
+outputs; images without predictions and images without ground truth both take part, as
+in a direct COCOeval call on the same data. ``compute`` returns the 12 COCO summary numbers
+(``bbox/AP``, ``bbox/AP50``, ``bbox/AP75``, ``bbox/APs``, ``bbox/APm``, ``bbox/APl``,
+``bbox/AR1``, ``bbox/AR10``, ``bbox/AR100``, ``bbox/ARs``, ``bbox/ARm``, ``bbox/ARl``; ``segm/``
+for masks); ``summary`` prints them and a per-class AP / AP50 table. Undefined numbers
+(e.g. no ground truth of a size) are -1, as pycocotools reports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from anchorage.core.config import injected
+from anchorage.core.evaluation import Metric
+from anchorage.core.registry import METRICS
+
+STAT_NAMES = (
+    "AP",
+    "AP50",
+    "AP75",
+    "APs",
+    "APm",
+    "APl",
+    "AR1",
+    "AR10",
+    "AR100",
+    "ARs",
+    "ARm",
+    "ARl",
+)
+
+
+def _np(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu().as_subclass(torch.Tensor).numpy()
+    return np.asarray(x)
+
+
+def encode_masks(masks: Any, threshold: float = 0.5) -> list[dict[str, Any]]:
+    """Binary masks [N,H,W] or [N,1,H,W] (uint8 or float probabilities) → COCO RLE dicts."""
+    m = _np(masks)
+    if m.ndim == 4:
+        m = m[:, 0]
+    binary = (m > threshold if m.dtype.kind == "f" else m > 0).astype(np.uint8)
+    if len(binary) == 0:
+        return []
+    rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
+    for r in rles:
+        r["counts"] = r["counts"].decode("ascii")
+    return list(rles)
+
+
+def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
+    """[N,4] xyxy → [N,4] COCO xywh (float64)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4).copy()
+    b[:, 2:] -= b[:, :2]
+    return b
+
+
+@attrs.frozen(kw_only=True)
+class CocoConfig:
+    class_names: tuple[str, ...] = injected(default=())
+    mask_threshold: float = attrs.field(
+        default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
+    )
+
+
+class CocoMetric(Metric):
+    """COCOeval over accumulated per-image ground truth and detections."""
+
+    iou_type = "bbox"
+
+    def __init__(self, cfg: CocoConfig) -> None:
+        self.cfg = cfg
+        self.class_names = list(cfg.class_names)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every image (and the last result)."""
+        self.images: dict[int, dict[str, Any]] = {}
+        self._eval: COCOeval | None = None
+        self._results: dict[str, float] | None = None
+
+    def update(self, outputs: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
+        """Record one batch; an image id seen twice keeps its first record."""
+        for out, tgt in zip(outputs, targets):
+            image_id = int(tgt["image_id"])
+            if image_id in self.images:
+                continue
+            self.images[image_id] = {"gt": self._gt(tgt), "dt": self._dt(out)}
+        self._results = None
+
+    def _gt(self, tgt: dict[str, Any]) -> dict[str, Any]:
+        boxes = _np(tgt["boxes"]).astype(np.float64).reshape(-1, 4)
+        n = len(boxes)
+        wh = boxes[:, 2:] - boxes[:, :2]
+        gt = {
+            "boxes": boxes,
+            "labels": _np(tgt["labels"]).astype(np.int64).reshape(-1),
+            "iscrowd": _np(tgt.get("iscrowd", np.zeros(n))).astype(np.int64).reshape(-1),
+            "area": _np(tgt["area"]).astype(np.float64).reshape(-1)
+            if "area" in tgt
+            else wh[:, 0] * wh[:, 1],
+            "size": self._size(tgt),
+        }
+        if self.iou_type == "segm":
+            gt["masks"] = encode_masks(tgt["masks"])
+        return gt
+
+    def _dt(self, out: dict[str, Any]) -> dict[str, Any]:
+        dt = {
+            "boxes": _np(out["boxes"]).astype(np.float64).reshape(-1, 4),
+            "scores": _np(out["scores"]).astype(np.float64).reshape(-1),
+            "labels": _np(out["labels"]).astype(np.int64).reshape(-1),
+        }
+        if self.iou_type == "segm":
+            dt["masks"] = encode_masks(out["masks"], self.cfg.mask_threshold)
+        return dt
+
+    @staticmethod
+    def _size(tgt: dict[str, Any]) -> tuple[int, int]:
+        if "masks" in tgt:
+            return tuple(int(s) for s in tgt["masks"].shape[-2:])
+        canvas = getattr(tgt["boxes"], "canvas_size", None)
+        return tuple(canvas) if canvas is not None else tuple(tgt.get("orig_size", (0, 0)))
+
+    def state(self) -> dict[int, dict[str, Any]]:
+        """Per-image ground truth and detections (numpy and RLE: picklable)."""
+        return self.images
+
+    def merge(self, states: Sequence[dict[int, dict[str, Any]]]) -> None:
+        """Union of every rank's images (first record of an image id wins)."""
+        merged: dict[int, dict[str, Any]] = {}
+        for s in states:
+            for k, v in s.items():
+                merged.setdefault(k, v)
+        self.images = merged
+        self._results = None
+
+    def category_ids(self) -> list[int]:
+        """Category ids: 1..C from ``class_names``, else every label seen."""
+        if self.class_names:
+            return list(range(1, len(self.class_names) + 1))
+        seen = set()
+        for rec in self.images.values():
+            seen.update(rec["gt"]["labels"].tolist())
+            seen.update(rec["dt"]["labels"].tolist())
+        return sorted(seen)
+
+    def coco_gt(self) -> COCO:
+        """A pycocotools COCO object of the accumulated ground truth."""
+        cats = [{"id": c, "name": self._name(c)} for c in self.category_ids()]
+        images, anns = [], []
+        for image_id, rec in sorted(self.images.items()):
+            gt = rec["gt"]
+            h, w = gt["size"]
+            images.append({"id": image_id, "height": h, "width": w})
+            for j, xywh in enumerate(xyxy_to_xywh(gt["boxes"])):
+                ann = {
+                    "id": len(anns) + 1,
+                    "image_id": image_id,
+                    "category_id": int(gt["labels"][j]),
+                    "bbox": xywh.tolist(),
+                    "area": float(gt["area"][j]),
+                    "iscrowd": int(gt["iscrowd"][j]),
+                }
+                if self.iou_type == "segm":
+                    ann["segmentation"] = gt["masks"][j]
+                anns.append(ann)
+        coco = COCO()
+        coco.dataset = {"images": images, "annotations": anns, "categories": cats}
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco.createIndex()
+        return coco
+
+    def results(self) -> list[dict[str, Any]]:
+        """Detections in COCO results format (xywh boxes, category ids = labels)."""
+        out = []
+        for image_id, rec in sorted(self.images.items()):
+            dt = rec["dt"]
+            for j, xywh in enumerate(xyxy_to_xywh(dt["boxes"])):
+                res = {
+                    "image_id": image_id,
+                    "category_id": int(dt["labels"][j]),
+                    "bbox": xywh.tolist(),
+                    "score": float(dt["scores"][j]),
+                }
+                if self.iou_type == "segm":
+                    res["segmentation"] = dt["masks"][j]
+                out.append(res)
+        return out
+
+    def _name(self, cat: int) -> str:
+        if 1 <= cat <= len(self.class_names):
+            return self.class_names[cat - 1]
+        return str(cat)
+
+    def compute(self) -> dict[str, float]:
+        """The 12 COCO summary numbers under ``<iou_type>/<name>`` keys."""
+        if self._results is not None:
+            return self._results
+        prefix = self.iou_type
+        if not self.images:
+            self._results = {f"{prefix}/{n}": -1.0 for n in STAT_NAMES}
+            return self._results
+        gt = self.coco_gt()
+        dets = self.results()
+        with contextlib.redirect_stdout(io.StringIO()) as text:
+            dt = gt.loadRes(dets) if dets else _empty_results(gt)
+            coco_eval = COCOeval(gt, dt, iouType=self.iou_type)
+            coco_eval.evaluate()
+            coco_eval.accumulate()
+            coco_eval.summarize()
+        self._eval = coco_eval
+        self._text = "\n".join(
+            line for line in text.getvalue().splitlines() if line.lstrip().startswith("Average")
+        )
+        self._results = {f"{prefix}/{n}": float(v) for n, v in zip(STAT_NAMES, coco_eval.stats)}
+        return self._results
+
+    def per_class(self) -> list[tuple[str, float, float, int]]:
+        """(class name, AP, AP50, number of non-crowd gt) per category; AP -1 when undefined."""
+        self.compute()
+        if self._eval is None:
+            return []
+        precision = self._eval.eval["precision"]  # [T, R, K, A, M]
+        rows = []
+        for k, cat in enumerate(self._eval.params.catIds):
+            p_all = precision[:, :, k, 0, -1]
+            p50 = precision[0, :, k, 0, -1]
+            ap = float(p_all[p_all > -1].mean()) if (p_all > -1).any() else -1.0
+            ap50 = float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0
+            n_gt = sum(
+                int(((rec["gt"]["labels"] == cat) & (rec["gt"]["iscrowd"] == 0)).sum())
+                for rec in self.images.values()
+            )
+            rows.append((self._name(cat), ap, ap50, n_gt))
+        return rows
+
+    def summary(self) -> str:
+        """pycocotools' 12-line summary and a per-class AP table."""
+        self.compute()
+        if self._eval is None:
+            return f"{self.iou_type}: no images evaluated"
+        lines = [f"COCO {self.iou_type} ({len(self.images)} images)", self._text.rstrip()]
+        lines.append(f"{'class':<20} {'AP':>7} {'AP50':>7} {'#gt':>7}")
+        for name, ap, ap50, n in self.per_class():
+            lines.append(f"{name:<20} {ap:>7.3f} {ap50:>7.3f} {n:>7d}")
+        return "\n".join(lines)
+
+
+def _empty_results(gt: COCO) -> COCO:
+    """An empty results COCO (``loadRes`` cannot take an empty list)."""
+    res = COCO()
+    res.dataset = {
+        "images": list(gt.dataset["images"]),
+        "categories": gt.dataset["categories"],
+        "annotations": [],
+    }
+    res.createIndex()
+    return res
+
+
+@METRICS.register("coco_bbox", config=CocoConfig, examples=({"class_names": ("a", "b")},))
+class CocoBoxMetric(CocoMetric):
+    """COCO box mAP (pycocotools COCOeval, iouType 'bbox'): keys ``bbox/AP`` ... ``bbox/ARl``."""
+
+    iou_type = "bbox"
+
+
+@METRICS.register("coco_segm", config=CocoConfig, examples=({"class_names": ("a", "b")},))
+class CocoMaskMetric(CocoMetric):
+    """COCO mask mAP (COCOeval, iouType 'segm'): keys ``segm/AP`` ... ``segm/ARl``.
+
+    Needs ``masks`` in targets (uint8 [N,H,W]) and outputs (float [K,1,H,W], thresholded at
+    ``mask_threshold``).
+    """
+
+    iou_type = "segm"
