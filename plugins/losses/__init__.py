@@ -1,0 +1,1 @@
+"""Losses: predictions + assigned targets → ``loss_*`` terms."""

@@ -1,0 +1,122 @@
+"""Two-stage detector losses (torchvision's ``rpn``/``roi_heads`` arithmetic).
+
+- ``rpn_loss``: objectness BCE over the sampled anchors (mean) + smooth L1 (beta 1/9) over the
+  sampled positives, summed and divided by the number of sampled anchors of the batch.
+- ``fast_rcnn_loss``: cross-entropy over the sampled proposals (mean) + smooth L1 (beta 1/9)
+  on the deltas of each positive's gt class, summed and divided by the number of proposals.
+- ``mask_rcnn_loss``: per-pixel BCE on the mask logits of each positive's gt class (mean).
+
+Every term is finite (zero, with a gradient path) when nothing was sampled or no positive
+exists, where torchvision would divide by zero.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from anchorage.core.interfaces import Loss
+from anchorage.core.registry import LOSSES
+
+_beta = attrs.validators.ge(0.0)
+
+
+@LOSSES.register("rpn_loss", examples=({},))
+class RPNLoss(Loss):
+    """``forward(objectness, bbox_deltas, positive, negative, regression_targets)``.
+
+    ``objectness`` float ``[B,A]`` logits, ``bbox_deltas`` and ``regression_targets`` float
+    ``[B,A,4]`` (targets only read at positives), ``positive`` / ``negative`` bool ``[B,A]``
+    (the sampler's choice). Returns ``loss_objectness`` and ``loss_rpn_box_reg`` (scalars).
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        smooth_l1_beta: float = attrs.field(default=1 / 9, validator=_beta)
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.beta = cfg.smooth_l1_beta
+
+    def forward(
+        self,
+        objectness: torch.Tensor,
+        bbox_deltas: torch.Tensor,
+        positive: torch.Tensor,
+        negative: torch.Tensor,
+        regression_targets: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        sampled = positive | negative
+        count = int(sampled.sum())
+        if count == 0:
+            zero = objectness.sum() * 0 + bbox_deltas.sum() * 0
+            return {"loss_objectness": zero, "loss_rpn_box_reg": zero.clone()}
+        box = F.smooth_l1_loss(
+            bbox_deltas[positive], regression_targets[positive], beta=self.beta, reduction="sum"
+        )
+        obj = F.binary_cross_entropy_with_logits(
+            objectness[sampled], positive[sampled].to(objectness.dtype)
+        )
+        return {"loss_objectness": obj, "loss_rpn_box_reg": box / count}
+
+
+@LOSSES.register("fast_rcnn_loss", examples=({},))
+class FastRCNNLoss(Loss):
+    """``forward(cls_logits, bbox_deltas, labels, regression_targets)``.
+
+    ``cls_logits`` ``[R,C+1]``, ``bbox_deltas`` ``[R,(C+1)*4]``, ``labels`` int64 ``[R]`` (0 =
+    background), ``regression_targets`` ``[R,4]`` (read at positives). Returns
+    ``loss_classifier`` and ``loss_box_reg``.
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        smooth_l1_beta: float = attrs.field(default=1 / 9, validator=_beta)
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.beta = cfg.smooth_l1_beta
+
+    def forward(
+        self,
+        cls_logits: torch.Tensor,
+        bbox_deltas: torch.Tensor,
+        labels: torch.Tensor,
+        regression_targets: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        r = labels.numel()
+        if r == 0:
+            zero = cls_logits.sum() * 0 + bbox_deltas.sum() * 0
+            return {"loss_classifier": zero, "loss_box_reg": zero.clone()}
+        cls = F.cross_entropy(cls_logits, labels)
+        pos = torch.where(labels > 0)[0]
+        deltas = bbox_deltas.reshape(r, -1, 4)[pos, labels[pos]]
+        box = F.smooth_l1_loss(deltas, regression_targets[pos], beta=self.beta, reduction="sum")
+        return {"loss_classifier": cls, "loss_box_reg": box / r}
+
+
+@LOSSES.register("mask_rcnn_loss", examples=({},))
+class MaskRCNNLoss(Loss):
+    """``forward(mask_logits, labels, mask_targets)``.
+
+    ``mask_logits`` ``[P,C+1,M,M]`` for the positive proposals, ``labels`` int64 ``[P]`` (their
+    gt class, 1..C), ``mask_targets`` float ``[P,M,M]`` in 0..1 (gt masks cropped and resized to
+    each proposal). Returns ``loss_mask``.
+    """
+
+    def __init__(self, cfg: object) -> None:
+        super().__init__()
+
+    def forward(
+        self, mask_logits: torch.Tensor, labels: torch.Tensor, mask_targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        if mask_targets.numel() == 0:
+            return {"loss_mask": mask_logits.sum() * 0}
+        if mask_targets.shape[-2:] != mask_logits.shape[-2:]:
+            raise ValueError(
+                f"mask_rcnn_loss: mask targets {tuple(mask_targets.shape)} do not fit mask "
+                f"logits {tuple(mask_logits.shape)}"
+            )
+        picked = mask_logits[torch.arange(labels.shape[0], device=labels.device), labels]
+        return {"loss_mask": F.binary_cross_entropy_with_logits(picked, mask_targets)}

@@ -1,0 +1,312 @@
+"""The stages of a two-stage detector: region proposals (RPN) and RoI heads (box, mask).
+
+Each stage is an ``nn.Module`` assembled from registered collaborators (anchor generator,
+head, matcher, box coder, sampler, loss, postprocessor) and runs on the whole padded batch:
+matching on ``[B,G,N]`` IoU, sampling on ``[B,N]`` masks, encoding and losses on batched
+tensors. Only RoI pooling sees per-image box lists (torchvision.ops' format), and mask
+targets are cropped image by image (gt masks differ in size; see ``_mask_targets``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pad_sequence
+from torchvision.ops import roi_align
+
+from anchorage.core import component
+from anchorage.core.data.batching import pad_targets
+from anchorage.core.errors import DataError
+from anchorage.plugins.matchers.iou import batched_box_iou
+from anchorage.plugins.models.segmentation import build_child
+
+
+@attrs.frozen(kw_only=True)
+class RPNConfig:
+    """Region proposal network: anchors, head, assignment, proposal selection, loss."""
+
+    anchor_generator: Any = component("anchor_generator")
+    head: Any = component("head")
+    matcher: Any = component("matcher")
+    box_coder: Any = component("box_coder")
+    sampler: Any = component("sampler")
+    proposals: Any = component("postprocessor")
+    loss: Any = component("loss")
+
+
+@attrs.frozen(kw_only=True)
+class BoxStageConfig:
+    """RoI box head: pooling, head, assignment, loss, detection postprocessing."""
+
+    roi_extractor: Any = component("roi_extractor")
+    head: Any = component("head")
+    matcher: Any = component("matcher")
+    box_coder: Any = component("box_coder")
+    sampler: Any = component("sampler")
+    loss: Any = component("loss")
+    postprocessor: Any = component("postprocessor")
+    add_gt_as_proposals: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class MaskStageConfig:
+    """RoI mask head: pooling, head, loss, paste-back into the image."""
+
+    roi_extractor: Any = component("roi_extractor")
+    head: Any = component("head")
+    loss: Any = component("loss")
+    paste: Any = component("postprocessor")
+
+
+def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``values[b, index[b, n]]`` for ``values [B,G,...]`` and ``index [B,N]`` (clamped >= 0).
+
+    With G = 0 the result is zeros (nothing can be matched).
+    """
+    b, n = index.shape
+    if values.shape[1] == 0:
+        return values.new_zeros((b, n, *values.shape[2:]))
+    rows = torch.arange(b, device=index.device)[:, None]
+    return values[rows, index.clamp(min=0)]
+
+
+class RPNStage(nn.Module):
+    """Features → proposals (+ RPN losses in train mode).
+
+    ``forward(features, batch_size_hw, image_sizes, gt)``: ``features`` dict fine → coarse,
+    ``batch_size_hw`` the padded batch ``(H, W)``, ``image_sizes`` per image, ``gt`` the
+    ``pad_targets`` triple (train mode) or None. Returns per-image proposal boxes ``[R_i,4]``
+    (batch pixels, best first) and a dict of losses (empty in eval mode).
+    """
+
+    def __init__(self, cfg: RPNConfig, in_channels: int) -> None:
+        super().__init__()
+        self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
+        num_anchors = self.anchor_generator.num_anchors_per_location()
+        if len(set(num_anchors)) != 1:
+            raise ValueError(f"rpn: every level needs the same anchors per location, {num_anchors}")
+        self.head = build_child(
+            "head", cfg.head, in_channels=in_channels, num_anchors=num_anchors[0]
+        )
+        self.matcher = build_child("matcher", cfg.matcher)
+        self.box_coder = build_child("box_coder", cfg.box_coder)
+        self.sampler = build_child("sampler", cfg.sampler)
+        self.proposals = build_child("postprocessor", cfg.proposals)
+        self.loss = build_child("loss", cfg.loss)
+
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        batch_size_hw: tuple[int, int],
+        image_sizes: list[tuple[int, int]],
+        gt: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        out = self.head(features)
+        sizes = [tuple(f.shape[-2:]) for f in features.values()]
+        anchors = self.anchor_generator(batch_size_hw, sizes, device=out["objectness"].device)
+        boxes = self.box_coder.decode(out["bbox_deltas"].detach(), anchors)
+        found = self.proposals(
+            {"objectness": out["objectness"], "boxes": boxes},
+            out["num_anchors_per_level"],
+            image_sizes,
+            training=self.training,
+        )
+        proposals = [p["boxes"] for p in found]
+        if gt is None:
+            return proposals, {}
+        gt_boxes, _, valid = gt
+        matched = self.matcher(batched_box_iou(gt_boxes, valid, anchors))
+        positive, negative = self.sampler(matched)
+        targets = self.box_coder.encode(gather_rows(gt_boxes, matched), anchors)
+        losses = self.loss(out["objectness"], out["bbox_deltas"], positive, negative, targets)
+        return proposals, losses
+
+
+@attrs.frozen
+class Sampled:
+    """Proposals chosen for training the RoI heads, concatenated image by image.
+
+    ``boxes [R,4]``, ``labels [R]`` (0 background), ``matched [R]`` (gt index in its image's
+    target, clamped to 0 for background), ``counts`` per image, ``targets [R,4]`` encoded.
+    """
+
+    boxes: torch.Tensor
+    labels: torch.Tensor
+    matched: torch.Tensor
+    counts: list[int]
+    targets: torch.Tensor
+
+
+class BoxStage(nn.Module):
+    """Proposals → detections (eval) or Fast R-CNN losses (train)."""
+
+    def __init__(self, cfg: BoxStageConfig, in_feature_info: list, num_classes: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = num_classes
+        self.roi_extractor = build_child(
+            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        )
+        self.head = build_child(
+            "head",
+            cfg.head,
+            in_channels=self.roi_extractor.out_channels,
+            resolution=self.roi_extractor.output_size,
+            num_classes=num_classes,
+        )
+        self.matcher = build_child("matcher", cfg.matcher)
+        self.box_coder = build_child("box_coder", cfg.box_coder)
+        self.sampler = build_child("sampler", cfg.sampler)
+        self.loss = build_child("loss", cfg.loss)
+        self.postprocessor = build_child(
+            "postprocessor", cfg.postprocessor, box_coder=self.box_coder
+        )
+
+    def sample(
+        self, proposals: list[torch.Tensor], gt: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+    ) -> Sampled:
+        """Match proposals (+ gt boxes) to gt, sample them, encode their regression targets."""
+        gt_boxes, gt_labels, valid = gt
+        refs, ref_valid = _pad_boxes(proposals, gt_boxes.device)
+        if self.cfg.add_gt_as_proposals:
+            refs = torch.cat([refs, gt_boxes.to(refs)], dim=1)
+            ref_valid = torch.cat([ref_valid, valid], dim=1)
+        matched = self.matcher(batched_box_iou(gt_boxes, valid, refs))
+        matched = matched.masked_fill(~ref_valid, self.matcher.IGNORE)
+        positive, negative = self.sampler(matched)
+        chosen = positive | negative
+        labels = torch.where(positive, gather_rows(gt_labels, matched), 0)[chosen]
+        boxes = refs[chosen]
+        targets = self.box_coder.encode(gather_rows(gt_boxes, matched)[chosen], boxes)
+        return Sampled(boxes, labels, matched.clamp(min=0)[chosen], chosen.sum(1).tolist(), targets)
+
+    def predict(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> dict[str, torch.Tensor]:
+        pooled = self.roi_extractor(features, boxes, image_sizes)
+        return self.head(pooled)
+
+    def losses(
+        self,
+        features: dict[str, torch.Tensor],
+        sampled: Sampled,
+        image_sizes: list[tuple[int, int]],
+    ) -> dict[str, torch.Tensor]:
+        out = self.predict(features, list(sampled.boxes.split(sampled.counts)), image_sizes)
+        return self.loss(out["cls_logits"], out["bbox_deltas"], sampled.labels, sampled.targets)
+
+    def detect(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        """Head outputs per proposal, padded to ``[B,R,...]`` → postprocessed detections."""
+        out = self.predict(features, proposals, image_sizes)
+        counts = [p.shape[0] for p in proposals]
+        refs, valid = _pad_boxes(proposals, out["cls_logits"].device)
+        padded = {
+            key: pad_sequence(list(out[key].split(counts)), batch_first=True)
+            for key in ("cls_logits", "bbox_deltas")
+        }
+        return self.postprocessor({**padded, "valid": valid}, refs, image_sizes)
+
+
+class MaskStage(nn.Module):
+    """Boxes → mask logits; mask loss (train) or per-detection mask probabilities (eval)."""
+
+    def __init__(self, cfg: MaskStageConfig, in_feature_info: list, num_classes: int) -> None:
+        super().__init__()
+        self.roi_extractor = build_child(
+            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        )
+        self.head = build_child(
+            "head", cfg.head, in_channels=self.roi_extractor.out_channels, num_classes=num_classes
+        )
+        self.loss = build_child("loss", cfg.loss)
+        self.paste = build_child("postprocessor", cfg.paste)
+
+    def _logits(self, features: dict, boxes: list[torch.Tensor], sizes: list) -> torch.Tensor:
+        return self.head(self.roi_extractor(features, boxes, sizes))["mask_logits"]
+
+    def losses(
+        self,
+        features: dict[str, torch.Tensor],
+        sampled: Sampled,
+        image_sizes: list[tuple[int, int]],
+        gt_masks: list[torch.Tensor],
+    ) -> dict[str, torch.Tensor]:
+        positive = sampled.labels > 0
+        image = torch.repeat_interleave(
+            torch.arange(len(sampled.counts), device=positive.device),
+            torch.as_tensor(sampled.counts, device=positive.device),
+        )[positive]
+        counts = torch.bincount(image, minlength=len(sampled.counts)).tolist()
+        boxes = list(sampled.boxes[positive].split(counts))
+        logits = self._logits(features, boxes, image_sizes)
+        matched = list(sampled.matched[positive].split(counts))
+        targets = _mask_targets(gt_masks, boxes, matched, logits.shape[-1])
+        return self.loss(logits, sampled.labels[positive], targets)
+
+    def detect(
+        self,
+        features: dict[str, torch.Tensor],
+        detections: list[dict[str, torch.Tensor]],
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        """Adds ``masks [K,1,M,M]`` (sigmoid of the detected class's logits) to each result."""
+        boxes = [d["boxes"] for d in detections]
+        logits = self._logits(features, boxes, image_sizes)
+        labels = torch.cat([d["labels"] for d in detections])
+        probs = logits[torch.arange(labels.shape[0], device=labels.device), labels].sigmoid()
+        masks = probs[:, None].split([b.shape[0] for b in boxes])
+        return [{**d, "masks": m} for d, m in zip(detections, masks)]
+
+
+def _pad_boxes(
+    boxes: list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image ``[R_i,4]`` → ``[B,R,4]`` zero-padded and valid ``[B,R]``."""
+    if not boxes:
+        return torch.zeros(0, 0, 4, device=device), torch.zeros(0, 0, dtype=torch.bool)
+    padded = pad_sequence([b.reshape(-1, 4) for b in boxes], batch_first=True)
+    ones = [torch.ones(b.shape[0], dtype=torch.bool, device=b.device) for b in boxes]
+    return padded, pad_sequence(ones, batch_first=True, padding_value=False)
+
+
+def _mask_targets(
+    gt_masks: list[torch.Tensor],
+    boxes: list[torch.Tensor],
+    matched: list[torch.Tensor],
+    size: int,
+) -> torch.Tensor:
+    """Each positive's gt mask cropped to its box and resized to ``size×size`` (``[P,M,M]``).
+
+    torchvision's ``project_masks_on_boxes``: RoIAlign of the gt mask (scale 1). One call per
+    image because gt masks of different images differ in size; zero-padding them into one
+    batch would change the bilinear samples at the image border.
+    """
+    out = []
+    for masks, bx, idx in zip(gt_masks, boxes, matched):
+        if bx.shape[0] == 0:
+            continue
+        rois = torch.cat([idx[:, None].to(bx), bx], dim=1)
+        out.append(roi_align(masks[:, None].to(rois), rois, (size, size), 1.0)[:, 0])
+    if not out:
+        ref = boxes[0] if boxes else torch.zeros(0)
+        return ref.new_zeros((0, size, size))
+    return torch.cat(out)
+
+
+def padded_gt(targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``pad_targets`` with the model's checks: labels in range, finite boxes."""
+    for i, t in enumerate(targets):
+        if "labels" not in t:
+            raise DataError(f"targets[{i}] has no 'labels' (int64 [N], 1..num_classes)")
+    return pad_targets(targets)

@@ -1,0 +1,226 @@
+"""Two-stage detectors (``two_stage``): Fast / Faster / Mask R-CNN from registered parts.
+
+Pipeline (torchvision ``GeneralizedRCNN`` semantics, every piece a spec component):
+
+1. ``preprocess`` (``ImagePreprocessor``): normalize, resize (min/max size), pad the batch.
+2. ``backbone`` (+ optional ``neck``, e.g. FPN) → features.
+3. ``rpn`` → per-image proposals (train: + ``loss_objectness``, ``loss_rpn_box_reg``). Without
+   an ``rpn`` (classic Fast R-CNN) proposals come from ``targets[i]["proposals"]`` (``[R,4]``
+   xyxy in original image pixels; the data pipeline or ``proposals_file`` supplies them).
+4. ``roi_box`` → detections (train: ``loss_classifier``, ``loss_box_reg``), optional
+   ``roi_mask`` → masks (train: ``loss_mask``).
+5. boxes mapped back to the original image sizes; masks pasted into the image.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from anchorage.core import component
+from anchorage.core.config import validate_section
+from anchorage.core.errors import CheckpointError, DataError
+from anchorage.core.registry import MODELS
+from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
+from anchorage.plugins.models.rcnn_stages import (
+    BoxStage,
+    BoxStageConfig,
+    MaskStage,
+    MaskStageConfig,
+    RPNConfig,
+    RPNStage,
+    padded_gt,
+)
+from anchorage.plugins.models.segmentation import build_child
+
+_TINY = {
+    "num_classes": 2,
+    "preprocess": {"min_size": (64,), "max_size": 96},
+    "backbone": {"type": "resnet18", "return_layers": ("layer3", "layer4")},
+    "neck": {"type": "fpn", "out_channels": 16},
+    "rpn": {
+        "anchor_generator": {"type": "grid_anchors", "sizes": ((16,), (32,), (64,))},
+        "head": {"type": "rpn_head"},
+        "matcher": {
+            "type": "max_iou",
+            "high_threshold": 0.7,
+            "low_threshold": 0.3,
+            "allow_low_quality_matches": True,
+        },
+        "box_coder": {"type": "delta_xywh", "weights": (1.0, 1.0, 1.0, 1.0)},
+        "sampler": {"type": "balanced_sampler", "batch_size_per_image": 32},
+        "proposals": {"type": "rpn_proposals", "post_nms_top_n_test": 20},
+        "loss": {"type": "rpn_loss"},
+    },
+    "roi_box": {
+        "roi_extractor": {"type": "multiscale_roi_align", "output_size": 3},
+        "head": {"type": "two_mlp_box_head", "representation_size": 16},
+        "matcher": {"type": "max_iou", "high_threshold": 0.5},
+        "box_coder": {"type": "delta_xywh"},
+        "sampler": {
+            "type": "balanced_sampler",
+            "batch_size_per_image": 16,
+            "positive_fraction": 0.25,
+        },
+        "loss": {"type": "fast_rcnn_loss"},
+        "postprocessor": {
+            "type": "rcnn_detections",
+            "nms": {"type": "multiclass_nms", "score": "sigmoid", "topk_candidates": 1000},
+        },
+    },
+}
+
+
+def _section(cls: type, value: Any, path: str) -> Any:
+    """A nested config given as plain data (Python callers, examples) → validated instance."""
+    if value is None or isinstance(value, cls):
+        return value
+    return validate_section(cls, value, path, lambda _p: "<python>")
+
+
+@MODELS.register("two_stage", examples=(_TINY,))
+class TwoStageDetector(nn.Module):
+    """Fast / Faster / Mask R-CNN with torchvision detection I/O.
+
+    ``forward(images, targets=None)``: ``images`` list of float ``[3,H_i,W_i]`` in 0..1.
+    Train mode: ``targets[i]`` has ``boxes [N,4]`` xyxy pixels, ``labels [N]`` int64 1..C,
+    optional ``iscrowd [N]`` (crowd boxes are never matched), ``masks [N,H_i,W_i]`` uint8 with a
+    mask stage, ``proposals [R,4]`` without an RPN; returns scalar ``loss_*`` terms. Eval mode:
+    one dict per image with ``boxes [K,4]`` (original pixels), ``scores [K]``, ``labels [K]``
+    (+ ``masks [K,1,H_i,W_i]`` float 0..1).
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        num_classes: int = attrs.field(validator=attrs.validators.gt(0))
+        preprocess: PreprocessConfig = attrs.field(factory=PreprocessConfig)
+        backbone: Any = component("backbone")
+        neck: Any = component("neck", optional=True)
+        rpn: RPNConfig | None = None
+        roi_box: BoxStageConfig
+        roi_mask: MaskStageConfig | None = None
+        proposals_file: str | None = None
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.num_classes = cfg.num_classes
+        self.preprocess = ImagePreprocessor(
+            _section(PreprocessConfig, cfg.preprocess, "preprocess")
+        )
+        self.backbone = build_child("backbone", cfg.backbone)
+        info = list(self.backbone.feature_info)
+        self.neck = None
+        if cfg.neck is not None:
+            self.neck = build_child("neck", cfg.neck, in_feature_info=tuple(info))
+            info = list(self.neck.feature_info)
+        rpn = _section(RPNConfig, cfg.rpn, "rpn")
+        self.rpn = None if rpn is None else RPNStage(rpn, _one_width(info))
+        box = _section(BoxStageConfig, cfg.roi_box, "roi_box")
+        self.roi_box = BoxStage(box, info, cfg.num_classes)
+        mask = _section(MaskStageConfig, cfg.roi_mask, "roi_mask")
+        self.roi_mask = None if mask is None else MaskStage(mask, info, cfg.num_classes)
+        self._file_proposals = _load_proposals(cfg.proposals_file)
+
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        if self.training:
+            self._check_targets(images, targets)
+        targets = self._with_file_proposals(targets)
+        batch = self.preprocess(images, targets)
+        features = self.backbone(batch.images)
+        if self.neck is not None:
+            features = self.neck(features)
+        gt = padded_gt(batch.targets) if self.training else None
+        proposals, losses = self._proposals(features, batch, gt)
+        if self.training:
+            sampled = self.roi_box.sample(proposals, gt)
+            losses.update(self.roi_box.losses(features, sampled, batch.image_sizes))
+            if self.roi_mask is not None:
+                masks = [t["masks"] for t in batch.targets]
+                losses.update(self.roi_mask.losses(features, sampled, batch.image_sizes, masks))
+            return losses
+        results = self.roi_box.detect(features, proposals, batch.image_sizes)
+        if self.roi_mask is not None:
+            results = self.roi_mask.detect(features, results, batch.image_sizes)
+        return self._to_original(results, batch)
+
+    def _proposals(self, features: dict, batch: Any, gt: Any) -> tuple[list, dict]:
+        if self.rpn is not None:
+            hw = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
+            return self.rpn(features, hw, batch.image_sizes, gt)
+        if batch.targets is None or any("proposals" not in t for t in batch.targets):
+            raise DataError(
+                "a two_stage model without an rpn needs targets[i]['proposals'] ([R,4] xyxy) in "
+                "train and eval mode (or proposals_file and targets[i]['image_id'])"
+            )
+        scaled = []
+        for t, size, orig in zip(batch.targets, batch.image_sizes, batch.original_sizes):
+            ratio = torch.tensor([size[1] / orig[1], size[0] / orig[0]] * 2)
+            scaled.append(t["proposals"].as_subclass(torch.Tensor).float() * ratio)
+        return scaled, {}
+
+    def _to_original(self, results: list[dict], batch: Any) -> list[dict]:
+        masks = [r.pop("masks", None) for r in results]
+        results = self.preprocess.postprocess(results, batch.image_sizes, batch.original_sizes)
+        if self.roi_mask is None:
+            return results
+        for r, m in zip(results, masks):
+            r["masks"] = m
+        return self.roi_mask.paste(results, None, batch.original_sizes)
+
+    def _check_targets(self, images: list[torch.Tensor], targets: Any) -> None:
+        if targets is None:
+            raise DataError("two_stage in train mode needs targets (one dict per image)")
+        if self.roi_mask is None:
+            return
+        for i, (im, t) in enumerate(zip(images, targets)):
+            m, n = t.get("masks"), t["boxes"].shape[0]
+            want = (n, int(im.shape[-2]), int(im.shape[-1]))
+            if m is None or tuple(m.shape) != want:
+                got = None if m is None else tuple(m.shape)
+                raise DataError(
+                    f"targets[{i}]['masks']: expected {want} (one mask per box, image size), "
+                    f"got {got}"
+                )
+
+    def _with_file_proposals(self, targets: list[dict] | None) -> list[dict] | None:
+        if self._file_proposals is None or targets is None:
+            return targets
+        out = []
+        for t in targets:
+            key = int(t["image_id"])
+            if key not in self._file_proposals:
+                raise DataError(f"proposals_file has no proposals for image_id {key}")
+            out.append({**t, "proposals": self._file_proposals[key]})
+        return out
+
+
+def _one_width(info: list) -> int:
+    widths = {f.channels for f in info}
+    if len(widths) != 1:
+        raise ValueError(
+            f"the rpn head is shared by all levels, which must have equal channels; got {info} "
+            "(add a neck such as fpn)"
+        )
+    return widths.pop()
+
+
+def _load_proposals(path: str | None) -> dict[int, torch.Tensor] | None:
+    """``{image_id: float [R,4] xyxy original pixels}`` saved with ``torch.save``."""
+    if path is None:
+        return None
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(f"proposals_file: no such file {path!r}")
+    data = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or not all(
+        isinstance(v, torch.Tensor) and v.dim() == 2 and v.shape[-1] == 4 for v in data.values()
+    ):
+        raise CheckpointError(f"proposals_file {path!r}: expected {{image_id: Tensor[R,4]}}")
+    return {int(k): v.float() for k, v in data.items()}

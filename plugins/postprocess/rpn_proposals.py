@@ -1,0 +1,136 @@
+"""RPN proposal selection (``rpn_proposals``), torchvision ``RegionProposalNetwork`` semantics.
+
+Per image: the ``pre_nms_top_n`` highest objectness anchors of each level, decoded boxes
+clipped to the image, boxes smaller than ``min_size`` and scores below ``score_thresh``
+(after sigmoid) dropped, NMS per level, then the ``post_nms_top_n`` best. Training and testing
+use separate numbers (torchvision: 2000/2000 train, 1000/1000 test).
+
+The batch is handled at once: top-k per level runs on ``[B, A_l]``; NMS runs once for the
+whole batch with ``torchvision.ops.batched_nms`` keyed by (image, level), which is NMS per
+image and level, as torchvision does it image by image.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torchvision.ops import batched_nms
+
+from anchorage.core.interfaces import Postprocessor
+from anchorage.core.registry import POSTPROCESSORS
+
+_pos = attrs.validators.gt(0)
+
+
+@POSTPROCESSORS.register("rpn_proposals", examples=({}, {"pre_nms_top_n_test": 10}))
+class RPNProposals(Postprocessor):
+    """Objectness + decoded anchor boxes → per-image proposals.
+
+    ``__call__(predictions, num_anchors_per_level, image_sizes, training=False)``:
+    ``predictions`` has ``objectness`` float ``[B,A]`` (logits) and ``boxes`` float ``[B,A,4]``
+    (decoded xyxy, batch-tensor pixels), anchors ordered level by level. Returns a list of B
+    dicts with ``boxes [R_i,4]`` and ``scores [R_i]`` (sigmoid objectness), best first;
+    ``R_i <= post_nms_top_n``, possibly 0. Nothing here is differentiable (inputs detached).
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        pre_nms_top_n_train: int = attrs.field(default=2000, validator=_pos)
+        pre_nms_top_n_test: int = attrs.field(default=1000, validator=_pos)
+        post_nms_top_n_train: int = attrs.field(default=2000, validator=_pos)
+        post_nms_top_n_test: int = attrs.field(default=1000, validator=_pos)
+        nms_thresh: float = attrs.field(
+            default=0.7, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+        )
+        score_thresh: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+        min_size: float = attrs.field(default=1e-3, validator=attrs.validators.ge(0.0))
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def __call__(
+        self,
+        predictions: dict[str, torch.Tensor],
+        num_anchors_per_level: list[int],
+        image_sizes: list[tuple[int, int]],
+        *,
+        training: bool = False,
+    ) -> list[dict[str, torch.Tensor]]:
+        cfg = self.cfg
+        pre_n = cfg.pre_nms_top_n_train if training else cfg.pre_nms_top_n_test
+        post_n = cfg.post_nms_top_n_train if training else cfg.post_nms_top_n_test
+        objectness = predictions["objectness"].detach()
+        boxes = predictions["boxes"].detach()
+        b = objectness.shape[0]
+        idx, levels = _top_n_per_level(objectness, num_anchors_per_level, pre_n)
+        rows = torch.arange(b, device=objectness.device)[:, None]
+        scores = torch.sigmoid(objectness[rows, idx])  # [B,K]
+        boxes = _clip(boxes[rows, idx], image_sizes)  # [B,K,4]
+        keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
+        image = rows.expand_as(scores)
+        groups = image * len(num_anchors_per_level) + levels
+        flat = keep.view(-1).nonzero().squeeze(1)
+        kept = batched_nms(
+            boxes.view(-1, 4)[flat], scores.view(-1)[flat], groups.reshape(-1)[flat], cfg.nms_thresh
+        )
+        flat = flat[kept]  # best first over the batch
+        return _split_top_n(boxes.view(-1, 4), scores.view(-1), flat, scores.shape[1], b, post_n)
+
+
+def _top_n_per_level(
+    objectness: torch.Tensor, counts: list[int], n: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices ``[B,K]`` of the ``n`` best anchors of each level, and their level ``[B,K]``."""
+    if sum(counts) != objectness.shape[1]:
+        raise ValueError(
+            f"rpn_proposals: {objectness.shape[1]} anchors but num_anchors_per_level sums to "
+            f"{sum(counts)}"
+        )
+    idx, levels, offset = [], [], 0
+    for level, part in enumerate(objectness.split(counts, dim=1)):
+        k = min(n, part.shape[1])
+        top = part.topk(k, dim=1).indices + offset
+        idx.append(top)
+        levels.append(torch.full_like(top, level))
+        offset += part.shape[1]
+    return torch.cat(idx, dim=1), torch.cat(levels, dim=1)
+
+
+def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
+    """Clip ``[B,K,4]`` boxes to each image's ``(H, W)``.
+
+    ``torchvision.ops.clip_boxes_to_image`` takes one size; this is its arithmetic with one size
+    per batch row.
+    """
+    size = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2] (h, w)
+    zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
+    x = boxes[..., 0::2].clamp(min=zero).minimum(size[:, None, 1:2])
+    y = boxes[..., 1::2].clamp(min=zero).minimum(size[:, None, 0:1])
+    return torch.stack((x, y), dim=-1).reshape(boxes.shape)
+
+
+def _size_and_score_ok(
+    boxes: torch.Tensor, scores: torch.Tensor, min_size: float, score_thresh: float
+) -> torch.Tensor:
+    """``torchvision.ops.remove_small_boxes`` (which returns indices of a 2-D input) and the
+    score threshold, as one mask ``[B,K]``."""
+    ws, hs = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    return (ws >= min_size) & (hs >= min_size) & (scores >= score_thresh)
+
+
+def _split_top_n(
+    boxes: torch.Tensor, scores: torch.Tensor, flat: torch.Tensor, k: int, b: int, n: int
+) -> list[dict[str, torch.Tensor]]:
+    """Per-image ``n`` best of the NMS survivors ``flat`` (indices into ``[B*K]``, best first)."""
+    image = torch.div(flat, k, rounding_mode="floor")
+    order = torch.sort(image, stable=True).indices  # group by image, keep score order
+    flat, image = flat[order], image[order]
+    counts = torch.bincount(image, minlength=b)
+    start = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(flat.numel(), device=flat.device) - start[image]
+    flat, image = flat[rank < n], image[rank < n]
+    sizes = torch.bincount(image, minlength=b).tolist()
+    return [
+        {"boxes": bx, "scores": sc}
+        for bx, sc in zip(boxes[flat].split(sizes), scores[flat].split(sizes))
+    ]
