@@ -235,7 +235,8 @@ class Trainer:
                 _accumulate(window, {**values, "images_per_s": ips})
                 if c.iteration % self.cfg.log_interval == 0:
                     self._log_train(window)
-                reason = stop or ("max_iters" if c.iteration >= self.total_steps else None)
+                limit = self.cfg.max_iters
+                reason = stop or ("max_iters" if limit and c.iteration >= limit else None)
                 if reason is not None:
                     break
             else:
@@ -342,7 +343,7 @@ class Trainer:
         self.logger.record(split, c.epoch, c.iteration, self.metrics)
         if self.cfg.log_images and self.dist.is_main:
             log_prediction_images(self.logger, model, result, self.cfg.log_images, c.iteration)
-        shown = ", ".join(f"{k}={v:.4f}" for k, v in self.metrics.items())
+        shown = ", ".join(f"{k}={v:.4f}" for k, v in list(self.metrics.items())[:4])
         self.logger.print(f"[{split}] epoch {c.epoch} iteration {c.iteration}: {shown}")
         if final:
             self.summaries = result.summaries

@@ -1,0 +1,123 @@
+"""The training loop: exact resume, NaN stop, logs, budgets (CPU, the toy detector)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from anchorage.core import Spec, read_checkpoint
+from anchorage.core.engine import TrainingDiverged, train
+from anchorage.core.engine.trainer import Trainer
+
+pytestmark = pytest.mark.slow
+
+
+def params(path: Path) -> dict[str, torch.Tensor]:
+    return read_checkpoint(path)["model"]
+
+
+def resume_spec(toys, max_iters: int) -> Spec:
+    # 4 iterations per epoch; momentum, warm-up, a multistep drop, dropout and shuffling all
+    # depend on restored state.
+    return Spec.from_dict(
+        toys.toy_spec(
+            epochs=3,
+            max_iters=max_iters,
+            warmup_iters=3,
+            lr_scheduler={"type": "multistep", "milestones": [1], "gamma": 0.5},
+            optimizer={"type": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True},
+            eval_interval=0,
+            log_images=0,
+        )
+    )
+
+
+def test_resume_mid_epoch_equals_straight_run(toys, tmp_path: Path) -> None:
+    straight = train(resume_spec(toys, 10), tmp_path / "straight")
+    first = train(resume_spec(toys, 6), tmp_path / "split")  # stops mid-epoch 2
+    assert first["iteration"] == 6 and first["stopped"] == "max_iters"
+    state = read_checkpoint(tmp_path / "split" / "last.pt")
+    assert (state["epoch"], state["epoch_iter"]) == (1, 2)
+    resumed = train(resume_spec(toys, 10), tmp_path / "split", resume=True)
+    assert resumed["iteration"] == straight["iteration"] == 10
+    a, b = params(tmp_path / "straight" / "last.pt"), params(tmp_path / "split" / "last.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    # the resumed run did only the 4 remaining steps (log_interval 2) ...
+    lines = (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()
+    logged = [json.loads(x)["iteration"] for x in lines if '"train"' in x]
+    assert logged == [2, 4, 6, 8, 10]
+    # ... and the 6-step model differs from the 10-step one
+    assert not torch.equal(state["model"]["head.weight"], a["head.weight"])
+
+
+def test_checkpoint_payload_is_weights_only_loadable(toys, tmp_path: Path) -> None:
+    train(resume_spec(toys, 2), tmp_path)
+    data = torch.load(tmp_path / "last.pt", weights_only=True)
+    expected = {"model", "optimizer", "scheduler", "scaler", "spec", "epoch", "iteration", "rng"}
+    assert expected <= set(data)
+    assert set(data["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert data["spec"]["train"]["max_iters"] == 2
+    assert Spec.from_dict(data["spec"]).section("train").max_iters == 2
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(toys, tmp_path: Path) -> None:
+    spec = toys.toy_spec(epochs=3, eval_interval=0, log_images=0)
+    spec["model"]["nan_after"] = 5  # iteration 6, in epoch 2
+    with pytest.raises(TrainingDiverged) as info:
+        train(Spec.from_dict(spec), tmp_path)
+    message = str(info.value)
+    assert "iteration 6" in message and "loss_box=nan" in message and "loss_cls=" in message
+    assert str(tmp_path / "last.pt") in message
+    kept = read_checkpoint(tmp_path / "last.pt")
+    assert kept["iteration"] == 4
+    assert all(torch.isfinite(t).all() for t in kept["model"].values())
+
+
+def test_logs_jsonl_and_tensorboard(toys, tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = train(Spec.from_dict(toys.toy_spec(epochs=1, log_interval=1)), tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    train_lines = [x for x in lines if x["kind"] == "train"]
+    assert [x["iteration"] for x in train_lines] == [1, 2, 3, 4]
+    assert {"loss_box", "loss_cls", "loss", "lr", "images_per_s"} <= set(train_lines[0])
+    val = [x for x in lines if x["kind"] == "val"]
+    assert len(val) == 1 and val[0]["bbox/AP"] == pytest.approx(result["metrics"]["bbox/AP"])
+    events = EventAccumulator(str(tmp_path / "tensorboard")).Reload()
+    scalars = set(events.Tags()["scalars"])
+    assert {"train/loss_box", "train/loss_cls", "train/lr", "val/bbox/AP"} <= scalars
+    assert events.Tags()["images"] == ["predictions/0"]
+    assert "COCO bbox" in result["summary"] and "square" in result["summary"]
+    assert (tmp_path / "spec.yaml").is_file()
+
+
+def test_max_minutes_stops_at_a_step_boundary(toys, tmp_path: Path) -> None:
+    spec = Spec.from_dict(toys.toy_spec(epochs=50, max_minutes=1e-6, eval_interval=0))
+    result = train(spec, tmp_path)
+    assert result["stopped"] == "max_minutes" and result["iteration"] == 1
+    assert read_checkpoint(tmp_path / "last.pt")["iteration"] == 1
+
+
+def test_resume_without_checkpoint_is_an_error(toys, tmp_path: Path) -> None:
+    from anchorage.core import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no checkpoint to resume"):
+        train(resume_spec(toys, 2), tmp_path, resume=True)
+
+
+def test_signal_request_checkpoints_and_raises(toys, tmp_path: Path) -> None:
+    from anchorage.core.engine import TrainingStopped
+
+    trainer = Trainer(resume_spec(toys, 10), tmp_path, progress=False)
+    trainer.setup()
+    trainer.signals.signum = 15  # as if SIGTERM arrived during the first step
+    with pytest.raises(TrainingStopped) as info:
+        trainer._train_epochs()
+    assert info.value.exit_code == 143
+    assert read_checkpoint(tmp_path / "last.pt")["iteration"] == 1
+    trainer.logger.close()

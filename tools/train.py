@@ -1,0 +1,74 @@
+#!/usr/bin/env python
+"""Train a spec, evaluate it and print the COCO table.
+
+    python tools/train.py specs/tiny_ssd_shapes.yaml --work-dir work_dirs/demo
+    python tools/train.py SPEC --set train.epochs=2 --set train.optimizer.lr=0.02
+    python tools/train.py SPEC --work-dir DIR --resume          # continue DIR/last.pt
+    torchrun --nproc-per-node 2 tools/train.py SPEC             # DDP, unchanged
+
+The work dir receives last.pt (atomic checkpoint), spec.yaml (the resolved spec),
+metrics.jsonl (JSON lines) and tensorboard/ (scalars, predicted boxes). SIGINT/SIGTERM
+checkpoint at the next step boundary and exit with 130/143.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from anchorage.core import load_spec
+from anchorage.core.cli import make_parser, run_tool
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("spec", help="spec file (a path, or a name in the shipped specs/)")
+    parser.add_argument(
+        "--work-dir", help="output folder (default: work_dirs/<spec name>)", default=None
+    )
+    parser.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="CHECKPOINT",
+        help="continue from WORK_DIR/last.pt (or the given checkpoint) exactly where it stopped",
+    )
+    parser.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    spec = load_spec(args.spec, args.overrides)
+    work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.spec).stem)
+
+    from anchorage.core.engine import TrainingStopped, train
+
+    try:
+        result = train(
+            spec,
+            work_dir,
+            resume=args.resume,
+            device=args.device,
+            progress=False if args.no_progress else None,
+        )
+    except TrainingStopped as exc:
+        print(f"{exc}; resume with --resume", file=sys.stderr)
+        return exc.exit_code
+    if result["summary"]:
+        print(result["summary"])
+    if result["checkpoint"] and _is_main():
+        print(json.dumps({k: result[k] for k in ("epoch", "iteration", "checkpoint", "stopped")}))
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+if __name__ == "__main__":
+    sys.exit(run_tool(main))
