@@ -151,18 +151,21 @@ def decode_masks(record: ImageRecord) -> np.ndarray:
     """
     h, w = record.height, record.width
     out = np.zeros((len(record.labels), h, w), dtype=np.uint8)
+    rles, where = [], []
     for i, segm in enumerate(record.segmentations):
         if not segm:
             x1, y1, x2, y2 = np.round(record.boxes[i]).astype(int)
             out[i, y1:y2, x1:x2] = 1
             continue
         if isinstance(segm, list):  # polygons
-            rle = mask_utils.merge(mask_utils.frPyObjects(segm, h, w))
+            rles.append(mask_utils.merge(mask_utils.frPyObjects(segm, h, w)))
         elif isinstance(segm.get("counts"), list):  # uncompressed RLE
-            rle = mask_utils.frPyObjects(segm, h, w)
+            rles.append(mask_utils.frPyObjects(segm, h, w))
         else:
-            rle = segm
-        out[i] = mask_utils.decode(rle)
+            rles.append(segm)
+        where.append(i)
+    if rles:  # one batched decode: [H,W,K]
+        out[where] = mask_utils.decode(rles).transpose(2, 0, 1)
     return out
 
 
