@@ -20,7 +20,8 @@ from typing import Any
 
 import attrs
 import torch
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image, UnidentifiedImageError
+from torchvision.transforms.v2.functional import pil_to_tensor
 from torchvision.utils import save_image
 from tqdm import tqdm
 
@@ -35,8 +36,9 @@ DEFAULT_SPEC = "style_transfer_gatys.yaml"
 def read_image(path: str) -> torch.Tensor:
     """An image file as float ``[3,H,W]`` in 0..1 (grey and RGBA converted to RGB)."""
     try:
-        return decode_image(path, mode=ImageReadMode.RGB).float() / 255.0
-    except (RuntimeError, OSError, ValueError) as exc:
+        with Image.open(path) as image:
+            return pil_to_tensor(image.convert("RGB")).float() / 255.0
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read the image ({exc})") from None
 
 
