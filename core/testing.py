@@ -61,8 +61,13 @@ def check_finite_parameters(module: nn.Module) -> None:
 
 
 @conformance_check("backbone")
-def check_backbone(backbone: Any, size: tuple[int, int] = (96, 128), batch: int = 2) -> None:
-    """Outputs match ``feature_info`` (names, order, channels, stride), dtype, no NaN."""
+def check_backbone(backbone: Any, size: tuple[int, int] | None = None, batch: int = 2) -> None:
+    """Outputs match ``feature_info`` (names, order, channels, stride), dtype, no NaN.
+
+    The input is ``size`` or the backbone's ``example_input_size`` attribute (for backbones
+    that need a minimum size, e.g. SSD300's extra layers) or 96×128.
+    """
+    size = size or getattr(backbone, "example_input_size", (96, 128))
     info = backbone.feature_info
     assert info and all(isinstance(f, FeatureSpec) for f in info), "feature_info not declared"
     backbone.eval()

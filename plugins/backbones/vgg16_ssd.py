@@ -50,6 +50,8 @@ class VGG16SSD(Backbone):
     ``trainable_backbone_layers = 5 - N``).
     """
 
+    example_input_size = (300, 300)  # the extra layers need SSD300's input to reach 1×1
+
     @attrs.frozen(kw_only=True)
     class Config:
         highres: bool = False
