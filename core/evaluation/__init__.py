@@ -1,6 +1,6 @@
 """Evaluation: the ``eval`` spec section, the metric interface, ``evaluate``."""
 
-from .evaluate import build_metrics, eval_section, evaluate, to_cpu
+from .loop import build_metrics, eval_section, evaluate, to_cpu
 from .metric import Metric
 from .section import EvalSection
 
