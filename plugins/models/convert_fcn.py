@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
-from anchorage.core.errors import CheckpointError
+from .convert import register_converter, rename_prefixes
 
 PREFIXES = (
     ("backbone.", "backbone.body."),
@@ -28,22 +28,13 @@ PREFIXES = (
 )
 
 
+@register_converter("torchvision", "semantic_segmentation")
 def convert_fcn(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Rename a torchvision FCN-ResNet state dict for anchorage's ``semantic_segmentation``.
 
-    ``state``: torchvision ``fcn_resnet50().state_dict()`` (with or without ``aux_classifier``).
-    Returns a new dict (same tensors). Unknown keys raise ``CheckpointError``. To load it into
-    a model without an auxiliary head, drop the ``aux_head.*`` keys (or load non-strictly).
+    ``state``: torchvision ``fcn_resnet50().state_dict()`` (with or without ``aux_classifier``;
+    the spec must then have, or lack, an ``aux_head`` alike). Returns a new dict sharing the
+    tensors. Unknown keys raise ``CheckpointError``. Used by ``tools/convert_weights.py
+    --source torchvision`` with ``specs/fcn_resnet50_coco.yaml``.
     """
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for old, new in PREFIXES:
-            if key.startswith(old):
-                out[new + key[len(old) :]] = value
-                break
-        else:
-            raise CheckpointError(
-                f"fcn conversion: unexpected key {key!r} (expected keys starting with "
-                f"{', '.join(p for p, _ in PREFIXES)}); is this a torchvision FCN state dict?"
-            )
-    return out
+    return rename_prefixes(state, PREFIXES, "torchvision FCN state dict")

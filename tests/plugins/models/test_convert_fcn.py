@@ -8,6 +8,7 @@ from torchvision.models.segmentation import fcn_resnet50
 
 from anchorage.core import build_model, load_spec
 from anchorage.core.errors import CheckpointError
+from anchorage.plugins.models.convert import CONVERTERS
 from anchorage.plugins.models.convert_fcn import convert_fcn
 
 
@@ -37,6 +38,10 @@ def test_fcn_resnet50_matches_torchvision() -> None:
     assert out.shape == (1, 21, 96, 128)
     assert (out - ref["out"]).abs().max() <= 1e-4
     assert (aux - ref["aux"]).abs().max() <= 1e-4
+
+
+def test_registered_for_convert_weights() -> None:
+    assert CONVERTERS[("torchvision", "semantic_segmentation")] is convert_fcn
 
 
 def test_unknown_key_is_rejected() -> None:
