@@ -1,0 +1,116 @@
+"""tools/train.py: end to end, SIGTERM/SIGINT → checkpoint + 130/143, resume, user errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from anchorage.core import read_checkpoint
+from anchorage.core.cli import run_tool
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCHER = Path(__file__).with_name("engine_launcher.py")
+
+
+@pytest.fixture
+def toys():
+    spec = importlib.util.spec_from_file_location("engine_launcher", LAUNCHER)
+    launcher = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(launcher)
+    module = launcher.load_toys()
+    with module.registered():
+        yield module
+
+
+def write_spec(toys, path: Path, **train) -> Path:
+    path.write_text(yaml.safe_dump(toys.toy_spec(**train)))
+    return path
+
+
+def tool(*argv: str) -> int:
+    """Run tools/train.py in-process (the toys are registered here)."""
+    main = runpy.run_path(str(ROOT / "tools" / "train.py"))["main"]
+    return run_tool(main, list(argv))
+
+
+def test_sigterm_checkpoints_then_resume_finishes(toys, tmp_path: Path, capsys) -> None:
+    sig = signal.SIGTERM
+    spec = write_spec(toys, tmp_path / "s.yaml", epochs=500, eval_interval=0,
+                      checkpoint_interval=0, log_interval=1)  # fmt: skip
+    work = tmp_path / "work"
+    cmd = [sys.executable, str(LAUNCHER), str(ROOT / "tools" / "train.py"), str(spec),
+           "--work-dir", str(work), "--no-progress"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    log = work / "metrics.jsonl"
+    deadline = time.monotonic() + 90
+    while not (log.is_file() and log.read_text().strip()):  # training has started
+        assert proc.poll() is None and time.monotonic() < deadline, "training did not start"
+        time.sleep(0.1)
+    proc.send_signal(sig)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig, err
+    assert "Traceback" not in err and "resume with --resume" in err
+    state = read_checkpoint(work / "last.pt")
+    assert 1 <= state["iteration"] < 500 * 4
+    # resume (with a shorter schedule) continues from that iteration and finishes
+    epochs = state["epoch"] + 1
+    code = tool(str(spec), "--work-dir", str(work), "--resume", "--no-progress",
+                "--set", f"train.epochs={epochs}")  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "COCO bbox" in out and "Average Precision" in out
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["iteration"] == epochs * 4 and done["epoch"] == epochs
+    assert f"iteration {state['iteration']}" in out  # "resumed from ... iteration N"
+
+
+def test_user_errors_exit_2_without_traceback(toys, tmp_path: Path, capsys) -> None:
+    spec = write_spec(toys, tmp_path / "s.yaml")
+    assert tool(str(spec), "--set", "train.optimizer.lr=-1") == 2
+    err = capsys.readouterr().err
+    assert "train.optimizer.lr" in err and "Traceback" not in err
+    assert tool(str(tmp_path / "missing.yaml")) == 2
+    assert "spec file not found" in capsys.readouterr().err
+    with pytest.raises(Exception, match="must be > 0"):
+        tool(str(spec), "--set", "train.optimizer.lr=-1", "--debug")
+
+
+def test_nan_loss_exits_2_naming_iteration(toys, tmp_path: Path, capsys) -> None:
+    data = toys.toy_spec(epochs=2, eval_interval=0)
+    data["model"]["nan_after"] = 2
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump(data))
+    assert tool(str(spec), "--work-dir", str(tmp_path / "w"), "--no-progress") == 2
+    err = capsys.readouterr().err
+    assert "non-finite loss at iteration 3" in err and "loss_box=nan" in err
+    assert "Traceback" not in err and "last good checkpoint: none written yet" in err
+    assert not (tmp_path / "w" / "last.pt").exists()
+
+
+def test_sigint_in_process_exits_130_after_checkpoint(toys, tmp_path: Path, capsys) -> None:
+    spec = write_spec(toys, tmp_path / "s.yaml", epochs=100000, eval_interval=0,
+                      checkpoint_interval=0)  # fmt: skip
+    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code = tool(str(spec), "--work-dir", str(tmp_path / "w"), "--no-progress")
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert "stopped by SIGINT" in capsys.readouterr().err
+    state = read_checkpoint(tmp_path / "w" / "last.pt")
+    assert state["iteration"] >= 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
