@@ -149,12 +149,14 @@ def class_names_from_spec(spec: Spec) -> list[str]:
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as float32 [3,H,W] in 0..1 (RGB)."""
-    from torchvision.io import ImageReadMode, decode_image
+    """An image file as float32 [3,H,W] in 0..1 (RGB; PIL decodes, as the datasets do)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import pil_to_tensor
 
     try:
-        data = decode_image(str(path), mode=ImageReadMode.RGB)
-    except (RuntimeError, OSError, ValueError) as exc:
+        with Image.open(path) as img:
+            data = pil_to_tensor(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image: {exc}") from None
     return data.float() / 255.0
 
@@ -184,7 +186,7 @@ def predict_images(
 ) -> list[Path]:
     """Run the model on each image and write ``out_dir/<stem>.png`` with the prediction drawn
     (boxes + "class score" for detection, a colour overlay for segmentation)."""
-    from torchvision.io import write_png
+    from torchvision.transforms.v2.functional import to_pil_image
 
     from .trainer import select_device
 
@@ -203,7 +205,7 @@ def predict_images(
         output = split_outputs(model([x.to(dev)]), 1)[0]
         drawn = draw_prediction(image, output, names, score_thresh)
         target = _unique(out / f"{Path(path).stem}.png", written)
-        write_png(drawn, str(target))
+        to_pil_image(drawn).save(target)
         written.append(target)
     return written
 

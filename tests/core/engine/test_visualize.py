@@ -1,0 +1,59 @@
+"""Drawing dispatches on the output type: detection boxes, semantic overlays, new kinds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.utils import draw_bounding_boxes
+
+from anchorage.core.engine import visualize
+from anchorage.core.engine.visualize import draw_prediction, split_outputs
+
+
+def test_detection_matches_torchvision_drawing_above_threshold() -> None:
+    image = torch.zeros(3, 20, 30)
+    output = {
+        "boxes": torch.tensor([[2.0, 3.0, 12.0, 15.0], [0.0, 0.0, 5.0, 5.0]]),
+        "scores": torch.tensor([0.9, 0.1]),
+        "labels": torch.tensor([2, 1]),
+    }
+    got = draw_prediction(image, output, ["cat", "dog"], score_thresh=0.5)
+    colour = visualize.palette(3)[2]
+    expected = draw_bounding_boxes(
+        torch.zeros(3, 20, 30, dtype=torch.uint8), output["boxes"][:1],
+        labels=["dog 0.90"], colors=[colour], width=2,
+    )  # fmt: skip
+    assert torch.equal(got, expected)
+
+
+def test_semantic_overlay_colours_predicted_classes_only() -> None:
+    image = torch.zeros(3, 8, 8)
+    logits = torch.zeros(1, 3, 8, 8)
+    logits[0, 2, :4] = 5.0  # top half: class 2; bottom half: background
+    got = draw_prediction(image, {"out": logits}, ["a", "b"])
+    assert got.dtype == torch.uint8 and got.shape == (3, 8, 8)
+    assert (got[:, :4] != 0).any(dim=0).all() and (got[:, 4:] == 0).all()
+
+
+def test_semantic_logits_of_another_size_are_resized() -> None:
+    got = draw_prediction(torch.zeros(3, 16, 16), {"out": torch.randn(3, 8, 8)}, ["a", "b"])
+    assert got.shape == (3, 16, 16)
+
+
+def test_split_outputs_for_both_kinds() -> None:
+    seg = split_outputs({"out": torch.zeros(2, 3, 4, 4)}, 2)
+    assert len(seg) == 2 and seg[1]["out"].shape == (3, 4, 4)
+    det = [{"boxes": torch.zeros(0, 4)}] * 2
+    assert split_outputs(det, 2) == det
+
+
+def test_new_output_kind_registers_a_drawer(monkeypatch) -> None:
+    monkeypatch.setattr(visualize, "_DRAWERS", list(visualize._DRAWERS))
+    with pytest.raises(TypeError, match="no drawer"):
+        draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, [])
+
+    @visualize.register_drawer(lambda o: "keypoints" in o)
+    def draw(image, output, names, thresh):
+        return image + 1
+
+    assert (draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, []) == 1).all()
