@@ -66,6 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = make_parser(__doc__)
     p.add_argument("entries", nargs="*", metavar="ENTRY", help="spec file or tv:NAME")
     p.add_argument("--suite", help="YAML suite: entries and settings (benchmarks/*.yaml)")
+    p.add_argument(
+        "--only",
+        type=lambda t: [x for x in t.split(",") if x],
+        default=[],
+        metavar="NAMES",
+        help="measure only these entries of the suite (labels or sources, comma-separated)",
+    )
     p.add_argument("--batch-sizes", type=_sizes, help="inference batch sizes, e.g. 1,8")
     p.add_argument("--train-batch-sizes", type=_sizes, help="train-step batch sizes")
     p.add_argument("--image-size", type=int, help="side of the square input images (300)")
@@ -133,6 +140,9 @@ SETTING_ARGS = (
 def gather_requests(args: argparse.Namespace, suite_entries: Sequence[EntryRequest]) -> list:
     """Suite entries then command-line ones, with --set, --twin and --checkpoint applied."""
     requests = [*suite_entries, *(EntryRequest(source=e) for e in args.entries)]
+    if args.only:
+        keep = {_match(name, requests, "only") for name in args.only}
+        requests = [r for r in requests if r.name in keep]
     extra: dict[str, dict[str, Any]] = {}
     for option, field in ((args.twin, "twin"), (args.checkpoint, "checkpoint")):
         for key, value in option:
@@ -151,18 +161,23 @@ def _match(key: str, requests: Sequence[EntryRequest], option: str) -> str:
         if key in (r.name, r.source):
             return r.name
     names = ", ".join(r.name for r in requests) or "none"
-    raise AnchorageError(f"--{option} {key}=...: no entry named {key!r} (entries: {names})")
+    shown = f"--{option} {key}" + ("" if option == "only" else "=...")
+    raise AnchorageError(f"{shown}: no entry named {key!r} (entries: {names})")
 
 
 def converters() -> Mapping[str, Any]:
-    """torchvision → anchorage weight converters by model type ({} when none installed)."""
+    """torchvision → anchorage weight converters by model type ({} when none installed).
+
+    ``anchorage.plugins.models.convert.CONVERTERS`` maps (source, model type) → converter;
+    the benchmark's twins are torchvision models, so only that source is kept.
+    """
     try:
         from anchorage.plugins.models.convert import CONVERTERS
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.startswith("anchorage.plugins.models"):
             return {}
         raise
-    return CONVERTERS
+    return {model_type: fn for (src, model_type), fn in CONVERTERS.items() if src == "torchvision"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

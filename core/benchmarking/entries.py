@@ -16,8 +16,9 @@ timings compare like with like. core never imports plugins: the tool passes the 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -134,19 +135,74 @@ class SegmentationAdapter(nn.Module):
 
 
 def build_torchvision(name: str, kwargs: Mapping[str, Any] | None = None) -> nn.Module:
-    """A torchvision baseline without weights; segmentation models wrapped for anchorage I/O."""
+    """A torchvision baseline without weights; segmentation models wrapped for anchorage I/O.
+
+    ``kwargs`` go to torchvision's builder, except ``pretrained_layout: true``: build the
+    layout torchvision uses when fine-tuning from ImageNet weights (FrozenBatchNorm2d in
+    ResNet backbones, ``trainable_backbone_layers`` 3 for R-CNN, 4 for SSD) — which anchorage's
+    COCO specs reproduce — still with random weights and without any download.
+    """
     from torchvision import models
 
     task = torchvision_baselines().get(name)
     if task is None:
         raise AnchorageError(unknown_entry_message(TV_PREFIX + name))
+    kwargs = dict(kwargs or {})
+    layout = bool(kwargs.pop("pretrained_layout", False))
+    backbone_weights = None
+    if layout:
+        backbone_weights = (
+            inspect.signature(models.get_model_builder(name)).parameters["weights_backbone"].default
+        )
     try:
-        model = models.get_model(name, weights=None, weights_backbone=None, **dict(kwargs or {}))
+        with _random_instead_of_download() if layout else contextlib.nullcontext():
+            model = models.get_model(
+                name, weights=None, weights_backbone=backbone_weights, **kwargs
+            )
     except TypeError as exc:
-        raise SpecError(
-            f"{TV_PREFIX}{name}: bad builder arguments {dict(kwargs or {})}: {exc}"
-        ) from None
+        raise SpecError(f"{TV_PREFIX}{name}: bad builder arguments {kwargs}: {exc}") from None
+    _check_kwargs(name, model, kwargs)
     return SegmentationAdapter(model) if task == "semantic" else model
+
+
+def _check_kwargs(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> None:
+    """torchvision's builders pass unknown keyword arguments on or drop them silently; a typo
+    would go unnoticed, so every key must be a named parameter of the builder or the model."""
+    from torchvision import models
+
+    def named(fn: Callable[..., Any]) -> set[str]:
+        params = inspect.signature(fn).parameters.values()
+        return {p.name for p in params if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+
+    accepted = (named(models.get_model_builder(name)) | named(type(model).__init__)) - {
+        "self",
+        "weights",
+        "weights_backbone",
+        "backbone",
+    }
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise SpecError(
+            f"{TV_PREFIX}{name}: unknown builder arguments {unknown}; accepted: "
+            f"{', '.join(sorted(accepted))}, pretrained_layout"
+        )
+
+
+@contextlib.contextmanager
+def _random_instead_of_download() -> Iterator[None]:
+    """While active, torchvision 'loads' a weights enum by building its architecture with
+    random weights: a builder takes its pretrained code path and nothing is downloaded."""
+    from unittest import mock
+
+    from torchvision import models
+    from torchvision.models import _api
+
+    def random_state(self: Any, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
+        arch = next(n for n in models.list_models() if models.get_model_weights(n) is type(self))
+        return models.get_model(arch, weights=None).state_dict()
+
+    with mock.patch.object(_api.WeightsEnum, "get_state_dict", random_state):
+        yield
 
 
 def unknown_entry_message(entry: str) -> str:
