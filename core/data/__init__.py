@@ -2,6 +2,7 @@
 
 from .batching import collate_detection, pad_targets
 from .dataset import DetectionDataset, decode_masks, semantic_from_instances
+from .export import dataset_to_coco
 from .loader import (
     ShardSampler,
     build_dataloader,
@@ -36,6 +37,7 @@ __all__ = [
     "build_transforms",
     "collate_detection",
     "data_section",
+    "dataset_to_coco",
     "decode_masks",
     "pad_targets",
     "sanitize_labels_getter",
