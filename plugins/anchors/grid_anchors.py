@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from anchorage.core.errors import SpecError
 from anchorage.core.interfaces import AnchorGenerator
 from anchorage.core.registry import ANCHOR_GENERATORS
 
@@ -42,14 +43,13 @@ class GridAnchors(AnchorGenerator):
             default=((0.5, 1.0, 2.0),), validator=_non_empty
         )
 
-        def __attrs_post_init__(self) -> None:
-            n, m = len(self.sizes), len(self.aspect_ratios)
-            if m not in (1, n):
-                raise ValueError(
-                    f"aspect_ratios: expected 1 or {n} (one per level of sizes) lists, got {m}"
-                )
-
     def __init__(self, cfg: Config) -> None:
+        n, m = len(cfg.sizes), len(cfg.aspect_ratios)
+        if m not in (1, n):
+            raise SpecError(
+                f"grid_anchors: aspect_ratios: expected 1 or {n} lists (one per level of sizes), "
+                f"got {m}"
+            )
         self.cfg = cfg
         one = len(cfg.aspect_ratios) == 1
         self.aspect_ratios = cfg.aspect_ratios * len(cfg.sizes) if one else cfg.aspect_ratios

@@ -23,6 +23,7 @@ import torchvision
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
+from anchorage.core.errors import CheckpointError
 from anchorage.core.interfaces import Backbone
 from anchorage.core.registry import BACKBONES
 from anchorage.plugins.backbones.torchvision_features import (
@@ -80,7 +81,10 @@ class ResNetBackbone(Backbone):
             replace_stride_with_dilation=list(cfg.replace_stride_with_dilation),
         )
         if cfg.weights_path is not None:
-            load_torchvision_state(net, cfg.weights_path, f"{self.depth} weights_path")
+            try:
+                load_torchvision_state(net, cfg.weights_path, f"{self.depth} weights_path")
+            except RuntimeError as exc:  # shape mismatches come from load_state_dict
+                raise CheckpointError(f"{self.depth} weights_path: {exc}") from None
         _freeze(net, cfg.trainable_layers)
         nodes = {layer: _NAMES[layer] for layer in cfg.return_layers}
         self.body, self.feature_info = build_feature_extractor(net, nodes)
@@ -114,7 +118,5 @@ def _register(depth: str, examples: tuple[dict, ...]) -> type[ResNetBackbone]:
 
 ResNet18Backbone = _register("resnet18", ({}, {"norm": "bn", "return_layers": ("layer4",)}))
 ResNet34Backbone = _register("resnet34", ({},))
-ResNet50Backbone = _register(
-    "resnet50", ({}, {"replace_stride_with_dilation": (False, True, True)})
-)
+ResNet50Backbone = _register("resnet50", ({},))
 ResNet101Backbone = _register("resnet101", ({"trainable_layers": 0},))

@@ -1,0 +1,127 @@
+"""rpn_proposals, rcnn_detections and mask_paste against torchvision's implementations."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.models.detection._utils import BoxCoder
+from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
+from torchvision.models.detection.rpn import RegionProposalNetwork
+
+from anchorage.core.build import build_component
+
+
+def _rpn_inputs(b: int = 2, counts: tuple[int, ...] = (1200, 300, 80)) -> tuple:
+    g = torch.Generator().manual_seed(0)
+    a = sum(counts)
+    xy = torch.rand(b, a, 2, generator=g) * 180 - 10
+    boxes = torch.cat([xy, xy + torch.rand(b, a, 2, generator=g) * 60], -1)
+    boxes[0, :5, 2:] = boxes[0, :5, :2]  # degenerate (zero size) boxes are dropped
+    return torch.randn(b, a, generator=g), boxes, list(counts)
+
+
+def test_rpn_proposals_equal_torchvision_filter_proposals() -> None:
+    objectness, boxes, counts = _rpn_inputs()
+    sizes = [(160, 150), (120, 170)]
+    for training in (False, True):
+        ours = build_component(
+            "postprocessor",
+            {
+                "type": "rpn_proposals",
+                "pre_nms_top_n_test": 500,
+                "post_nms_top_n_test": 300,
+                "pre_nms_top_n_train": 900,
+                "post_nms_top_n_train": 700,
+                "nms_thresh": 0.6,
+            },
+        )
+        tv = RegionProposalNetwork(
+            None,
+            None,
+            0.7,
+            0.3,
+            256,
+            0.5,
+            {"training": 900, "testing": 500},
+            {"training": 700, "testing": 300},
+            0.6,
+        )
+        tv.train(training)
+        exp_boxes, exp_scores = tv.filter_proposals(boxes, objectness, sizes, counts)
+        got = ours({"objectness": objectness, "boxes": boxes}, counts, sizes, training=training)
+        for e_b, e_s, g in zip(exp_boxes, exp_scores, got):
+            assert len(e_b) > 0
+            torch.testing.assert_close(g["boxes"], e_b)
+            torch.testing.assert_close(g["scores"], e_s)
+
+
+def test_rpn_proposals_empty_image() -> None:
+    objectness, boxes, counts = _rpn_inputs(b=2, counts=(50,))
+    boxes[1, :, 2:] = boxes[1, :, :2]  # every box of image 1 is degenerate
+    got = build_component("postprocessor", {"type": "rpn_proposals"})(
+        {"objectness": objectness, "boxes": boxes}, counts, [(200, 200)] * 2
+    )
+    assert len(got[0]["boxes"]) > 0 and got[1]["boxes"].shape == (0, 4)
+
+
+def test_rcnn_detections_equal_torchvision_postprocess() -> None:
+    g = torch.Generator().manual_seed(0)
+    c1, counts, sizes = 4, [60, 35], [(100, 120), (90, 80)]
+    props = []
+    for n in counts:
+        xy = torch.rand(n, 2, generator=g) * 70
+        props.append(torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], -1))
+    logits = torch.randn(sum(counts), c1, generator=g) * 2
+    deltas = torch.randn(sum(counts), c1 * 4, generator=g)
+    tv = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.1, 0.5, 30)
+    e_boxes, e_scores, e_labels = tv.postprocess_detections(logits, deltas, props, sizes)
+    ours = build_component(
+        "postprocessor",
+        {
+            "type": "rcnn_detections",
+            "nms": {
+                "type": "multiclass_nms",
+                "score": "sigmoid",
+                "score_thresh": 0.1,
+                "nms_thresh": 0.5,
+                "topk_candidates": 1000,
+                "detections_per_img": 30,
+            },
+        },
+        box_coder=build_component("box_coder", {"type": "delta_xywh"}),
+    )
+    pad = torch.nn.utils.rnn.pad_sequence
+    preds = {
+        "cls_logits": pad(list(logits.split(counts)), batch_first=True),
+        "bbox_deltas": pad(list(deltas.split(counts)), batch_first=True),
+        "valid": pad([torch.ones(n, dtype=torch.bool) for n in counts], batch_first=True),
+    }
+    got = ours(preds, pad(props, batch_first=True), sizes)
+    for b, s, lab, r in zip(e_boxes, e_scores, e_labels, got):
+        assert len(b) > 0
+        torch.testing.assert_close(r["boxes"], b)
+        torch.testing.assert_close(r["scores"], s)
+        assert torch.equal(r["labels"], lab)
+
+
+def test_mask_paste_equals_torchvision() -> None:
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(3, 1, 28, 28, generator=g)
+    boxes = torch.tensor([[5.0, 6, 40, 30], [-5, 10, 20, 70], [50, 50, 64, 80]])
+    paste = build_component("postprocessor", {"type": "mask_paste"})
+    out = paste(
+        [{"masks": masks, "boxes": boxes}, {"masks": masks[:0], "boxes": boxes[:0]}],
+        None,
+        [(60, 64), (10, 12)],
+    )
+    torch.testing.assert_close(out[0]["masks"], paste_masks_in_image(masks, boxes, (60, 64), 1))
+    assert out[1]["masks"].shape == (0, 1, 10, 12)
+
+
+def test_box_coder_is_torchvisions() -> None:
+    # rcnn_detections decodes with the injected delta_xywh: same numbers as torchvision's coder.
+    coder = build_component("box_coder", {"type": "delta_xywh"})
+    ref = torch.tensor([[10.0, 10, 50, 40]])
+    d = torch.tensor([[0.5, -0.2, 0.3, 0.1]])
+    torch.testing.assert_close(
+        coder.decode(d, ref), BoxCoder((10.0, 10.0, 5.0, 5.0)).decode_single(d, ref)
+    )
