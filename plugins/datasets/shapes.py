@@ -32,7 +32,7 @@ from anchorage.core.errors import SpecError
 from anchorage.core.registry import DATASETS
 from anchorage.plugins.datasets.coco import CocoDataset, load_coco
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 """Bumped whenever the drawing code changes, so stale caches are never reused."""
 SHAPES = ("rectangle", "ellipse", "triangle", "star", "hexagon")
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
@@ -179,7 +179,7 @@ def render_image(p: GenParams, index: int) -> tuple[np.ndarray, list[dict[str, A
         colour = _colour(bg_mean, rng)
         img[mask] = colour + rng.uniform(-0.05, 0.05, 3).astype(np.float32)
     if p.noise > 0:
-        img = img + rng.normal(0, p.noise, img.shape).astype(np.float32)
+        img += p.noise * rng.standard_normal(img.shape, dtype=np.float32)
     out = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
     anns = []
     for mask, cls in zip(visible, classes):
