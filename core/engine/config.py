@@ -59,6 +59,7 @@ class TrainConfig:
     the first step boundary past either limit, then checkpoints and evaluates as usual.
     ``amp`` applies on CUDA only (ignored on CPU). ``eval_interval`` / ``checkpoint_interval``
     are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
+    ``find_unused_parameters`` is passed to DDP (models whose forward skips trainable parts).
     """
 
     epochs: int = attrs.field(default=12, validator=v.ge(1))
@@ -79,6 +80,7 @@ class TrainConfig:
     seed: int = attrs.field(default=0, validator=v.ge(0))
     deterministic: bool = False
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
+    find_unused_parameters: bool = False
     progress: bool = True
 
 

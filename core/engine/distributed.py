@@ -67,13 +67,17 @@ def current() -> DistInfo:
     return DistInfo()
 
 
-def wrap_model(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+def wrap_model(
+    model: nn.Module, info: DistInfo, device: torch.device, *, find_unused: bool = False
+) -> nn.Module:
     """DDP-wrap ``model`` when distributed (device_ids on CUDA)."""
     if not info.enabled:
         return model
     ids = [device.index if device.index is not None else info.local_rank]
     return nn.parallel.DistributedDataParallel(
-        model, device_ids=ids if device.type == "cuda" else None
+        model,
+        device_ids=ids if device.type == "cuda" else None,
+        find_unused_parameters=find_unused,
     )
 
 

@@ -110,7 +110,9 @@ class Trainer:
         model = build_model(self.spec).to(device)
         self._build_data()
         self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
-        self.model = ddp.wrap_model(model, self.dist, device)
+        self.model = ddp.wrap_model(
+            model, self.dist, device, find_unused=self.cfg.find_unused_parameters
+        )
         self.scheduler = build_scheduler(
             self.optimizer, self.cfg, self.steps_per_epoch, self.total_steps
         )
@@ -271,7 +273,10 @@ class Trainer:
             values["grad_norm"] = float(norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        values["lr"] = self.optimizer.param_groups[0]["lr"]
+        groups = self.optimizer.param_groups
+        values["lr"] = groups[0]["lr"]
+        if len(groups) > 1:
+            values.update({f"lr_group{i}": g["lr"] for i, g in enumerate(groups)})
         self.scheduler.step()
         return values, stop
 

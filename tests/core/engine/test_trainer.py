@@ -121,3 +121,39 @@ def test_signal_request_checkpoints_and_raises(toys, tmp_path: Path) -> None:
     assert info.value.exit_code == 143
     assert read_checkpoint(tmp_path / "last.pt")["iteration"] == 1
     trainer.logger.close()
+
+
+def test_grad_clip_bounds_the_update(toys, tmp_path: Path) -> None:
+    spec = toys.toy_spec(optimizer={"type": "sgd", "lr": 1.0, "momentum": 0.0}, grad_clip=1e-3)
+    spec["model"]["dropout"] = 0.0
+    trainer = Trainer(Spec.from_dict(spec), tmp_path, progress=False)
+    trainer.setup()
+    before = [p.detach().clone() for p in trainer.model.parameters()]
+    images, targets = next(iter(trainer.train_loader))
+    values, stop = trainer.train_step(images, targets)
+    params = [p.detach() for p in trainer.model.parameters()]
+    step = torch.cat([(p - b).flatten() for p, b in zip(params, before)])
+    assert stop is None and values["grad_norm"] > 1e-3  # clipping was needed ...
+    assert float(step.norm()) == pytest.approx(1e-3, rel=1e-4)  # ... and applied
+    trainer.logger.close()
+
+
+def test_eval_interval_and_epoch_checkpoints(toys, tmp_path: Path) -> None:
+    spec = toys.toy_spec(epochs=3, eval_interval=2, keep_epoch_checkpoints=True, log_images=0)
+    train(Spec.from_dict(spec), tmp_path)
+    lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines if x["kind"] == "val"] == [2, 3]  # every 2nd + final
+    assert sorted(p.name for p in tmp_path.glob("epoch_*.pt")) == [
+        "epoch_1.pt", "epoch_2.pt", "epoch_3.pt",
+    ]  # fmt: skip
+    assert read_checkpoint(tmp_path / "epoch_2.pt")["iteration"] == 8
+
+
+def test_param_group_lrs_are_logged(toys, tmp_path: Path) -> None:
+    spec = toys.toy_spec(
+        epochs=1, eval_interval=0, log_interval=1,
+        param_groups=[{"pattern": "^head", "lr_mult": 10.0}],
+    )  # fmt: skip
+    train(Spec.from_dict(spec), tmp_path)
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert sorted([first["lr_group0"], first["lr_group1"]]) == pytest.approx([0.05, 0.5])
