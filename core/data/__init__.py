@@ -2,7 +2,7 @@
 
 from .batching import collate_detection, pad_targets
 from .dataset import DetectionDataset, decode_masks, semantic_from_instances
-from .export import dataset_to_coco
+from .export import dataset_to_coco, to_coco_results
 from .loader import (
     ShardSampler,
     build_dataloader,
@@ -44,5 +44,6 @@ __all__ = [
     "seed_worker",
     "semantic_from_instances",
     "split_config",
+    "to_coco_results",
     "validate_images",
 ]

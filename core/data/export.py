@@ -1,8 +1,9 @@
-"""Writing a validated detection dataset as a COCO-format annotation dict."""
+"""COCO-format output: a validated dataset as annotations, model outputs as results."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,3 +52,32 @@ def dataset_to_coco(dataset: DetectionDataset, image_root: str | Path) -> dict[s
         for i, name in enumerate(dataset.class_names)
     ]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def to_coco_results(
+    outputs: Sequence[dict[str, Any]],
+    image_ids: Sequence[int],
+    label_to_category: Mapping[int, Any],
+) -> list[dict[str, Any]]:
+    """Detections in COCO results format (``loadRes`` / the official evaluation server).
+
+    outputs: per-image dicts with ``boxes`` [K,4] xyxy pixels, ``scores`` [K], ``labels`` [K]
+    (1..C); labels map back to the annotation file's category ids through
+    ``label_to_category`` (``dataset.label_to_category``). Boxes become ``[x, y, w, h]``.
+    """
+    results = []
+    for out, image_id in zip(outputs, image_ids):
+        boxes = out["boxes"].detach().cpu().double().reshape(-1, 4)
+        boxes[:, 2:] -= boxes[:, :2]
+        for box, score, label in zip(
+            boxes.tolist(), out["scores"].tolist(), out["labels"].tolist()
+        ):
+            results.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": label_to_category[int(label)],
+                    "bbox": box,
+                    "score": float(score),
+                }
+            )
+    return results

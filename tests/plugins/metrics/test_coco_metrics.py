@@ -15,7 +15,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from anchorage.core.build import build_component
-from anchorage.core.data import collate_detection
+from anchorage.core.data import collate_detection, to_coco_results
 
 SIZE = (96, 128)  # H, W
 
@@ -207,3 +207,17 @@ def test_perfect_and_empty_predictions():
     assert metric.compute()["bbox/AP"] == 0.0
     metric.reset()
     assert metric.compute()["bbox/AP"] == -1.0
+
+
+def test_to_coco_results_maps_labels_back_to_category_ids(tmp_path):
+    ann_file = _write_coco(tmp_path)
+    ds = build_component("dataset", {"type": "coco", "ann_file": ann_file})
+    outputs = _predictions(ds)
+    results = to_coco_results(outputs, ds.image_ids, ds.label_to_category)
+    assert {r["category_id"] for r in results} == {4, 9}
+    first = results[0]
+    b = outputs[0]["boxes"][0].tolist()
+    assert first["image_id"] == 10
+    assert first["bbox"] == pytest.approx([b[0], b[1], b[2] - b[0], b[3] - b[1]])
+    with contextlib.redirect_stdout(io.StringIO()):
+        COCO(ann_file).loadRes(results)  # accepted by pycocotools
