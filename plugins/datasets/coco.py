@@ -76,6 +76,9 @@ def load_coco(
     for cat in data["categories"]:
         _require(cat, ("id", "name"), "category", path)
     cats = sorted(data["categories"], key=lambda c: c["id"])
+    dup = [a["id"] for a, b in zip(cats, cats[1:]) if a["id"] == b["id"]]
+    if dup:
+        raise DataError(f"{path}: duplicate category id {dup[0]} in 'categories'")
     cat_to_label = {c["id"]: i + 1 for i, c in enumerate(cats)}
     report = ValidationReport(str(path))
     raws = [_raw_image(im, root, path) for im in data["images"]]

@@ -185,3 +185,12 @@ def test_bccd_degenerate_boxes_are_a_real_case():
                 "policy": "strict",
             },
         )
+
+
+def test_duplicate_category_id_is_an_error(tmp_path):
+    path = Path(_coco(tmp_path, [GOOD]))
+    data = json.loads(path.read_text())
+    data["categories"].append({"id": 2, "name": "again"})
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="duplicate category id 2"):
+        _load(str(path))
