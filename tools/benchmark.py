@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of weights and inputs (0)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (torch's default)")
     p.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        help="wall: elapsed time (default); cpu: process CPU time, robust on a shared CPU",
+    )
+    p.add_argument(
         "--twin",
         action="append",
         type=_pair,

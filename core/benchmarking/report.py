@@ -127,7 +127,8 @@ def markdown(results: Sequence[EntryResult], settings: Settings, env: dict[str, 
         f"Device: {env['device']} ({env['device_name']}), torch {env['torch']}, "
         f"torchvision {env['torchvision']}, {env['torch_threads']} threads; "
         f"images {settings.image_size}×{settings.image_size}, {settings.rounds} interleaved "
-        f"rounds after {settings.warmup} warm-up, seed {settings.seed}"
+        f"rounds after {settings.warmup} warm-up, seed {settings.seed}, "
+        f"{'process CPU time' if settings.clock == 'cpu' else 'wall-clock time'}"
         + (", AMP" if settings.amp else "")
         + (", channels_last" if settings.channels_last else "")
         + (", torch.compile" if settings.compile else ""),

@@ -35,6 +35,7 @@ from .measure import (
 from .settings import Settings
 from .stages import measure_stages
 from .timing import (
+    CLOCKS,
     TimedTask,
     failure_message,
     is_out_of_memory,
@@ -99,6 +100,8 @@ def run_benchmark(
     if any(e.request.checkpoint for e in entries) and dataset_spec is None:
         raise AnchorageError("--checkpoint needs --dataset SPEC (the data and metrics for AP)")
     device = torch.device(settings.device)
+    if settings.clock == "cpu" and device.type == "cuda":
+        raise AnchorageError("clock 'cpu' measures host CPU time; use clock 'wall' on CUDA")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     live = [_Live(entry=e, result=_new_result(e)) for e in entries]
@@ -114,6 +117,7 @@ def run_benchmark(
         warmup=settings.warmup,
         device=device,
         progress=settings.progress,
+        clock=CLOCKS[settings.clock],
     )
     _collect(live, tasks)
     for lv in live:
@@ -273,7 +277,8 @@ def _stages(lv: _Live, settings: Settings, device: torch.device) -> None:
         return
     images, _ = make_batch(bs, settings.image_size, settings.seed, device)
     call = make_infer(lv.model, images, seed=settings.seed, amp=settings.amp, device=device)
-    lv.result.stages = measure_stages(lv.model, call, device, settings.stage_iters)
+    clock = CLOCKS[settings.clock]
+    lv.result.stages = measure_stages(lv.model, call, device, settings.stage_iters, clock)
 
 
 def _memory(lv: _Live, settings: Settings, device: torch.device) -> None:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
@@ -49,7 +49,9 @@ class Settings:
     models still resize as they are configured to, e.g. R-CNN to min_size 800);
     ``rounds``/``warmup``: timed and discarded interleaved rounds; ``stage_iters``: forwards
     averaged for the stage breakdown (0 = none); ``threads``: torch intra-op threads (None =
-    torch's default); ``convert_twins``: give anchorage entries their twin's weights.
+    torch's default); ``clock``: ``wall`` elapsed time or ``cpu`` process CPU time (robust on a
+    shared CPU machine, see ``timing.CLOCKS``); ``convert_twins``: give anchorage entries
+    their twin's weights.
     """
 
     batch_sizes: tuple[int, ...] = attrs.field(default=(1,), validator=_sizes)
@@ -62,6 +64,7 @@ class Settings:
     channels_last: bool = False
     compile: bool = False
     train: bool = False
+    clock: Literal["wall", "cpu"] = "wall"
     rounds: int = attrs.field(default=10, validator=v.ge(1))
     warmup: int = attrs.field(default=2, validator=v.ge(0))
     stage_iters: int = attrs.field(default=3, validator=v.ge(0))

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .timing import synchronize
+from .timing import Clock, synchronize, timed_call
 
 STAGE_ORDER = ("preprocess", "backbone", "neck", "anchors", "head", "postprocess")
 FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
@@ -98,19 +98,20 @@ def stage_targets(model: nn.Module) -> dict[str, list[tuple[Any, str, Any]]]:
 class StageClock:
     """Accumulates exclusive seconds per stage from nested enter/exit calls."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, clock: Clock = time.perf_counter) -> None:
         self.device = device
+        self.clock = clock
         self.stack: list[list[Any]] = []
         self.totals: dict[str, float] = defaultdict(float)
 
     def enter(self, stage: str) -> None:
         synchronize(self.device)
-        self.stack.append([stage, time.perf_counter(), 0.0])
+        self.stack.append([stage, self.clock(), 0.0])
 
     def exit(self) -> None:
         synchronize(self.device)
         stage, start, children = self.stack.pop()
-        elapsed = time.perf_counter() - start
+        elapsed = self.clock() - start
         self.totals[stage] += elapsed - children
         if self.stack:
             self.stack[-1][2] += elapsed
@@ -164,23 +165,23 @@ def instrument(model: nn.Module, clock: StageClock) -> Iterator[list[str]]:
 
 
 def measure_stages(
-    model: nn.Module, call: Callable[[], Any], device: torch.device, iters: int
+    model: nn.Module,
+    call: Callable[[], Any],
+    device: torch.device,
+    iters: int,
+    clock: Clock = time.perf_counter,
 ) -> dict[str, float]:
     """Mean exclusive milliseconds per stage over ``iters`` calls, plus ``other`` and ``total``.
 
     ``call`` runs one forward of ``model``; stages the model does not have are left out.
     """
-    clock = StageClock(device)
+    stage_clock = StageClock(device, clock)
     total = 0.0
-    with instrument(model, clock) as names:
+    with instrument(model, stage_clock) as names:
         for _ in range(iters):
-            synchronize(device)
-            start = time.perf_counter()
-            call()
-            synchronize(device)
-            total += time.perf_counter() - start
+            total += timed_call(call, device, clock)
     order = [s for s in STAGE_ORDER if s in names] + [s for s in names if s not in STAGE_ORDER]
-    out = {s: clock.totals.get(s, 0.0) * 1000.0 / iters for s in order}
+    out = {s: stage_clock.totals.get(s, 0.0) * 1000.0 / iters for s in order}
     out["other"] = max(0.0, total * 1000.0 / iters - sum(out.values()))
     out["total"] = total * 1000.0 / iters
     return out

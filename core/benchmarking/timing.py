@@ -57,13 +57,23 @@ def release_memory(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-def timed_call(fn: Callable[[], Any], device: torch.device) -> float:
-    """Seconds one call of ``fn`` takes, synchronised before and after on CUDA."""
+Clock = Callable[[], float]
+CLOCKS: dict[str, Clock] = {"wall": time.perf_counter, "cpu": time.process_time}
+"""``wall``: elapsed time (what a user waits; the default). ``cpu``: CPU seconds of the whole
+process, all threads: on a shared CPU machine it leaves out the time other processes hold the
+cores, so twins compare fairly under load; with one intra-op thread it is the work of the call.
+Not a latency on CUDA (kernels run on the GPU), so CUDA runs use ``wall``."""
+
+
+def timed_call(
+    fn: Callable[[], Any], device: torch.device, clock: Clock = time.perf_counter
+) -> float:
+    """Seconds one call of ``fn`` takes on ``clock``, synchronised before and after on CUDA."""
     synchronize(device)
-    start = time.perf_counter()
+    start = clock()
     fn()
     synchronize(device)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def failure_message(exc: BaseException, where: str) -> str:
@@ -81,6 +91,7 @@ def run_interleaved(
     warmup: int,
     device: torch.device,
     progress: bool = True,
+    clock: Clock = time.perf_counter,
 ) -> None:
     """Run ``warmup`` + ``rounds`` rounds over ``tasks``, recording times after warm-up.
 
@@ -101,13 +112,13 @@ def run_interleaved(
                 task = tasks[(i + r) % n]
                 bar.set_postfix_str(f"{task.key[0]} {task.key[1]} b{task.key[2]}", refresh=False)
                 if task.error is None:
-                    _run_one(task, device, record=r >= warmup)
+                    _run_one(task, device, clock, record=r >= warmup)
                 bar.update(1)
 
 
-def _run_one(task: TimedTask, device: torch.device, *, record: bool) -> None:
+def _run_one(task: TimedTask, device: torch.device, clock: Clock, *, record: bool) -> None:
     try:
-        dt = timed_call(task.fn, device)
+        dt = timed_call(task.fn, device, clock)
     except Exception as exc:  # reported in the entry's row; the other entries go on
         task.error = failure_message(exc, f"{task.key[1]}, batch {task.key[2]}")
         release_memory(device)

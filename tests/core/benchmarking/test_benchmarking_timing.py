@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
 
 from anchorage.core.benchmarking.timing import (
+    CLOCKS,
     TimedTask,
     is_out_of_memory,
     run_interleaved,
@@ -79,3 +82,11 @@ def test_summary_percentiles_and_throughput() -> None:
     assert s["min_ms"] == pytest.approx(10.0) and s["n"] == 5
     assert s["images_per_s"] == pytest.approx(4 / 0.030)
     assert summarize([], 1) == {}
+
+
+def test_cpu_clock_leaves_out_time_the_process_does_not_run() -> None:
+    wall = TimedTask(key=("w", "infer", 1), fn=lambda: time.sleep(0.05))
+    cpu = TimedTask(key=("c", "infer", 1), fn=lambda: time.sleep(0.05))
+    run_interleaved([wall], rounds=1, warmup=0, device=CPU, progress=False, clock=CLOCKS["wall"])
+    run_interleaved([cpu], rounds=1, warmup=0, device=CPU, progress=False, clock=CLOCKS["cpu"])
+    assert wall.times[0] >= 0.05 and cpu.times[0] < 0.02
