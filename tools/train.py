@@ -30,11 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--resume",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="CHECKPOINT",
-        help="continue from WORK_DIR/last.pt (or the given checkpoint) exactly where it stopped",
+        action="store_true",
+        help="continue from WORK_DIR/last.pt exactly where it stopped (mid-epoch included)",
+    )
+    parser.add_argument(
+        "--resume-from", metavar="CHECKPOINT", default=None, help="resume from this checkpoint"
     )
     parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device"
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(
             spec,
             work_dir,
-            resume=args.resume,
+            resume=args.resume_from or args.resume,
             device=args.device,
             progress=False if args.no_progress else None,
         )

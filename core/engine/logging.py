@@ -23,7 +23,15 @@ from .visualize import draw_prediction
 class RunLogger:
     """Writes metrics to ``work_dir`` (when ``enabled``) and shows progress (when ``progress``)."""
 
-    def __init__(self, work_dir: str | Path, *, enabled: bool = True, progress: bool = True):
+    def __init__(
+        self,
+        work_dir: str | Path,
+        *,
+        enabled: bool = True,
+        progress: bool = True,
+        append: bool = False,
+    ) -> None:
+        """``append``: continue ``metrics.jsonl`` (a resumed run); otherwise start it anew."""
         self.work_dir = Path(work_dir)
         self.enabled = enabled
         self.progress = progress and enabled
@@ -32,7 +40,8 @@ class RunLogger:
         self._bar: Any = None
         if enabled:
             self.work_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.work_dir / "metrics.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+            mode = "a" if append else "w"
+            self._jsonl = open(self.work_dir / "metrics.jsonl", mode, encoding="utf-8")
 
     @property
     def writer(self) -> Any:

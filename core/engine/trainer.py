@@ -118,7 +118,10 @@ class Trainer:
         )
         self._setup_precision()
         self.logger = RunLogger(
-            self.work_dir, enabled=self.dist.is_main, progress=self.show_progress
+            self.work_dir,
+            enabled=self.dist.is_main,
+            progress=self.show_progress,
+            append=bool(self.resume),
         )
         if self.resume:
             self._restore()
@@ -136,7 +139,6 @@ class Trainer:
             raise AnchorageError("data.train: the training split yields no batch")
         total = self.cfg.epochs * self.steps_per_epoch
         self.total_steps = min(total, self.cfg.max_iters or total)
-        self.images_per_step = (self.train_loader.batch_size or 1) * self.dist.world_size
 
     def _setup_precision(self) -> None:
         amp = self.cfg.amp if self.device.type == "cuda" else "none"
@@ -162,6 +164,9 @@ class Trainer:
             scaler=self.scaler,
         )
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
+        changed = spec_changes(data.get("spec") or {}, self.spec.to_dict())
+        if changed:
+            self.logger.print(f"note: the spec differs from the checkpoint's at {changed}")
         self.metrics = dict(data.get("metrics") or {})
         self.last_checkpoint = path
         self.logger.print(
@@ -231,7 +236,7 @@ class Trainer:
                 c.iteration += 1
                 c.epoch_iter += 1
                 now = time.perf_counter()
-                ips = self.images_per_step / max(now - tick, 1e-9)
+                ips = len(images) * self.dist.world_size / max(now - tick, 1e-9)
                 tick = now
                 self.logger.step(values["loss"], ips)
                 _accumulate(window, {**values, "images_per_s": ips})
@@ -376,6 +381,17 @@ class Trainer:
         ddp.barrier()
         self.last_checkpoint = path
         return path
+
+
+def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Key paths whose values differ between two plain specs (sorted, at most 10)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            path = f"{prefix}.{key}" if prefix else str(key)
+            out += spec_changes(old.get(key), new.get(key), path)
+        return out[:10]
+    return [] if old == new else [prefix]
 
 
 def _due(epoch: int, interval: int) -> bool:

@@ -75,6 +75,10 @@ def test_sigterm_checkpoints_then_resume_finishes(toys, tmp_path: Path, capsys) 
     done = json.loads(out.strip().splitlines()[-1])
     assert done["iteration"] == epochs * 4 and done["epoch"] == epochs
     assert f"iteration {state['iteration']}" in out  # "resumed from ... iteration N"
+    assert "differs from the checkpoint's at ['train.epochs']" in out
+    logged = [json.loads(x)["iteration"] for x in (work / "metrics.jsonl").read_text().splitlines()
+              if '"train"' in x]  # fmt: skip
+    assert logged == list(range(1, epochs * 4 + 1))  # one log: before and after the signal
 
 
 def test_user_errors_exit_2_without_traceback(toys, tmp_path: Path, capsys) -> None:
