@@ -96,6 +96,13 @@ def run_benchmark(
     """Measure every requested entry in one process; results in request order."""
     if not requests:
         raise AnchorageError("nothing to benchmark: give at least one entry or a --suite")
+    names = [r.name for r in requests]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise AnchorageError(
+            f"entry names must be unique, {dupes} appear more than once; give each a label "
+            "(suite key 'label')"
+        )
     entries = [resolve_entry(r) for r in requests]
     if any(e.request.checkpoint for e in entries) and dataset_spec is None:
         raise AnchorageError("--checkpoint needs --dataset SPEC (the data and metrics for AP)")

@@ -20,6 +20,7 @@ from anchorage.core.benchmarking import (
     twin_pairs,
     write_json,
 )
+from anchorage.core.errors import AnchorageError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_toys import CONVERTERS, ToyDetector, bench_toys, write_spec  # noqa: E402
@@ -125,3 +126,9 @@ def test_a_twin_without_converter_keeps_random_weights_and_says_why(
         "weights not converted from tv:toy: no converter from tv:toy for model type "
         "'bench_toy_detector' (converters: none)"
     ]
+
+
+def test_entry_names_must_be_unique() -> None:
+    requests = [EntryRequest(source="tv:ssd300_vgg16")] * 2
+    with pytest.raises(AnchorageError, match=r"\['tv:ssd300_vgg16'\] appear more than once"):
+        run_benchmark(requests, FAST)
