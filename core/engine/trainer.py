@@ -32,7 +32,14 @@ from .config import TrainConfig
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .signals import StopSignals, TrainingStopped
-from .state import load_training_state, make_payload, unwrap, write_checkpoint
+from .state import (
+    capture_rng,
+    load_training_state,
+    make_payload,
+    restore_rng,
+    unwrap,
+    write_checkpoint,
+)
 
 LAST = "last.pt"
 
@@ -331,12 +338,26 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluate, checkpoint
     def evaluate(self, *, final: bool = False) -> dict[str, float]:
-        """Evaluate on ``eval.split`` (all ranks); log metrics and a few drawn predictions."""
-        from .evaluate import eval_split, log_prediction_images, run_evaluation
+        """Evaluate on ``eval.split`` (all ranks); log metrics and a few drawn predictions.
+
+        RNG states are put back afterwards, so evaluating (or not) never changes training.
+        """
+        from .evaluate import eval_split
 
         split = eval_split(self.spec)
         if split is None:
             return self.metrics
+        rng = capture_rng()
+        try:
+            self._evaluate_split(split, final)
+        finally:
+            restore_rng(rng)
+            self.model.train()
+        return self.metrics
+
+    def _evaluate_split(self, split: str, final: bool) -> None:
+        from .evaluate import log_prediction_images, run_evaluation
+
         model = unwrap(self.model)
         result = run_evaluation(
             self.spec,
@@ -357,8 +378,6 @@ class Trainer:
         self.logger.print(f"[{split}] epoch {c.epoch} iteration {c.iteration}: {shown}")
         if final:
             self.summaries = result.summaries
-        model.train()
-        return self.metrics
 
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""

@@ -157,3 +157,22 @@ def test_param_group_lrs_are_logged(toys, tmp_path: Path) -> None:
     train(Spec.from_dict(spec), tmp_path)
     first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert sorted([first["lr_group0"], first["lr_group1"]]) == pytest.approx([0.05, 0.5])
+
+
+def test_evaluation_does_not_change_training(toys, tmp_path: Path, monkeypatch) -> None:
+    import random
+
+    from anchorage.core.engine import evaluate as evaluation
+
+    real = evaluation.run_evaluation
+
+    def noisy(*args, **kwargs):  # an evaluation that consumes the global RNGs
+        torch.rand(3), random.random()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluation, "run_evaluation", noisy)
+    for interval in (0, 1):
+        spec = toys.toy_spec(epochs=2, eval_interval=interval, log_images=0)
+        train(Spec.from_dict(spec), tmp_path / str(interval))
+    a, b = params(tmp_path / "0" / "last.pt"), params(tmp_path / "1" / "last.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
