@@ -5,7 +5,8 @@ torchvision's ``fasterrcnn_resnet50_fpn`` / ``maskrcnn_resnet50_fpn`` (and the o
 ``fpn`` neck, ``rpn_head``, ``two_mlp_box_head`` and ``mask_head`` by renaming key prefixes
 only; every tensor is kept as it is. Old-format torchvision keys (``rpn.head.conv.weight``,
 ``roi_heads.mask_head.mask_fcn1.weight``) are upgraded first, as torchvision's own
-``_load_from_state_dict`` hooks do.
+``_load_from_state_dict`` hooks do. Registered as the ``("torchvision", "two_stage")``
+converter of ``tools/convert_weights.py``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 
 import torch
 
-from anchorage.core.errors import CheckpointError
+from anchorage.plugins.models.convert import register_converter, rename_prefixes
 
 RCNN_PREFIXES: tuple[tuple[str, str], ...] = (
     ("backbone.body.", "backbone.body."),
@@ -37,27 +38,17 @@ _LEGACY = (
 )
 
 
+@register_converter("torchvision", "two_stage")
 def convert_torchvision_rcnn(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a torchvision (Faster|Mask) R-CNN ResNet-FPN state dict for ``two_stage``.
+    """torchvision Faster/Mask R-CNN ResNet-FPN state dict → ``two_stage`` (prefix renames).
 
     ``state``: ``model.state_dict()`` of a torchvision ``FasterRCNN`` / ``MaskRCNN`` (or the
     file torchvision publishes). Returns a new dict with the same tensors under anchorage names.
     Keys no prefix covers (keypoint heads, ...) raise ``CheckpointError``.
     """
-    out: dict[str, torch.Tensor] = {}
-    unknown = []
+    upgraded = {}
     for key, value in state.items():
         for pattern, repl in _LEGACY:
             key = pattern.sub(repl, key)
-        for old, new in RCNN_PREFIXES:
-            if key.startswith(old):
-                out[new + key[len(old) :]] = value
-                break
-        else:
-            unknown.append(key)
-    if unknown:
-        raise CheckpointError(
-            f"torchvision R-CNN state dict has keys two_stage cannot hold: {unknown[:6]}"
-            + (f" (+{len(unknown) - 6} more)" if len(unknown) > 6 else "")
-        )
-    return out
+        upgraded[key] = value
+    return rename_prefixes(upgraded, RCNN_PREFIXES, "torchvision R-CNN state dict")

@@ -65,6 +65,8 @@ class RCNNDetections(Postprocessor):
     ) -> list[dict[str, torch.Tensor]]:
         logits, valid = predictions["cls_logits"], predictions["valid"]
         b, r, c1 = logits.shape
+        if r == 0 or c1 == 1:  # no proposal in the whole batch, or no foreground class
+            return [_empty(logits) for _ in range(b)]
         deltas = predictions["bbox_deltas"].reshape(b, r, c1, 4)[:, :, 1:]
         boxes = _clip(self.box_coder.decode(deltas, references[:, :, None, :]), image_sizes)
         probs = torch.softmax(logits, -1)[..., 1:]  # [B,R,C]
@@ -86,6 +88,14 @@ class RCNNDetections(Postprocessor):
         labels = torch.cat([torch.full_like(d["labels"], k + 1) for k, d in enumerate(per_class)])
         order = scores.argsort(descending=True, stable=True)[: self.max_det]
         return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+
+
+def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:
+    return {
+        "boxes": like.new_zeros((0, 4)),
+        "scores": like.new_zeros((0,)),
+        "labels": torch.zeros(0, dtype=torch.int64, device=like.device),
+    }
 
 
 class _AlreadyDecoded:
