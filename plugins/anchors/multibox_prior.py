@@ -49,6 +49,7 @@ class MultiboxPrior(AnchorGenerator):
         self.cfg = cfg
         n = len(cfg.sizes)
         self.ratios = cfg.ratios if len(cfg.ratios) == n else cfg.ratios * n
+        self._cache: dict[tuple, list[torch.Tensor]] = {}
 
     def num_anchors_per_location(self) -> list[int]:
         return [len(s) + len(r) - 1 for s, r in zip(self.cfg.sizes, self.ratios)]
@@ -66,11 +67,16 @@ class MultiboxPrior(AnchorGenerator):
                 f"multibox_prior: {len(feature_sizes)} feature maps but sizes for "
                 f"{len(self.cfg.sizes)} levels"
             )
-        levels = [
-            self._level(image_size, (int(h), int(w)), s, r, device)
-            for (h, w), s, r in zip(feature_sizes, self.cfg.sizes, self.ratios)
-        ]
-        return levels if per_level else torch.cat(levels)
+        sizes = tuple((int(h), int(w)) for h, w in feature_sizes)
+        key = (tuple(image_size), sizes, str(device))
+        levels = self._cache.get(key)
+        if levels is None:
+            levels = [
+                self._level(image_size, hw, s, r, device)
+                for hw, s, r in zip(sizes, self.cfg.sizes, self.ratios)
+            ]
+            self._cache = {key: levels}  # one entry: fixed-size models reuse it every step
+        return list(levels) if per_level else torch.cat(levels)
 
     def _level(self, image_size, feature_size, sizes, ratios, device) -> torch.Tensor:
         fh, fw = feature_size
