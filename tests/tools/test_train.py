@@ -21,12 +21,12 @@ from anchorage.core.cli import run_tool
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = Path(__file__).with_name("engine_launcher.py")
+LAUNCHER = ROOT / "tests" / "core" / "engine" / "launch_tool.py"
 
 
 @pytest.fixture
 def toys():
-    spec = importlib.util.spec_from_file_location("engine_launcher", LAUNCHER)
+    spec = importlib.util.spec_from_file_location("launch_tool", LAUNCHER)
     launcher = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launcher)
     module = launcher.load_toys()

@@ -22,7 +22,7 @@ from anchorage.core.engine import train
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[3]
-LAUNCHER = ROOT / "tests" / "tools" / "engine_launcher.py"
+LAUNCHER = Path(__file__).with_name("launch_tool.py")
 
 
 def ddp_spec(toys, batch_size: int) -> dict:

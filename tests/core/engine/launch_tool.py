@@ -1,6 +1,6 @@
 """Run a tool with the engine's test toys registered (tests run tools as subprocesses).
 
-    python tests/tools/engine_launcher.py tools/train.py SPEC ...
+    python tests/core/engine/launch_tool.py tools/train.py SPEC ...
 
 The toys (``tests/core/engine/toys_engine.py``) are registered for the process's lifetime;
 the tool then runs exactly as from the command line (``__main__``), under torchrun too.
@@ -13,7 +13,7 @@ import runpy
 import sys
 from pathlib import Path
 
-TOYS = Path(__file__).resolve().parents[1] / "core" / "engine" / "toys_engine.py"
+TOYS = Path(__file__).resolve().with_name("toys_engine.py")
 
 
 def load_toys():  # noqa: ANN201 - returns the toys module
