@@ -32,6 +32,7 @@ import attrs
 from anchorage.core import load_spec
 from anchorage.core.benchmarking import (
     EntryRequest,
+    Settings,
     environment,
     load_suite,
     make_settings,
@@ -123,23 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SETTING_ARGS = (
-    "batch_sizes",
-    "train_batch_sizes",
-    "image_size",
-    "device",
-    "amp",
-    "channels_last",
-    "compile",
-    "train",
-    "rounds",
-    "warmup",
-    "stage_iters",
-    "seed",
-    "threads",
-    "convert_twins",
-    "progress",
-)
+SETTING_ARGS = tuple(f.name for f in attrs.fields(Settings))
+"""Every setting has an option of the same name (argparse dest); None = not given."""
 
 
 def gather_requests(args: argparse.Namespace, suite_entries: Sequence[EntryRequest]) -> list:
@@ -188,7 +174,7 @@ def converters() -> Mapping[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     suite = load_suite(args.suite) if args.suite else None
-    cli = {k: getattr(args, k) for k in SETTING_ARGS}
+    cli = {k: getattr(args, k) for k in SETTING_ARGS}  # an option missing here is a bug
     settings = make_settings(suite.settings if suite else {}, cli)
     requests = gather_requests(args, suite.entries if suite else ())
     dataset = args.dataset or (suite.dataset if suite else None)

@@ -64,7 +64,7 @@ def test_suite_with_twins_writes_table_json_and_plot(tmp_path: Path, monkeypatch
     out = tmp_path / "out"
     args = ["--suite", str(tmp_path / "suite.yaml"), "--only", "tv:toy,mine", "--batch-sizes",
             "1,2", "--train", "--json", f"{out}/r.json", "--plot", f"{out}/r.png",
-            "--markdown", f"{out}/r.md", "--no-progress"]  # fmt: skip
+            "--markdown", f"{out}/r.md", "--no-progress", "--clock", "cpu"]  # fmt: skip
     with bench_toys(monkeypatch):
         assert run_tool(benchmark.main, args) == 0
     text = capsys.readouterr().out
@@ -73,6 +73,7 @@ def test_suite_with_twins_writes_table_json_and_plot(tmp_path: Path, monkeypatch
     assert (out / "r.md").read_text() == text[:-1]  # print adds one newline
     record = json.loads((out / "r.json").read_text())
     assert record["settings"]["batch_sizes"] == [1, 2] and record["settings"]["image_size"] == 32
+    assert record["settings"]["clock"] == "cpu" and "process CPU time" in text
     assert [e["name"] for e in record["entries"]] == ["tv:toy", "mine"]
     assert record["entries"][1]["train"]["1"]["n"] == 1
     assert record["environment"]["device"] == "cpu" and record["environment"]["torch"]
