@@ -103,6 +103,8 @@ class Trainer:
         self._started = time.monotonic()
         self._owns_group = False
         self._val_loader: Any = None
+        self._train_seconds = 0.0  # time inside the training loops (data loading included)
+        self._images = 0  # images trained on by all ranks, this process's run
 
     # ------------------------------------------------------------------ setup stage
     def setup(self) -> None:
@@ -184,8 +186,8 @@ class Trainer:
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
         """Train, evaluate and checkpoint; returns metrics, counters and the checkpoint."""
-        self.setup()
         try:
+            self.setup()
             with StopSignals() as signals:
                 self.signals = signals
                 self._started = time.monotonic()
@@ -198,10 +200,13 @@ class Trainer:
                 "checkpoint": str(self.last_checkpoint) if self.last_checkpoint else None,
                 "stopped": reason,
                 "summary": "\n".join(self.summaries),
+                "train_seconds": self._train_seconds,
+                "images_per_s": self._images / max(self._train_seconds, 1e-9),
             }
         finally:
-            self.logger.close()
-            if self._owns_group:
+            if hasattr(self, "logger"):
+                self.logger.close()
+            if self._owns_group and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
     def _train_epochs(self) -> str | None:
@@ -224,7 +229,8 @@ class Trainer:
     def finish(self) -> None:
         """Final stage: evaluate (print the tables) and write the last checkpoint."""
         self.evaluate(final=True)
-        self.checkpoint(epoch_file=self.cfg.keep_epoch_checkpoints)
+        whole_epoch = self.counters.epoch_iter == 0
+        self.checkpoint(epoch_file=self.cfg.keep_epoch_checkpoints and whole_epoch)
 
     # ------------------------------------------------------------------ epoch and step
     def train_epoch(self) -> str | None:
@@ -236,19 +242,11 @@ class Trainer:
         self.model.train()
         self.logger.start_epoch(c.epoch, self.steps_per_epoch, c.epoch_iter)
         window: dict[str, float] = {}
-        tick = time.perf_counter()
+        tick = start = time.perf_counter()
         try:
             for images, targets in batches:
                 values, stop = self.train_step(images, targets)
-                c.iteration += 1
-                c.epoch_iter += 1
-                now = time.perf_counter()
-                ips = len(images) * self.dist.world_size / max(now - tick, 1e-9)
-                tick = now
-                self.logger.step(values["loss"], ips)
-                _accumulate(window, {**values, "images_per_s": ips})
-                if c.iteration % self.cfg.log_interval == 0:
-                    self._log_train(window)
+                tick = self._after_step(values, len(images), tick, window)
                 limit = self.cfg.max_iters
                 reason = stop or ("max_iters" if limit and c.iteration >= limit else None)
                 if reason is not None:
@@ -257,11 +255,29 @@ class Trainer:
                 reason = None
         finally:
             self.logger.end_epoch()
+            self._train_seconds += time.perf_counter() - start
         self._log_train(window)
         if c.epoch_iter >= self.steps_per_epoch:  # a whole epoch is done
             c.epoch += 1
             c.epoch_iter = 0
         return reason
+
+    def _after_step(
+        self, values: dict[str, float], batch: int, tick: float, window: dict[str, float]
+    ) -> float:
+        """Count the step, update the progress bar, log every ``log_interval``; new tick."""
+        c = self.counters
+        c.iteration += 1
+        c.epoch_iter += 1
+        now = time.perf_counter()
+        images = batch * self.dist.world_size
+        self._images += images
+        ips = images / max(now - tick, 1e-9)
+        self.logger.step(values["loss"], ips)
+        _accumulate(window, {**values, "images_per_s": ips})
+        if c.iteration % self.cfg.log_interval == 0:
+            self._log_train(window)
+        return now
 
     def train_step(self, images: list, targets: list) -> tuple[dict[str, float], str | None]:
         """forward → check losses (all ranks) → backward → clip → optimizer/scheduler step.

@@ -94,6 +94,7 @@ def test_logs_jsonl_and_tensorboard(toys, tmp_path: Path) -> None:
     assert events.Tags()["images"] == ["predictions/0"]
     assert "COCO bbox" in result["summary"] and "square" in result["summary"]
     assert (tmp_path / "spec.yaml").is_file()
+    assert result["train_seconds"] > 0 and result["images_per_s"] > 0
 
 
 def test_max_minutes_stops_at_a_step_boundary(toys, tmp_path: Path) -> None:
@@ -147,6 +148,12 @@ def test_eval_interval_and_epoch_checkpoints(toys, tmp_path: Path) -> None:
         "epoch_1.pt", "epoch_2.pt", "epoch_3.pt",
     ]  # fmt: skip
     assert read_checkpoint(tmp_path / "epoch_2.pt")["iteration"] == 8
+    # a run stopped mid-epoch writes last.pt but no epoch file for the partial epoch
+    spec["train"].update(epochs=4, max_iters=14)
+    train(Spec.from_dict(spec), tmp_path / "partial")
+    assert read_checkpoint(tmp_path / "partial" / "last.pt")["iteration"] == 14
+    assert read_checkpoint(tmp_path / "partial" / "epoch_3.pt")["iteration"] == 12
+    assert not (tmp_path / "partial" / "epoch_4.pt").exists()
 
 
 def test_param_group_lrs_are_logged(toys, tmp_path: Path) -> None:
