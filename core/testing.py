@@ -162,3 +162,35 @@ def check_sampler(sampler: Any) -> None:
     assert pos.shape == neg.shape == matched.shape and pos.dtype == torch.bool
     assert not (pos & neg).any()
     assert not pos[matched < 0].any() and not neg[matched != -1].any()
+
+
+@conformance_check("optimizer")
+def check_optimizer(optimizer: Any) -> None:
+    """A ``torch.optim.Optimizer`` whose step moves parameters that have a gradient."""
+    assert isinstance(optimizer, torch.optim.Optimizer), type(optimizer)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    before = [p.detach().clone() for p in params]
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    for p in params:
+        p.grad = None
+    assert any(not torch.equal(p, b) for p, b in zip(params, before)), "step changed nothing"
+
+
+@conformance_check("lr_scheduler")
+def check_lr_scheduler(scheduler: Any) -> None:
+    """An LRScheduler giving finite lrs >= 0 whose state survives a weights-only load
+    (checkpoints are read with ``weights_only=True``)."""
+    import io
+
+    assert isinstance(scheduler, torch.optim.lr_scheduler.LRScheduler), type(scheduler)
+    for _ in range(3):
+        scheduler.optimizer.step()
+        scheduler.step()
+    lrs = scheduler.get_last_lr()
+    assert all(lr >= 0 and lr == lr and lr != float("inf") for lr in lrs), lrs
+    buffer = io.BytesIO()
+    torch.save(scheduler.state_dict(), buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
