@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from anchorage.core import read_checkpoint
@@ -88,6 +89,9 @@ def test_user_errors_exit_2_without_traceback(toys, tmp_path: Path, capsys) -> N
     assert "train.optimizer.lr" in err and "Traceback" not in err
     assert tool(str(tmp_path / "missing.yaml")) == 2
     assert "spec file not found" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert tool(str(spec), "--device", "cuda") == 2
+        assert "CUDA is not available" in capsys.readouterr().err
     with pytest.raises(Exception, match="must be > 0"):
         tool(str(spec), "--set", "train.optimizer.lr=-1", "--debug")
 
@@ -106,13 +110,19 @@ def test_nan_loss_exits_2_naming_iteration(toys, tmp_path: Path, capsys) -> None
 
 def test_sigint_in_process_exits_130_after_checkpoint(toys, tmp_path: Path, capsys) -> None:
     spec = write_spec(toys, tmp_path / "s.yaml", epochs=100000, eval_interval=0,
-                      checkpoint_interval=0)  # fmt: skip
-    timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
-    try:
-        code = tool(str(spec), "--work-dir", str(tmp_path / "w"), "--no-progress")
-    finally:
-        timer.cancel()
+                      checkpoint_interval=0, log_interval=1)  # fmt: skip
+    log = tmp_path / "w" / "metrics.jsonl"
+
+    def interrupt_once_training() -> None:
+        deadline = time.monotonic() + 60
+        while not (log.is_file() and log.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt_once_training, daemon=True)
+    sender.start()
+    code = tool(str(spec), "--work-dir", str(tmp_path / "w"), "--no-progress")
+    sender.join()
     assert code == 130
     assert "stopped by SIGINT" in capsys.readouterr().err
     state = read_checkpoint(tmp_path / "w" / "last.pt")
