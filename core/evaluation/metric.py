@@ -23,7 +23,11 @@ class Metric:
 
     The factory's ``Config`` declares ``class_names: tuple[str, ...] = injected(default=())``
     (label ``i`` is ``class_names[i - 1]``), passed by ``build_metrics`` from the dataset.
+    ``task`` says which model outputs ``update`` takes: ``"detection"`` (list of per-image
+    dicts) or ``"semantic"`` (``{"out": logits}``).
     """
+
+    task: str = "detection"
 
     def reset(self) -> None:
         """Forget everything accumulated."""

@@ -37,6 +37,8 @@ class SegConfig:
 class SegMIoU(Metric):
     """Confusion-matrix mIoU (see the module docstring)."""
 
+    task = "semantic"
+
     def __init__(self, cfg: SegConfig) -> None:
         self.cfg = cfg
         self.names = ["background", *cfg.class_names]
