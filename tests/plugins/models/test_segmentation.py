@@ -98,3 +98,12 @@ def test_unknown_feature_is_a_spec_error() -> None:
                 "feature": "c9",
             },
         )
+
+
+@pytest.mark.parametrize("name", ["fcn_r18_shapes.yaml", "unet_shapes.yaml"])
+def test_shapes_specs_build(name: str) -> None:
+    from anchorage.core import build_model, load_spec
+
+    spec = load_spec(name)
+    model = build_model(spec)
+    assert model.cfg.num_classes == 3 and spec.section("eval").metrics[0].type == "seg_miou"
