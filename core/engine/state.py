@@ -9,7 +9,8 @@ Payload (tensors and plain data only, so ``weights_only=True`` loads it)::
     iteration   optimizer steps done so far (int)
     epoch_iter  steps done inside the current epoch (int, 0 at an epoch boundary)
     rng         {"python": tuple, "numpy": {...tensor...}, "torch": ByteTensor,
-                 "cuda": [ByteTensor per device]}
+                 "cuda": [ByteTensor per device]}  (rank 0's)
+    rng_ranks   [rng of rank r for r in range(world_size)] (DDP runs only)
     metrics     the last evaluation's metrics (dict[str, float])
 
 Writing goes through ``anchorage.core.checkpoint.save_checkpoint`` (atomic) and reading
@@ -77,9 +78,12 @@ def make_payload(
     iteration: int,
     epoch_iter: int,
     metrics: dict[str, float] | None = None,
+    rng_ranks: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of a training run at a step boundary."""
+    extra = {"rng_ranks": rng_ranks} if rng_ranks else {}
     return {
+        **extra,
         "model": unwrap(model).state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -105,10 +109,13 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     scaler: torch.amp.GradScaler,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> dict[str, Any]:
     """Restore everything a run needs from ``path``; returns the checkpoint dict.
 
-    RNG states are restored too. A checkpoint of another model is a CheckpointError
+    RNG states are restored too (this rank's own when the checkpoint has one per rank of a
+    job of the same size). A checkpoint of another model is a CheckpointError
     listing the mismatched keys and shapes; one without optimizer state (weights only)
     cannot be resumed.
     """
@@ -131,6 +138,9 @@ def load_training_state(
     scheduler.load_state_dict(data["scheduler"])
     if data.get("scaler"):
         scaler.load_state_dict(data["scaler"])
-    if "rng" in data:
+    per_rank = data.get("rng_ranks") or []
+    if len(per_rank) == world_size and world_size > 1:
+        restore_rng(per_rank[rank])
+    elif "rng" in data:
         restore_rng(data["rng"])
     return data

@@ -13,6 +13,7 @@ Under torchrun the same code runs on every rank (DDP); rank 0 logs and writes ch
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -73,6 +74,8 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic matmuls (read at first CUDA use)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
 
@@ -171,6 +174,8 @@ class Trainer:
             optimizer=self.optimizer,
             scheduler=self.scheduler,
             scaler=self.scaler,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
         )
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
         changed = spec_changes(data.get("spec") or {}, self.spec.to_dict())
@@ -398,6 +403,7 @@ class Trainer:
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
         path = self.work_dir / LAST
+        rng_ranks = ddp.gather_objects(capture_rng()) if self.dist.enabled else None
         if self.dist.is_main:
             payload = make_payload(
                 model=self.model,
@@ -409,6 +415,7 @@ class Trainer:
                 iteration=self.counters.iteration,
                 epoch_iter=self.counters.epoch_iter,
                 metrics=self.metrics,
+                rng_ranks=rng_ranks,
             )
             write_checkpoint(path, payload)
             if epoch_file:

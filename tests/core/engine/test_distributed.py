@@ -58,6 +58,10 @@ def test_two_gloo_ranks_equal_one_process(toys, tmp_path: Path) -> None:
         torch.testing.assert_close(b["model"][key], value, atol=1e-6, rtol=0, msg=key)
     moved = read_checkpoint(tmp_path / "ddp" / "last.pt")["model"]["head.weight"]
     assert not torch.equal(moved, torch.zeros_like(moved))
+    # each rank's RNG state is kept for an exact resume of the same job size
+    assert len(b["rng_ranks"]) == 2
+    assert not torch.equal(b["rng_ranks"][0]["torch"], b["rng_ranks"][1]["torch"])
+    assert torch.equal(b["rng"]["torch"], b["rng_ranks"][0]["torch"])
     # evaluation gathered both ranks' shards: the same numbers as one process
     assert b["metrics"] == pytest.approx(single["metrics"])
     # rank 0 alone logged: one train line per step, logged losses averaged over ranks
