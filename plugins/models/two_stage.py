@@ -161,8 +161,9 @@ class TwoStageDetector(nn.Module):
             )
         scaled = []
         for t, size, orig in zip(batch.targets, batch.image_sizes, batch.original_sizes):
-            ratio = torch.tensor([size[1] / orig[1], size[0] / orig[0]] * 2)
-            scaled.append(t["proposals"].as_subclass(torch.Tensor).float() * ratio)
+            boxes = t["proposals"].as_subclass(torch.Tensor).float().reshape(-1, 4)
+            ratio = torch.tensor([size[1] / orig[1], size[0] / orig[0]] * 2, device=boxes.device)
+            scaled.append(boxes * ratio)
         return scaled, {}
 
     def _to_original(self, results: list[dict], batch: Any) -> list[dict]:
