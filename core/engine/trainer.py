@@ -304,6 +304,8 @@ class Trainer:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
             norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             values["grad_norm"] = float(norm)
+            if not (math.isfinite(values["grad_norm"]) or self.scaler.is_enabled()):
+                self._diverged(values, "gradient norm")  # fp16's scaler skips such steps
         self.scaler.step(self.optimizer)
         self.scaler.update()
         groups = self.optimizer.param_groups
@@ -339,11 +341,11 @@ class Trainer:
         limit = self.cfg.max_minutes
         return limit is not None and time.monotonic() - self._started > limit * 60
 
-    def _diverged(self, values: dict[str, float]) -> None:
+    def _diverged(self, values: dict[str, float], what: str = "loss") -> None:
         terms = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
         last = self.last_checkpoint or "none written yet"
         raise TrainingDiverged(
-            f"non-finite loss at iteration {self.counters.iteration + 1} "
+            f"non-finite {what} at iteration {self.counters.iteration + 1} "
             f"(epoch {self.counters.epoch + 1}): {terms}; training stopped before this step "
             f"was applied; last good checkpoint: {last} (lower train.optimizer.lr, set "
             "train.grad_clip or check the data)"

@@ -78,6 +78,13 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(toys, tmp_path: Path) -> 
     assert all(torch.isfinite(t).all() for t in kept["model"].values())
 
 
+def test_nan_gradient_with_clipping_stops_before_the_update(toys, tmp_path: Path) -> None:
+    spec = toys.toy_spec(grad_clip=1.0)
+    spec["model"]["nan_grad"] = True
+    with pytest.raises(TrainingDiverged, match="non-finite gradient norm at iteration 1"):
+        train(Spec.from_dict(spec), tmp_path)
+
+
 def test_logs_jsonl_and_tensorboard(toys, tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

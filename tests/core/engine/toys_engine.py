@@ -28,7 +28,8 @@ class ToyDetector(nn.Module):
 
     Train: ``{"loss_box", "loss_cls"}`` against each image's first box. Eval: one detection
     per image (boxes in pixels, softmax score, label in 1..C). Dropout makes resume depend
-    on the RNG state. ``nan_after``: forward calls after which the loss becomes NaN.
+    on the RNG state. ``nan_after``: forward calls after which the loss becomes NaN;
+    ``nan_grad``: finite loss, NaN gradients.
     """
 
     @attrs.frozen(kw_only=True)
@@ -37,6 +38,7 @@ class ToyDetector(nn.Module):
         hidden: int = 8
         dropout: float = 0.2
         nan_after: int | None = None
+        nan_grad: bool = False
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -62,6 +64,8 @@ class ToyDetector(nn.Module):
             self.calls += 1
             if self.cfg.nan_after is not None and self.calls > self.cfg.nan_after:
                 losses["loss_box"] = losses["loss_box"] * float("nan")
+            if self.cfg.nan_grad:  # value 0, gradient 0 * inf = NaN
+                losses["loss_box"] = losses["loss_box"] + (out.sum() * 0).sqrt()
             return losses
         scores, labels = logits[:, 1:].softmax(-1).max(-1)
         pixels = box * sizes.to(box.device)
