@@ -194,3 +194,8 @@ def check_lr_scheduler(scheduler: Any) -> None:
     torch.save(scheduler.state_dict(), buffer)
     buffer.seek(0)
     torch.load(buffer, weights_only=True)
+
+
+# Kind-specific checks that live beside the subsystems they check.
+from .data import conformance as _data_conformance  # noqa: E402,F401
+from .evaluation import conformance as _eval_conformance  # noqa: E402,F401
