@@ -60,15 +60,15 @@ def test_new_output_kind_registers_a_drawer(monkeypatch) -> None:
 
 
 def test_instance_masks_are_overlaid_with_their_boxes() -> None:
-    masks = torch.zeros(2, 1, 20, 20)
+    masks = torch.zeros(2, 1, 40, 40)
     masks[0, 0, 5:10, 5:10] = 0.9
-    masks[1, 0, 12:18, 12:18] = 0.9  # below the score threshold: not drawn
+    masks[1, 0, 30:36, 30:36] = 0.9  # below the score threshold: not drawn
     output = {
-        "boxes": torch.tensor([[4.0, 4.0, 11.0, 11.0], [11.0, 11.0, 19.0, 19.0]]),
+        "boxes": torch.tensor([[4.0, 4.0, 11.0, 11.0], [29.0, 29.0, 37.0, 37.0]]),
         "scores": torch.tensor([0.8, 0.2]),
         "labels": torch.tensor([1, 2]),
         "masks": masks,
     }
-    got = draw_prediction(torch.zeros(3, 20, 20), output, ["a", "b"], score_thresh=0.5)
+    got = draw_prediction(torch.zeros(3, 40, 40), output, ["a", "b"], score_thresh=0.5)
     assert (got[:, 6:9, 6:9] != 0).any(dim=0).all()  # inside the kept mask
-    assert (got[:, 13:17, 13:17] == 0).all()  # the low-score instance is absent
+    assert (got[:, 28:38, 28:38] == 0).all()  # the low-score instance is absent
