@@ -305,7 +305,7 @@ def _mask_targets(
 
 
 def padded_gt(targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``pad_targets`` with the model's checks: labels in range, finite boxes."""
+    """``pad_targets`` (boxes ``[B,G,4]``, labels ``[B,G]``, valid ``[B,G]``; crowd invalid)."""
     for i, t in enumerate(targets):
         if "labels" not in t:
             raise DataError(f"targets[{i}] has no 'labels' (int64 [N], 1..num_classes)")

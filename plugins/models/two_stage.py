@@ -178,6 +178,19 @@ class TwoStageDetector(nn.Module):
     def _check_targets(self, images: list[torch.Tensor], targets: Any) -> None:
         if targets is None:
             raise DataError("two_stage in train mode needs targets (one dict per image)")
+        for i, t in enumerate(targets):
+            labels = t.get("labels")
+            if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+                raise DataError(f"targets[{i}]['labels']: expected an int64 tensor [N]")
+            if labels.numel() and (labels.min() < 1 or labels.max() > self.num_classes):
+                raise DataError(
+                    f"targets[{i}]['labels']: expected values in 1..{self.num_classes}, got "
+                    f"{labels.min().item()}..{labels.max().item()}"
+                )
+            if labels.shape[0] != t["boxes"].shape[0]:
+                raise DataError(
+                    f"targets[{i}]: {t['boxes'].shape[0]} boxes but {labels.shape[0]} labels"
+                )
         if self.roi_mask is None:
             return
         for i, (im, t) in enumerate(zip(images, targets)):

@@ -106,6 +106,18 @@ def test_mask_of_wrong_size_is_a_data_error() -> None:
         model(_images(), targets)
 
 
+def test_labels_out_of_range_are_a_data_error() -> None:
+    model = _model()
+    model.train()
+    targets = _targets()
+    targets[0]["labels"] = torch.tensor([1, 3])  # num_classes is 2
+    with pytest.raises(DataError, match=r"1\.\.2"):
+        model(_images(), targets)
+    targets[0]["labels"] = torch.tensor([1])
+    with pytest.raises(DataError, match="2 boxes but 1 labels"):
+        model(_images(), targets)
+
+
 def _fast_rcnn() -> torch.nn.Module:
     return _model(rpn=None)
 
