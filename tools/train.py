@@ -60,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result["summary"]:
         print(result["summary"])
     if result["checkpoint"] and _is_main():
-        print(json.dumps({k: result[k] for k in ("epoch", "iteration", "checkpoint", "stopped")}))
+        keys = ("epoch", "iteration", "checkpoint", "stopped", "train_seconds", "images_per_s")
+        print(json.dumps({k: result[k] for k in keys}))
     return 0
 
 
