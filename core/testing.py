@@ -199,3 +199,18 @@ def check_lr_scheduler(scheduler: Any) -> None:
 # Kind-specific checks that live beside the subsystems they check.
 from .data import conformance as _data_conformance  # noqa: E402,F401
 from .evaluation import conformance as _eval_conformance  # noqa: E402,F401
+
+
+@conformance_check("roi_extractor")
+def check_roi_extractor(extractor: Any) -> None:
+    """``[sum R_i, C, h, w]`` in box order, finite; no boxes give ``[0, C, h, w]``."""
+    info = extractor.in_feature_info
+    feats = {
+        f.name: torch.rand(2, f.channels, max(64 // f.stride, 1), max(64 // f.stride, 1))
+        for f in info
+    }
+    boxes = [torch.tensor([[4.0, 4, 40, 30], [0, 0, 64, 64]]), torch.tensor([[10.0, 8, 20, 50]])]
+    out = extractor(feats, boxes, [(64, 64), (64, 64)])
+    assert out.dim() == 4 and out.shape[0] == 3 and torch.isfinite(out).all(), out.shape
+    empty = extractor(feats, [torch.zeros(0, 4), torch.zeros(0, 4)], [(64, 64), (64, 64)])
+    assert empty.shape == (0, *out.shape[1:]), empty.shape

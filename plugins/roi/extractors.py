@@ -38,6 +38,7 @@ class _SingleLevel(RoIExtractor):
         info = list(cfg.in_feature_info)
         if not info:
             raise ValueError("roi extractor: in_feature_info is empty")
+        self.in_feature_info = info
         name = cfg.featmap_name if cfg.featmap_name is not None else info[-1].name
         self.level = _pick(tuple(info), (name,))[0]
         self.output_size = cfg.output_size
@@ -127,6 +128,7 @@ class MultiScaleRoIAlignExtractor(RoIExtractor):
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         info = tuple(cfg.in_feature_info)
+        self.in_feature_info = list(info)
         names = cfg.featmap_names
         if names is None:
             names = tuple(f.name for f in (info[:-1] if len(info) > 1 else info))
