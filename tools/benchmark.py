@@ -12,7 +12,8 @@ a baseline in the run whose converted weights fit) has a converter for its model
 the twin's weights, so the two compute the same outputs and compare like with like.
 
 Prints Markdown tables (ratios to the first entry, twin ratios); --json and --plot write the
-record (with an environment fingerprint) and a latency plot.
+record (with an environment fingerprint) and a latency plot. --set applies to every spec
+entry; on a CPU shared with other processes, --clock cpu --threads 1 compares twins fairly.
 
 examples:
   tools/benchmark.py tv:ssd300_vgg16 specs/ssd300_vgg16_coco.yaml --rounds 20 --train
@@ -74,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAMES",
         help="measure only these entries of the suite (labels or sources, comma-separated)",
     )
+    _add_settings(p)
+    _add_weights_and_outputs(p)
+    return p
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """Options of the Settings fields (None when not given, so the suite's value stays)."""
     p.add_argument("--batch-sizes", type=_sizes, help="inference batch sizes, e.g. 1,8")
     p.add_argument("--train-batch-sizes", type=_sizes, help="train-step batch sizes")
     p.add_argument("--image-size", type=int, help="side of the square input images (300)")
@@ -94,19 +102,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="wall: elapsed time (default); cpu: process CPU time, robust on a shared CPU",
     )
     p.add_argument(
+        "--no-convert",
+        dest="convert_twins",
+        action="store_const",
+        const=False,
+        help="keep every entry's own random weights (no twin conversion)",
+    )
+    p.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_const",
+        const=False,
+        help="no tqdm progress bar",
+    )
+
+
+def _add_weights_and_outputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--twin",
         action="append",
         type=_pair,
         default=[],
         metavar="ENTRY=tv:NAME",
         help="give a spec entry the converted weights of this torchvision baseline",
-    )
-    p.add_argument(
-        "--no-convert",
-        dest="convert_twins",
-        action="store_const",
-        const=False,
-        help="keep every entry's own random weights (no twin conversion)",
     )
     p.add_argument(
         "--checkpoint",
@@ -120,8 +138,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the JSON record here")
     p.add_argument("--markdown", help="also write the Markdown tables here")
     p.add_argument("--plot", help="write a PNG: latency vs AP (or GFLOPs)")
-    p.add_argument("--no-progress", dest="progress", action="store_const", const=False)
-    return p
 
 
 SETTING_ARGS = tuple(f.name for f in attrs.fields(Settings))

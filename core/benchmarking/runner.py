@@ -94,21 +94,8 @@ def run_benchmark(
     dataset_spec: Any = None,
 ) -> list[EntryResult]:
     """Measure every requested entry in one process; results in request order."""
-    if not requests:
-        raise AnchorageError("nothing to benchmark: give at least one entry or a --suite")
-    names = [r.name for r in requests]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise AnchorageError(
-            f"entry names must be unique, {dupes} appear more than once; give each a label "
-            "(suite key 'label')"
-        )
-    entries = [resolve_entry(r) for r in requests]
-    if any(e.request.checkpoint for e in entries) and dataset_spec is None:
-        raise AnchorageError("--checkpoint needs --dataset SPEC (the data and metrics for AP)")
+    entries = _resolve(requests, settings, dataset_spec)
     device = torch.device(settings.device)
-    if settings.clock == "cpu" and device.type == "cuda":
-        raise AnchorageError("clock 'cpu' measures host CPU time; use clock 'wall' on CUDA")
     if settings.threads:
         torch.set_num_threads(settings.threads)
     live = [_Live(entry=e, result=_new_result(e)) for e in entries]
@@ -136,6 +123,27 @@ def run_benchmark(
         if lv.entry.request.checkpoint:
             _guard(lv, device, "AP", lambda lv=lv: _ap(lv, dataset_spec, settings, device))
     return [lv.result for lv in live]
+
+
+def _resolve(
+    requests: Sequence[EntryRequest], settings: Settings, dataset_spec: Any
+) -> list[BenchEntry]:
+    """Check the whole request before anything is built (user errors raise AnchorageError)."""
+    if not requests:
+        raise AnchorageError("nothing to benchmark: give at least one entry or a --suite")
+    names = [r.name for r in requests]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise AnchorageError(
+            f"entry names must be unique, {dupes} appear more than once; give each a label "
+            "(suite key 'label')"
+        )
+    entries = [resolve_entry(r) for r in requests]
+    if any(e.request.checkpoint for e in entries) and dataset_spec is None:
+        raise AnchorageError("--checkpoint needs --dataset SPEC (the data and metrics for AP)")
+    if settings.clock == "cpu" and settings.device.startswith("cuda"):
+        raise AnchorageError("clock 'cpu' measures host CPU time; use clock 'wall' on CUDA")
+    return entries
 
 
 def _new_result(e: BenchEntry) -> EntryResult:
