@@ -12,8 +12,9 @@ proposal, softmax scores, boxes clipped to the image, background dropped, scores
 - ``min_size`` (torchvision: 1e-2) and padded proposal rows are applied as zero scores.
 
 ``multiclass_nms`` takes logits (``score: sigmoid``); the probabilities go in as
-``torch.logit`` and come back through its sigmoid (float error ~1e-7), and the boxes go in
-decoded (its injected coder is the identity). Its ``topk_candidates`` should be >= the
+``torch.logit`` and come back through its sigmoid (float error ~1e-7; a ``score:
+probabilities`` mode of ``multiclass_nms``, where it exists, is used as is), and the boxes go
+in decoded (its injected coder is the identity). Its ``topk_candidates`` should be >= the
 proposals per image (torchvision keeps all).
 """
 
@@ -25,6 +26,7 @@ import attrs
 import torch
 
 from anchorage.core import component, injected
+from anchorage.core.errors import SpecError
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.models.segmentation import build_child
@@ -51,8 +53,12 @@ class RCNNDetections(Postprocessor):
 
     def __init__(self, cfg: Config) -> None:
         self.nms = build_child("postprocessor", cfg.nms, box_coder=_AlreadyDecoded())
-        if getattr(self.nms.cfg, "score", "sigmoid") != "sigmoid":
-            raise ValueError("rcnn_detections: nms must use score: sigmoid (it gets logits)")
+        self.score_mode = getattr(self.nms.cfg, "score", "sigmoid")
+        if self.score_mode not in ("sigmoid", "probabilities"):
+            raise SpecError(
+                "rcnn_detections: nms.score must be 'sigmoid' (it is handed logits of the "
+                f"softmax probabilities) or 'probabilities', got {self.score_mode!r}"
+            )
         self.box_coder = cfg.box_coder or build_child("box_coder", {"type": "delta_xywh"})
         self.min_size = cfg.min_size
         self.max_det = int(self.nms.cfg.detections_per_img)
@@ -75,12 +81,16 @@ class RCNNDetections(Postprocessor):
         probs = torch.where(ok, probs, torch.zeros_like(probs))
         # (image, class) pairs become single-class "images" for multiclass_nms.
         per_pair = {
-            "cls_logits": torch.logit(probs).permute(0, 2, 1).reshape(-1, r, 1),
+            "cls_logits": self._as_scores(probs).permute(0, 2, 1).reshape(-1, r, 1),
             "bbox_deltas": boxes.permute(0, 2, 1, 3).reshape(-1, r, 4),  # already decoded
         }
         sizes = [s for s in image_sizes for _ in range(c1 - 1)]
         found = self.nms(per_pair, None, sizes)
         return [self._merge(found[i * (c1 - 1) : (i + 1) * (c1 - 1)]) for i in range(b)]
+
+    def _as_scores(self, probs: torch.Tensor) -> torch.Tensor:
+        """What ``multiclass_nms`` turns back into ``probs`` with its ``score`` mode."""
+        return torch.logit(probs) if self.score_mode == "sigmoid" else probs
 
     def _merge(self, per_class: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         boxes = torch.cat([d["boxes"] for d in per_class])
