@@ -128,3 +128,23 @@ def test_sigint_in_process_exits_130_after_checkpoint(toys, tmp_path: Path, caps
     state = read_checkpoint(tmp_path / "w" / "last.pt")
     assert state["iteration"] >= 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_resume_from_foreign_or_malicious_checkpoint_exits_2(toys, tmp_path: Path, capsys) -> None:
+    spec = write_spec(toys, tmp_path / "s.yaml", epochs=1, eval_interval=0)
+    assert tool(str(spec), "--work-dir", str(tmp_path / "a"), "--no-progress") == 0
+    capsys.readouterr()
+    other = ["--set", "model.hidden=4", "--work-dir", str(tmp_path / "b"), "--no-progress"]
+    assert tool(str(spec), "--resume-from", str(tmp_path / "a" / "last.pt"), *other) == 2
+    err = capsys.readouterr().err
+    # head: 4 box + 2 class + 1 background outputs by `hidden` inputs
+    assert "head.weight: checkpoint (7, 8) vs model (7, 4)" in err and "Traceback" not in err
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    torch.save({"model": Payload(), "iteration": 1}, tmp_path / "evil.pt")
+    assert tool(str(spec), "--resume-from", str(tmp_path / "evil.pt"), "--no-progress") == 2
+    assert "refused to load" in capsys.readouterr().err and not marker.exists()
