@@ -148,3 +148,23 @@ def test_resume_from_foreign_or_malicious_checkpoint_exits_2(toys, tmp_path: Pat
     torch.save({"model": Payload(), "iteration": 1}, tmp_path / "evil.pt")
     assert tool(str(spec), "--resume-from", str(tmp_path / "evil.pt"), "--no-progress") == 2
     assert "refused to load" in capsys.readouterr().err and not marker.exists()
+
+
+def test_demo_spec_runs_through_the_tool(tmp_path: Path, capsys) -> None:
+    """The real default job (TinySSD on shapes), shrunk to two steps on four images."""
+    small = [f"data.{s}.dataset.{k}" for s in ("train", "val") for k in ("root", "num_images")]
+    overrides = [
+        f"{small[0]}={tmp_path / 'cache'}", f"{small[1]}=4",
+        f"{small[2]}={tmp_path / 'cache'}", f"{small[3]}=2",
+        "data.train.batch_size=2", "data.val.batch_size=2",
+        "train.max_iters=2", "train.warmup_iters=1", "train.log_images=1",
+    ]  # fmt: skip
+    argv = ["specs/tiny_ssd_shapes.yaml", "--work-dir", str(tmp_path / "w"), "--no-progress"]
+    for item in overrides:
+        argv += ["--set", item]
+    assert tool(*argv) == 0
+    out = capsys.readouterr().out
+    assert "COCO bbox (2 images)" in out and "rectangle" in out
+    assert json.loads(out.strip().splitlines()[-1])["iteration"] == 2
+    state = read_checkpoint(tmp_path / "w" / "last.pt")
+    assert state["spec"]["model"]["type"] == "single_shot" and state["iteration"] == 2
