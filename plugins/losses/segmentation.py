@@ -20,8 +20,9 @@ class SegmentationCrossEntropy(Loss):
 
     ``forward(logits, target)``: ``logits`` float ``[B, C+1, H, W]``, ``target`` int64
     ``[B, H, W]`` with values in 0..C or ``ignore_index``. Returns ``{"loss_seg": scalar}``
-    (``weight`` × mean over non-ignored pixels); 0 (with a gradient path) when every pixel
-    is ignored, never NaN.
+    (``weight`` × mean over non-ignored pixels; with ``class_weights`` [C+1] the weighted mean
+    of ``F.cross_entropy(weight=...)``); 0 (with a gradient path) when every pixel is ignored,
+    never NaN.
     """
 
     @attrs.frozen(kw_only=True)
@@ -32,6 +33,7 @@ class SegmentationCrossEntropy(Loss):
             default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
         )
         name: str = "seg"
+        class_weights: tuple[float, ...] | None = None
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -42,9 +44,18 @@ class SegmentationCrossEntropy(Loss):
         valid = target != cfg.ignore_index
         if not valid.any():  # F.cross_entropy's mean over zero pixels is NaN
             return {f"loss_{cfg.name}": logits.sum() * 0.0}
+        weights = None
+        if cfg.class_weights is not None:
+            if len(cfg.class_weights) != logits.shape[1]:
+                raise ValueError(
+                    f"cross_entropy: class_weights has {len(cfg.class_weights)} values, the "
+                    f"logits have {logits.shape[1]} classes"
+                )
+            weights = logits.new_tensor(cfg.class_weights)
         loss = F.cross_entropy(
             logits,
             target,
+            weight=weights,
             ignore_index=cfg.ignore_index,
             label_smoothing=cfg.label_smoothing,
         )

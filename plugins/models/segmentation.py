@@ -7,8 +7,8 @@
   when they are smaller), so labels are never interpolated; the loss is a registered
   ``loss`` component (``cross_entropy`` by default).
 - eval mode: images are padded bottom/right to the batch's largest size; when that exceeds
-  ``crop_size`` the logits come from overlapping tiles of the crop size averaged where they
-  overlap (``tiling.sliding_window``), else from one forward pass.
+  ``tile_size`` (default: ``crop_size``) the logits come from overlapping tiles of that size
+  averaged where they overlap (``tiling.sliding_window``), else from one forward pass.
 
 Images are normalised by the data pipeline (segmentation specs put ``Normalize`` there).
 """
@@ -51,6 +51,7 @@ class SegmentationOptions:
     num_classes: int = attrs.field(validator=attrs.validators.gt(0))
     loss: Any = component("loss", optional=True)
     crop_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
+    tile_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_overlap: float = attrs.field(
         default=1 / 3, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
     )
@@ -125,8 +126,8 @@ class SegmentationModel(nn.Module):
         return losses
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """Eval logits ``[B,C+1,H,W]`` for ``x`` ``[B,3,H,W]``, tiled above ``crop_size``."""
-        crop = self.cfg.crop_size
+        """Eval logits ``[B,C+1,H,W]`` for ``x`` ``[B,3,H,W]``, tiled above the tile size."""
+        crop = self.cfg.tile_size or self.cfg.crop_size
         if crop is None or (x.shape[-2] <= crop[0] and x.shape[-1] <= crop[1]):
             return self.predict(x)["out"]
         keep = 1.0 - self.cfg.tile_overlap

@@ -33,3 +33,12 @@ def test_all_ignored_is_zero_with_gradient_and_weight() -> None:
     torch.testing.assert_close(
         loss(logits, target)["loss_aux"], 2.0 * F.cross_entropy(logits, target)
     )
+
+
+def test_class_weights() -> None:
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(2, 3, 4, 5, generator=g)
+    target = torch.randint(0, 3, (2, 4, 5), generator=g)
+    loss = build_component("loss", {"type": "cross_entropy", "class_weights": [0.2, 1.0, 3.0]})
+    expected = F.cross_entropy(logits, target, weight=torch.tensor([0.2, 1.0, 3.0]))
+    torch.testing.assert_close(loss(logits, target)["loss_seg"], expected)

@@ -26,8 +26,9 @@ class RampModel(SegmentationModel):
         return {"out": x[:, :2] + rows}
 
 
-def _ramp_model(crop: tuple[int, int] | None) -> RampModel:
-    return RampModel(SegmentationOptions(num_classes=1, crop_size=crop, tile_overlap=0.5))
+def _ramp_model(crop: tuple[int, int] | None, tile: tuple[int, int] | None = None) -> RampModel:
+    options = SegmentationOptions(num_classes=1, crop_size=crop, tile_size=tile, tile_overlap=0.5)
+    return RampModel(options)
 
 
 def test_train_crop_keeps_labels_exact() -> None:
@@ -51,6 +52,8 @@ def test_eval_tiles_large_images_and_pads_batches() -> None:
     expected = sliding_window(lambda t: model.predict(t)["out"], big[None], (8, 8), (4, 4))
     torch.testing.assert_close(out, expected)
     assert not torch.allclose(out, model.predict(big[None])["out"])  # tiles differ from 1 pass
+    whole = _ramp_model((8, 8), tile=(20, 16)).eval()  # tiles larger than the training crop
+    torch.testing.assert_close(whole([big])["out"], model.predict(big[None])["out"])
     small = [torch.rand(3, 6, 5), torch.rand(3, 8, 7)]
     out = model(small)["out"]
     assert out.shape == (2, 2, 8, 7)
