@@ -45,6 +45,7 @@ from anchorage.core.benchmarking import (
 )
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
+from anchorage.core.plugins import ensure_plugins_loaded
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -176,8 +177,10 @@ def converters() -> Mapping[str, Any]:
     """torchvision → anchorage weight converters by model type ({} when none installed).
 
     ``anchorage.plugins.models.convert.CONVERTERS`` maps (source, model type) → converter;
-    the benchmark's twins are torchvision models, so only that source is kept.
+    the benchmark's twins are torchvision models, so only that source is kept. Model modules
+    register their converters when imported, so the plugins are loaded first.
     """
+    ensure_plugins_loaded()
     try:
         from anchorage.plugins.models.convert import CONVERTERS
     except ModuleNotFoundError as exc:

@@ -116,3 +116,11 @@ def test_tool_runs_a_torchvision_baseline_end_to_end(tmp_path: Path) -> None:
     assert entry["task"] == "semantic" and entry["errors"] == []
     assert entry["infer"]["1"]["p50_ms"] > 0 and entry["gflops"] > 0
     assert entry["stages"]["backbone"] > 0
+
+
+def test_converters_load_the_plugins_that_register_them(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(benchmark, "ensure_plugins_loaded", lambda: calls.append(1))
+    table = benchmark.converters()
+    assert calls == [1]  # model modules register their converters when the plugins load
+    assert {"single_shot", "two_stage", "semantic_segmentation"} <= set(table)
