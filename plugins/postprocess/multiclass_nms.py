@@ -63,7 +63,8 @@ class MulticlassNMS(Postprocessor):
         references: torch.Tensor,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
-        logits, deltas = predictions["cls_logits"], predictions["bbox_deltas"]
+        # float32 whatever the autocast dtype: decoding and NMS need the precision
+        logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
         boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
         if self.cfg.clip:
             boxes = _clip(boxes, image_sizes)
