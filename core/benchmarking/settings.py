@@ -141,7 +141,7 @@ def _request(e: SuiteEntry, base: Path) -> EntryRequest:
     source = e.entry
     if not source.startswith(TV_PREFIX):
         found = resolve_spec_path(source, base)
-        source = str(found) if found.is_file() else source
+        source = _short(found) if found.is_file() else source
     checkpoint = e.checkpoint
     if checkpoint is not None and not Path(checkpoint).is_absolute():
         near = base / checkpoint
@@ -154,6 +154,14 @@ def _request(e: SuiteEntry, base: Path) -> EntryRequest:
         kwargs=dict(e.kwargs),
         checkpoint=checkpoint,
     )
+
+
+def _short(path: Path) -> str:
+    """``path`` relative to the working directory when below it (records name no machine)."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def make_settings(suite_settings: Mapping[str, Any], cli: Mapping[str, Any]) -> Settings:
