@@ -279,6 +279,7 @@ def plot(results: Sequence[EntryResult], settings: Settings, path: str | Path) -
         ax.annotate(r.name, (t, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel(f"inference latency p50 (ms, batch {bs}, {settings.device})")
     ax.set_ylabel(points[0][0].ap[0] if use_ap else "GFLOPs per image (batch-1 forward)")
+    ax.margins(x=0.35, y=0.2)  # room for the labels right of each point
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(path)
