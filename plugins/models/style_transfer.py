@@ -129,6 +129,11 @@ def build_extractor(cfg: StyleTransferConfig) -> nn.Module:
     In-place ReLUs are switched off: a graph node cut *before* an in-place op (a conv
     followed by ``ReLU(inplace=True)``) would otherwise come back already rectified.
     """
+    if cfg.extractor is not None and cfg.weights_path is not None:
+        raise SpecError(
+            "style_transfer: weights_path is for the default VGG-19 extractor; with an explicit "
+            "extractor, set the weights in the extractor's own parameters"
+        )
     extractor = build_child("backbone", cfg.extractor or default_extractor_spec(cfg))
     for module in extractor.modules():
         if hasattr(module, "inplace"):

@@ -77,3 +77,14 @@ def test_specs_validate(name: str) -> None:
 def test_unknown_layer_is_a_spec_error() -> None:
     with pytest.raises(SpecError, match="conv9_1"):
         default_extractor_spec(StyleTransferConfig(content_layers=("conv9_1",)))
+
+
+def test_any_registered_backbone_as_extractor() -> None:
+    extractor = {"type": "resnet18", "norm": "bn", "return_layers": ("layer1", "layer2")}
+    cfg = StyleTransferConfig(
+        extractor=extractor, content_layers=("c3",), style_layers=("c2", "c3"), size=32
+    )
+    result = StyleTransfer(cfg).run(torch.rand(3, 32, 40), torch.rand(3, 32, 32), steps=3)
+    assert result.image.shape == (3, 32, 40) and len(result.history) == 3
+    with pytest.raises(SpecError, match="weights_path"):
+        StyleTransfer(attrs.evolve(cfg, weights_path="vgg19.pth"))
