@@ -60,9 +60,6 @@ class VGG16SSD(Backbone):
             default=0, validator=[attrs.validators.ge(0), attrs.validators.le(5)]
         )
 
-    conformance_size = (300, 300)
-    """Input size for the conformance kit: the unpadded extra layers need about 268 px."""
-
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         vgg = make_layers(cfgs["D"], batch_norm=False)
