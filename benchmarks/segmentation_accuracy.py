@@ -71,7 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="time budget (default 10)")
     parser.add_argument("--eval-reserve", type=float, default=1.0, help="minutes kept for eval")
     parser.add_argument("--target", type=float, default=0.6, help="seg/mIoU to reach")
-    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: on the shared 2-core machine a second thread "
+        "waited on other processes and ran 3-10x slower)",
+    )
     parser.add_argument("--work-dir", default="work_dirs/segmentation_accuracy")
     parser.add_argument("--record", default="benchmarks/results/fcn_r18_shapes_cpu.md")
     parser.add_argument("--note", default="", help="free text added to the record")
