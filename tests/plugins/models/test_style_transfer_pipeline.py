@@ -22,7 +22,10 @@ from anchorage.plugins.models.style_transfer import (  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pipeline() -> StyleTransfer:
-    cfg = StyleTransferConfig(size=32, steps=8, lr=0.05, tv_loss=None)
+    # The VGG-19 extractor is randomly initialised from the global generator: seed it so the
+    # test does not depend on which tests ran before it.
+    torch.manual_seed(0)
+    cfg = StyleTransferConfig(size=32, steps=16, lr=0.05, tv_loss=None)
     return StyleTransfer(cfg)
 
 
@@ -49,7 +52,9 @@ def test_loss_decreases_and_size_is_kept(pipeline: StyleTransfer) -> None:
     steps = []
     result = pipeline.run(content, style, callback=lambda s, t, im: steps.append((s, im.shape)))
     totals = [h["total"] for h in result.history]
-    assert len(totals) == 8 and totals[-1] < 0.5 * totals[0]
+    # Adam may overshoot on the first step; by step 16 the loss has at least halved for every
+    # extractor seed tried (0..5: 0.19..0.35 of the first value).
+    assert len(totals) == 16 and totals[-1] < 0.5 * totals[0]
     assert set(result.history[0]) == {"loss_content", "loss_style", "total"}
     assert result.image.shape == (3, 40, 52)  # content size, though it ran at 25x32
     assert steps[0] == (1, (3, 25, 32))
