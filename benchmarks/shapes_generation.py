@@ -11,26 +11,18 @@ example:
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from anchorage.core.benchmarking import cpu_model
+from anchorage.core.cli import make_parser, run_tool
 from anchorage.plugins.datasets.shapes import GenParams, ShapesDataset, ensure_generated
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run(num_images: int, size: int, workers: int, fmt: str) -> tuple[float, int]:
@@ -62,16 +54,14 @@ def run(num_images: int, size: int, workers: int, fmt: str) -> tuple[float, int]
     return seconds, n_bytes
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__, spec=False)
     parser.add_argument("--num-images", type=int, default=1000)
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--format", choices=("png", "jpg"), default="png")
     parser.add_argument("--out", help="write the Markdown result here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     load_start = os.getloadavg()[0]
     rows = []
     for w in args.workers:
@@ -88,7 +78,7 @@ def main() -> int:
             "",
             f"Command: `{command}`",
             "",
-            f"Device: {_cpu_name()}, {os.cpu_count()} cores visible (CPU only); "
+            f"Device: {cpu_model()}, {os.cpu_count()} cores visible (CPU only); "
             f"Python {platform.python_version()}; 1-min load average {load_start:.1f} at start, "
             f"{os.getloadavg()[0]:.1f} at end (other jobs share the machine).",
             "",
@@ -108,4 +98,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(run_tool(main))

@@ -14,7 +14,7 @@ from .entries import (
     resolve_entry,
     torchvision_baselines,
 )
-from .report import environment, markdown, plot, to_json, twin_pairs, write_json
+from .report import cpu_model, environment, markdown, plot, to_json, twin_pairs, write_json
 from .runner import EntryResult, run_benchmark
 from .settings import Settings, Suite, load_suite, make_settings
 from .stages import measure_stages, stage_targets
@@ -26,6 +26,7 @@ __all__ = [
     "SegmentationAdapter",
     "Settings",
     "Suite",
+    "cpu_model",
     "environment",
     "load_suite",
     "make_settings",

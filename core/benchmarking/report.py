@@ -30,7 +30,7 @@ def environment(device: str) -> dict[str, Any]:
     if dev.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(dev)
     else:
-        name = _cpu_model()
+        name = cpu_model()
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -54,7 +54,7 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

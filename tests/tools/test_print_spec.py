@@ -52,12 +52,15 @@ def test_debug_shows_the_traceback(spec_file: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "tool", ["print_spec", "list_components", "train", "eval", "infer", "benchmark"]
+    "script",
+    sorted(
+        p.relative_to(ROOT).as_posix()
+        for d in ("tools", "benchmarks")
+        for p in (ROOT / d).glob("*.py")
+    ),
 )
-def test_every_tool_has_help(tool: str) -> None:
-    path = ROOT / "tools" / f"{tool}.py"
-    if not path.exists():
-        pytest.fail(f"tools/{tool}.py is missing")
+def test_every_tool_has_help(script: str) -> None:
+    path = ROOT / script
     result = subprocess.run(
         [sys.executable, str(path), "--help"], capture_output=True, text=True, cwd=ROOT
     )
