@@ -7,7 +7,8 @@
     torchrun --nproc-per-node 2 tools/train.py SPEC             # DDP, unchanged
 
 The work dir receives last.pt (atomic checkpoint), spec.yaml (the resolved spec),
-metrics.jsonl (JSON lines) and tensorboard/ (scalars, predicted boxes). SIGINT/SIGTERM
+metrics.jsonl (JSON lines), tensorboard/ (scalars, predicted boxes) and predictions/
+(PNGs of the final evaluation's first images with their predictions drawn). SIGINT/SIGTERM
 checkpoint at the next step boundary and exit with 130/143.
 """
 

@@ -80,9 +80,16 @@ def run_evaluation(
 
 @torch.no_grad()
 def log_prediction_images(
-    logger: Any, model: nn.Module, result: EvalResult, count: int, iteration: int
+    logger: Any,
+    model: nn.Module,
+    result: EvalResult,
+    count: int,
+    iteration: int,
+    *,
+    save: bool = False,
 ) -> None:
-    """Draw the predictions on the first ``count`` images of the evaluation loader."""
+    """Draw the predictions on the first ``count`` images of the evaluation loader (to
+    TensorBoard; with ``save`` also as PNG files in the work dir)."""
     device = next(model.parameters()).device
     model.eval()
     images: list[torch.Tensor] = []
@@ -93,7 +100,7 @@ def log_prediction_images(
     if not images:
         return
     outputs = split_outputs(model([i.to(device) for i in images]), len(images))
-    logger.images("predictions", images, outputs, result.class_names, iteration)
+    logger.images("predictions", images, outputs, result.class_names, iteration, save=save)
 
 
 def load_model(spec: Spec, checkpoint: str | Path, device: torch.device) -> nn.Module:

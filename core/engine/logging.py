@@ -3,7 +3,8 @@
 Only rank 0 logs (other ranks get a logger whose methods do nothing). Files in the work
 dir: ``metrics.jsonl`` (one JSON object per line: ``{"kind": "train"|"eval", "epoch",
 "iteration", ...numbers}``) and ``tensorboard/`` (event files: ``train/<loss term>``,
-``train/lr``, ``train/images_per_s``, ``<split>/<metric>``, ``<split>/predictions`` images).
+``train/lr``, ``train/images_per_s``, ``<split>/<metric>``, ``<split>/predictions`` images)
+and, after the final evaluation, ``predictions/<i>.png`` (the same drawn predictions as files).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torchvision.io import write_png
 
 from .visualize import draw_prediction
 
@@ -72,13 +74,21 @@ class RunLogger:
         class_names: Sequence[str],
         iteration: int,
         score_thresh: float = 0.3,
+        *,
+        save: bool = False,
     ) -> None:
-        """Images [3,H,W] with their predictions drawn (boxes or overlays) to TensorBoard."""
+        """Images [3,H,W] with their predictions drawn (boxes or overlays) to TensorBoard and,
+        with ``save``, to ``work_dir/predictions/<i>.png``."""
         if not self.enabled:
             return
+        folder = self.work_dir / "predictions"
+        if save:
+            folder.mkdir(exist_ok=True)
         for i, (image, output) in enumerate(zip(images, outputs)):
             drawn = draw_prediction(image, output, class_names, score_thresh)
             self.writer.add_image(f"{tag}/{i}", drawn, iteration)
+            if save:
+                write_png(drawn.cpu(), str(folder / f"{i}.png"))
 
     def start_epoch(self, epoch: int, total: int, initial: int = 0) -> None:
         """Open a progress bar for ``total`` iterations (``initial`` already done)."""

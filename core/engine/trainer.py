@@ -396,7 +396,9 @@ class Trainer:
         c = self.counters
         self.logger.record(split, c.epoch, c.iteration, self.metrics)
         if self.cfg.log_images and self.dist.is_main:
-            log_prediction_images(self.logger, model, result, self.cfg.log_images, c.iteration)
+            log_prediction_images(
+                self.logger, model, result, self.cfg.log_images, c.iteration, save=final
+            )
         shown = ", ".join(f"{k}={v:.4f}" for k, v in list(self.metrics.items())[:4])
         self.logger.print(f"[{split}] epoch {c.epoch} iteration {c.iteration}: {shown}")
         if final:

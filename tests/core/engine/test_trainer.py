@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torchvision.io import read_image
 
 from anchorage.core import Spec, read_checkpoint
 from anchorage.core.engine import TrainingDiverged, train
@@ -99,6 +100,8 @@ def test_logs_jsonl_and_tensorboard(toys, tmp_path: Path) -> None:
     scalars = set(events.Tags()["scalars"])
     assert {"train/loss_box", "train/loss_cls", "train/lr", "val/bbox/AP"} <= scalars
     assert events.Tags()["images"] == ["predictions/0"]
+    drawn = read_image(str(tmp_path / "predictions" / "0.png"))  # the final eval, as a file
+    assert drawn.dtype == torch.uint8 and drawn.shape[0] == 3
     assert "COCO bbox" in result["summary"] and "square" in result["summary"]
     assert (tmp_path / "spec.yaml").is_file()
     assert result["train_seconds"] > 0 and result["images_per_s"] > 0
