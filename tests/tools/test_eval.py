@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import runpy
 from pathlib import Path
@@ -17,17 +16,6 @@ from anchorage.core.engine import evaluate_checkpoint, train
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-LAUNCHER = ROOT / "tests" / "core" / "engine" / "launch_tool.py"
-
-
-@pytest.fixture
-def toys():
-    spec = importlib.util.spec_from_file_location("launch_tool", LAUNCHER)
-    launcher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launcher)
-    module = launcher.load_toys()
-    with module.registered():
-        yield module
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import runpy
@@ -23,16 +22,6 @@ from anchorage.core.cli import run_tool
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCHER = ROOT / "tests" / "core" / "engine" / "launch_tool.py"
-
-
-@pytest.fixture
-def toys():
-    spec = importlib.util.spec_from_file_location("launch_tool", LAUNCHER)
-    launcher = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(launcher)
-    module = launcher.load_toys()
-    with module.registered():
-        yield module
 
 
 def write_spec(toys, path: Path, **train) -> Path:
