@@ -29,6 +29,14 @@ def _non_negative(default: float = 0.0) -> Any:
     return attrs.field(default=default, validator=v.ge(0.0))
 
 
+def _hyperparameters(cfg: Any) -> dict[str, Any]:
+    """Every config field but ``params``, as keyword arguments: the fields carry the names
+    ``torch.optim`` gives them."""
+    kwargs = attrs.asdict(cfg, recurse=False)
+    del kwargs["params"]
+    return kwargs
+
+
 def _fraction(default: float) -> Any:
     """A value in [0, 1) (momentum, beta, smoothing constant)."""
     return attrs.field(default=default, validator=[v.ge(0.0), v.lt(1.0)])
@@ -54,14 +62,7 @@ def sgd(cfg: SGDConfig) -> torch.optim.SGD:
             f"optimizer sgd: nesterov needs momentum > 0 and dampening 0, got momentum "
             f"{cfg.momentum} and dampening {cfg.dampening}"
         )
-    return torch.optim.SGD(
-        cfg.params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        dampening=cfg.dampening,
-        nesterov=cfg.nesterov,
-        weight_decay=cfg.weight_decay,
-    )
+    return torch.optim.SGD(cfg.params, **_hyperparameters(cfg))
 
 
 @attrs.frozen(kw_only=True)
@@ -71,7 +72,9 @@ class AdamConfig:
     params: Any = injected()
     lr: float = _positive(1e-3)
     betas: tuple[float, float] = attrs.field(
-        default=(0.9, 0.999), validator=v.deep_iterable(v.and_(v.ge(0.0), v.lt(1.0)))
+        default=(0.9, 0.999),
+        converter=tuple,
+        validator=v.deep_iterable(v.and_(v.ge(0.0), v.lt(1.0))),
     )
     eps: float = _positive(1e-8)
     weight_decay: float = _non_negative()
@@ -81,7 +84,7 @@ class AdamConfig:
 @OPTIMIZERS.register("adam", config=AdamConfig, examples=_EXAMPLE)
 def adam(cfg: AdamConfig) -> torch.optim.Adam:
     """Adam (L2 weight decay added to the gradient)."""
-    return torch.optim.Adam(cfg.params, **_adam_kwargs(cfg))
+    return torch.optim.Adam(cfg.params, **_hyperparameters(cfg))
 
 
 @attrs.frozen(kw_only=True)
@@ -94,17 +97,7 @@ class AdamWConfig(AdamConfig):
 @OPTIMIZERS.register("adamw", config=AdamWConfig, examples=_EXAMPLE)
 def adamw(cfg: AdamWConfig) -> torch.optim.AdamW:
     """AdamW (decoupled weight decay)."""
-    return torch.optim.AdamW(cfg.params, **_adam_kwargs(cfg))
-
-
-def _adam_kwargs(cfg: AdamConfig) -> dict[str, Any]:
-    return {
-        "lr": cfg.lr,
-        "betas": tuple(cfg.betas),
-        "eps": cfg.eps,
-        "weight_decay": cfg.weight_decay,
-        "amsgrad": cfg.amsgrad,
-    }
+    return torch.optim.AdamW(cfg.params, **_hyperparameters(cfg))
 
 
 @attrs.frozen(kw_only=True)
@@ -123,15 +116,7 @@ class RMSpropConfig:
 @OPTIMIZERS.register("rmsprop", config=RMSpropConfig, examples=_EXAMPLE)
 def rmsprop(cfg: RMSpropConfig) -> torch.optim.RMSprop:
     """RMSprop."""
-    return torch.optim.RMSprop(
-        cfg.params,
-        lr=cfg.lr,
-        alpha=cfg.alpha,
-        eps=cfg.eps,
-        momentum=cfg.momentum,
-        centered=cfg.centered,
-        weight_decay=cfg.weight_decay,
-    )
+    return torch.optim.RMSprop(cfg.params, **_hyperparameters(cfg))
 
 
 @attrs.frozen(kw_only=True)
@@ -149,11 +134,4 @@ class AdagradConfig:
 @OPTIMIZERS.register("adagrad", config=AdagradConfig, examples=_EXAMPLE)
 def adagrad(cfg: AdagradConfig) -> torch.optim.Adagrad:
     """Adagrad."""
-    return torch.optim.Adagrad(
-        cfg.params,
-        lr=cfg.lr,
-        lr_decay=cfg.lr_decay,
-        initial_accumulator_value=cfg.initial_accumulator_value,
-        eps=cfg.eps,
-        weight_decay=cfg.weight_decay,
-    )
+    return torch.optim.Adagrad(cfg.params, **_hyperparameters(cfg))

@@ -45,6 +45,20 @@ class _SingleLevel(RoIExtractor):
         self.out_channels = self.level.channels
         self.spatial_scale = 1.0 / self.level.stride
 
+    def forward(
+        self,
+        features: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_sizes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        x = features[self.level.name]
+        rois = self._rois(boxes).to(x)
+        return self._pool(x, rois)
+
+    def _pool(self, x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        """``[R,C,output_size,output_size]`` from level ``x`` ``[B,C,H,W]`` and ``rois``."""
+        raise NotImplementedError
+
     def _rois(self, boxes: list[torch.Tensor]) -> torch.Tensor:
         """``[R,5]`` (image index, x1, y1, x2, y2) as torchvision.ops expects."""
         if not boxes:
@@ -63,14 +77,7 @@ class RoIPool(_SingleLevel):
         featmap_name: str | None = None
         output_size: int = attrs.field(default=7, validator=attrs.validators.gt(0))
 
-    def forward(
-        self,
-        features: dict[str, torch.Tensor],
-        boxes: list[torch.Tensor],
-        image_sizes: list[tuple[int, int]],
-    ) -> torch.Tensor:
-        x = features[self.level.name]
-        rois = self._rois(boxes).to(x)
+    def _pool(self, x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         return roi_pool(x, rois, self.output_size, self.spatial_scale)
 
 
@@ -91,14 +98,7 @@ class RoIAlign(_SingleLevel):
         self.sampling_ratio = cfg.sampling_ratio
         self.aligned = cfg.aligned
 
-    def forward(
-        self,
-        features: dict[str, torch.Tensor],
-        boxes: list[torch.Tensor],
-        image_sizes: list[tuple[int, int]],
-    ) -> torch.Tensor:
-        x = features[self.level.name]
-        rois = self._rois(boxes).to(x)
+    def _pool(self, x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         return roi_align(
             x, rois, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned
         )
