@@ -6,6 +6,8 @@
 Detection models get boxes with "class score" captions (instance masks when predicted);
 semantic segmentation models (output ``{"out": logits}``) a colour overlay. Class names
 come from the spec's dataset, or from ``--classes a,b,c`` (label i is the i-th name).
+Images with a short side under ``--min-size`` pixels (default 384) are drawn enlarged by a
+whole factor so the captions stay legible; ``--min-size 0`` keeps every image's own size.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 
 from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
+from anchorage.core.engine.visualize import LEGIBLE_SIZE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,7 +29,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--score-thresh", type=float, default=0.3, help="hide lower scores")
     parser.add_argument("--classes", default=None, help="comma-separated class names")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=LEGIBLE_SIZE,
+        help=f"enlarge drawings with a shorter short side (default {LEGIBLE_SIZE}; 0: never)",
+    )
     args = parser.parse_args(argv)
+    if args.min_size < 0:
+        parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
     spec = load_spec(args.spec, args.overrides)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
 
@@ -40,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         score_thresh=args.score_thresh,
         class_names=classes,
         device=args.device,
+        min_size=args.min_size,
     )
     for path in written:
         print(path)

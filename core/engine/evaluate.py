@@ -22,7 +22,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
-from .visualize import draw_prediction, split_outputs
+from .visualize import LEGIBLE_SIZE, draw_prediction, split_outputs
 
 
 @attrs.frozen
@@ -190,9 +190,11 @@ def predict_images(
     score_thresh: float = 0.3,
     class_names: Sequence[str] | None = None,
     device: str | None = None,
+    min_size: int = LEGIBLE_SIZE,
 ) -> list[Path]:
     """Run the model on each image and write ``out_dir/<stem>.png`` with the prediction drawn
-    (boxes + "class score" for detection, a colour overlay for segmentation)."""
+    (boxes + "class score" for detection, a colour overlay for segmentation). Images whose
+    short side is below ``min_size`` are drawn enlarged by an integer factor (0: never)."""
     from torchvision.transforms.v2.functional import to_pil_image
 
     from .trainer import select_device
@@ -210,7 +212,7 @@ def predict_images(
         if pipeline is not None:
             x, _ = pipeline(x, {})
         output = split_outputs(model([x.to(dev)]), 1)[0]
-        drawn = draw_prediction(image, output, names, score_thresh)
+        drawn = draw_prediction(image, output, names, score_thresh, min_size)
         target = _unique(out / f"{Path(path).stem}.png", written)
         to_pil_image(drawn).save(target)
         written.append(target)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torchvision.io import write_png
 
-from .visualize import draw_prediction
+from .visualize import LEGIBLE_SIZE, draw_prediction
 
 
 class RunLogger:
@@ -85,7 +85,7 @@ class RunLogger:
         if save:
             folder.mkdir(exist_ok=True)
         for i, (image, output) in enumerate(zip(images, outputs)):
-            drawn = draw_prediction(image, output, class_names, score_thresh)
+            drawn = draw_prediction(image, output, class_names, score_thresh, LEGIBLE_SIZE)
             self.writer.add_image(f"{tag}/{i}", drawn, iteration)
             if save:
                 write_png(drawn.cpu(), str(folder / f"{i}.png"))

@@ -10,19 +10,26 @@ logits [C+1,H,W]}``) gets a colour overlay. A new output type needs one
 from __future__ import annotations
 
 import colorsys
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-Drawer = Callable[[torch.Tensor, Any, Sequence[str], float], torch.Tensor]
+LEGIBLE_SIZE = 384
+"""Short side (pixels) below which saved and logged drawings are enlarged: the caption font
+is fixed-size, so on a 128-pixel image it would cover the objects it names."""
+
+Drawer = Callable[[torch.Tensor, Any, Sequence[str], float, int], torch.Tensor]
 _DRAWERS: list[tuple[Callable[[Any], bool], Drawer]] = []
 
 
 def register_drawer(predicate: Callable[[Any], bool]) -> Callable[[Drawer], Drawer]:
-    """Register ``fn(image_uint8 [3,H,W], output, class_names, score_thresh) -> uint8 image``
-    for outputs where ``predicate(output)`` is true (later registrations are tried first)."""
+    """Register ``fn(image_uint8 [3,H,W], output, class_names, score_thresh, scale) -> uint8
+    image`` for outputs where ``predicate(output)`` is true (later registrations are tried
+    first). ``image`` is the model's input enlarged ``scale`` times (an integer, 1 when not
+    enlarged): pixel coordinates in ``output`` must be multiplied by it."""
 
     def decorator(fn: Drawer) -> Drawer:
         _DRAWERS.insert(0, (predicate, fn))
@@ -49,12 +56,25 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
 
 
 def draw_prediction(
-    image: torch.Tensor, output: Any, class_names: Sequence[str], score_thresh: float = 0.3
+    image: torch.Tensor,
+    output: Any,
+    class_names: Sequence[str],
+    score_thresh: float = 0.3,
+    min_size: int = 0,
 ) -> torch.Tensor:
-    """``image`` [3,H,W] with ``output`` (one image's prediction) drawn: uint8 [3,H,W]."""
+    """``image`` [3,H,W] with ``output`` (one image's prediction) drawn: uint8 [3,sH,sW].
+
+    ``s`` is 1 unless the short side is below ``min_size``: then the image is enlarged by the
+    smallest integer ``s`` that reaches it (nearest neighbour, so pixels stay sharp), which
+    keeps captions legible on small inputs such as 128-pixel synthetic shapes.
+    """
+    scale = max(1, math.ceil(min_size / min(image.shape[-2:]))) if min_size else 1
+    image = to_uint8(image)
+    if scale > 1:
+        image = image.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
     for predicate, fn in _DRAWERS:
         if predicate(output):
-            return fn(to_uint8(image), output, class_names, score_thresh)
+            return fn(image, output, class_names, score_thresh, scale)
     keys = sorted(output) if isinstance(output, Mapping) else type(output).__name__
     raise TypeError(f"no drawer for a model output of this kind ({keys})")
 
@@ -79,9 +99,11 @@ def draw_detections(
     output: Mapping[str, torch.Tensor],
     class_names: Sequence[str],
     score_thresh: float,
+    scale: int,
 ) -> torch.Tensor:
-    """Boxes (xyxy pixels) with "name 0.87" captions; instance masks when present."""
-    boxes = output["boxes"].detach().float().cpu()
+    """Boxes (xyxy pixels) with "name 0.87" captions; instance masks [N,1,H,W] (probabilities)
+    overlaid when present."""
+    boxes = output["boxes"].detach().float().cpu() * scale
     labels = output["labels"].detach().cpu().long()
     scores = output.get("scores")
     scores = scores.detach().float().cpu() if scores is not None else torch.ones(len(boxes))
@@ -89,15 +111,24 @@ def draw_detections(
     boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
     colours = palette(max(len(class_names), int(labels.max()) if len(labels) else 0) + 1)
     if "masks" in output and keep.any():
-        masks = output["masks"].detach().cpu()[keep][:, 0] > 0.5
+        masks = output["masks"].detach().float().cpu()[keep]
+        if masks.shape[-2:] != image.shape[-2:]:
+            masks = torch.nn.functional.interpolate(masks, size=tuple(image.shape[-2:]))
+        masks = masks[:, 0] > 0.5
         image = draw_segmentation_masks(
             image, masks, alpha=0.4, colors=[colours[int(lb)] for lb in labels]
         )
     if len(boxes) == 0:
         return image
     captions = [f"{_label_text(int(lb), class_names)} {s:.2f}" for lb, s in zip(labels, scores)]
-    return draw_bounding_boxes(
-        image, boxes, labels=captions, colors=[colours[int(lb)] for lb in labels], width=2
+    return draw_bounding_boxes(  # black captions on a box-coloured band: legible on any image
+        image,
+        boxes,
+        labels=captions,
+        colors=[colours[int(lb)] for lb in labels],
+        width=2,
+        fill_labels=True,
+        label_colors="black",
     )
 
 
@@ -107,6 +138,7 @@ def draw_semantic(
     output: Mapping[str, torch.Tensor],
     class_names: Sequence[str],
     score_thresh: float,
+    scale: int,
 ) -> torch.Tensor:
     """Colour overlay of the arg-max class per pixel (class 0 = background, left clear).
 

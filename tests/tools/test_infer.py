@@ -52,8 +52,11 @@ def test_writes_pngs_with_boxes(trained, tmp_path: Path, capsys) -> None:
     written = capsys.readouterr().out.split()
     assert [Path(p).name for p in written] == ["a.png", "sub_b.png"]
     drawn = decode_image(str(out / "a.png"))
-    assert drawn.shape == (3, 40, 48)
+    assert drawn.shape == (3, 400, 480)  # enlarged 10x: 384 / 40 rounds up to 10
     assert (drawn != 30).any(), "no box was drawn"
+    assert tool(str(spec), str(ckpt), str(a), "--out", str(tmp_path / "own"),
+                "--score-thresh", "0", "--min-size", "0") == 0  # fmt: skip
+    assert decode_image(str(tmp_path / "own" / "a.png")).shape == (3, 40, 48)
     # a threshold above every score draws nothing
     assert tool(str(spec), str(ckpt), str(a), "--out", str(tmp_path / "none"),
                 "--score-thresh", "1.01") == 0  # fmt: skip

@@ -21,7 +21,7 @@ def test_detection_matches_torchvision_drawing_above_threshold() -> None:
     colour = visualize.palette(3)[2]
     expected = draw_bounding_boxes(
         torch.zeros(3, 20, 30, dtype=torch.uint8), output["boxes"][:1],
-        labels=["dog 0.90"], colors=[colour], width=2,
+        labels=["dog 0.90"], colors=[colour], width=2, fill_labels=True, label_colors="black",
     )  # fmt: skip
     assert torch.equal(got, expected)
 
@@ -53,7 +53,7 @@ def test_new_output_kind_registers_a_drawer(monkeypatch) -> None:
         draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, [])
 
     @visualize.register_drawer(lambda o: "keypoints" in o)
-    def draw(image, output, names, thresh):
+    def draw(image, output, names, thresh, scale):
         return image + 1
 
     assert (draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, []) == 1).all()
@@ -72,3 +72,26 @@ def test_instance_masks_are_overlaid_with_their_boxes() -> None:
     got = draw_prediction(torch.zeros(3, 40, 40), output, ["a", "b"], score_thresh=0.5)
     assert (got[:, 6:9, 6:9] != 0).any(dim=0).all()  # inside the kept mask
     assert (got[:, 28:38, 28:38] == 0).all()  # the low-score instance is absent
+
+
+def test_small_images_are_enlarged_with_boxes_and_masks_scaled_alike() -> None:
+    masks = torch.zeros(1, 1, 10, 20)
+    masks[0, 0, 2:5, 3:8] = 0.9
+    output = {
+        "boxes": torch.tensor([[3.0, 2.0, 8.0, 5.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([1]),
+        "masks": masks,
+    }
+    small = draw_prediction(torch.zeros(3, 10, 20), output, ["a"], min_size=25)
+    assert small.shape == (3, 30, 60)  # 25/10 rounds up to 3
+    big = {**output, "boxes": output["boxes"] * 3}
+    big["masks"] = masks.repeat_interleave(3, 2).repeat_interleave(3, 3)
+    assert torch.equal(small, draw_prediction(torch.zeros(3, 30, 60), big, ["a"]))
+
+
+def test_images_at_least_min_size_are_drawn_at_their_own_size() -> None:
+    image = torch.rand(3, 40, 50)
+    empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}
+    got = draw_prediction(image, empty, [], score_thresh=0.3, min_size=40)
+    assert torch.equal(got, visualize.to_uint8(image))
