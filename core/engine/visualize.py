@@ -68,7 +68,7 @@ def draw_prediction(
     smallest integer ``s`` that reaches it (nearest neighbour, so pixels stay sharp), which
     keeps captions legible on small inputs such as 128-pixel synthetic shapes.
     """
-    scale = max(1, math.ceil(min_size / min(image.shape[-2:]))) if min_size else 1
+    scale = max(1, math.ceil(min_size / min(image.shape[-2:])))
     image = to_uint8(image)
     if scale > 1:
         image = image.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
