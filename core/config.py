@@ -10,6 +10,11 @@ are not plain values:
 - ``injected()``: a value the parent passes at build time (channels from ``feature_info``, the
   number of classes); a spec may not set it.
 
+A component field may name the *role* its slot takes (``component("loss", role="dense_loss")``):
+a role is an interface class with a ``role`` class attribute (``core.interfaces``), and a
+component of the right kind but another role (an R-CNN loss in a dense detector's loss slot) is
+refused at validation, before anything is built.
+
 Validation turns nested plain data into checked values without building anything, so every
 error in a spec is reported before a single tensor is allocated.
 """
@@ -31,22 +36,24 @@ Where = Callable[[str], str]
 _COMPONENT = "anchorage_component"
 _COMPONENT_LIST = "anchorage_component_list"
 _INJECTED = "anchorage_injected"
+_ROLE = "anchorage_role"
 
 
-def component(kind: str, *, optional: bool = False, **kwargs: Any) -> Any:
+def component(kind: str, *, optional: bool = False, role: str | None = None, **kwargs: Any) -> Any:
     """An attrs field holding a nested component of ``kind`` (a ``ComponentSpec``).
 
     ``optional=True`` makes it default to None (the spec may leave it out or set null).
+    ``role`` restricts the slot to components implementing that role's interface.
     """
     if optional:
         kwargs.setdefault("default", None)
-    return attrs.field(metadata={_COMPONENT: kind}, **kwargs)
+    return attrs.field(metadata={_COMPONENT: kind, _ROLE: role}, **kwargs)
 
 
-def component_list(kind: str, **kwargs: Any) -> Any:
+def component_list(kind: str, *, role: str | None = None, **kwargs: Any) -> Any:
     """An attrs field holding a list of components of ``kind`` (default: empty)."""
     kwargs.setdefault("factory", tuple)
-    return attrs.field(metadata={_COMPONENT_LIST: kind}, **kwargs)
+    return attrs.field(metadata={_COMPONENT_LIST: kind, _ROLE: role}, **kwargs)
 
 
 def injected(**kwargs: Any) -> Any:
@@ -99,8 +106,13 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-def validate_component(kind: str, data: Any, path: str, where: Where) -> ComponentSpec:
-    """Check ``data`` (a mapping with ``type``) against the registered component's config."""
+def validate_component(
+    kind: str, data: Any, path: str, where: Where, role: str | None = None
+) -> ComponentSpec:
+    """Check ``data`` (a mapping with ``type``) against the registered component's config.
+
+    With ``role``, the named component must implement that role (see ``Entry.roles``).
+    """
     from .registry import registry_for
 
     registry = registry_for(kind)
@@ -115,9 +127,26 @@ def validate_component(kind: str, data: Any, path: str, where: Where) -> Compone
     if not isinstance(name, str) or name not in registry:
         raise SpecError(f"{where(path + '.type')}: {path}.type: {registry.unknown_message(name)}")
     entry = registry.get(name)
+    if role is not None and role not in entry.roles:
+        raise SpecError(
+            f"{where(path + '.type')}: {path}.type: {_role_message(registry, entry, role)}"
+        )
     params = {k: v for k, v in data.items() if k != "type"}
     checked = validate_fields(entry.config, params, path, where, f"{kind} {name!r}")
     return ComponentSpec(kind=kind, type=name, params=checked, path=path)
+
+
+def _role_message(registry: Any, entry: Any, role: str) -> str:
+    fitting = [e.name for e in registry if role in e.roles]
+    has = " / ".join(entry.roles) if entry.roles else "a component without a role"
+    return f"this slot takes a {role}, but {kind_name(entry)} is {has}; {role} components: " + (
+        ", ".join(fitting) if fitting else "(none registered)"
+    )
+
+
+def kind_name(entry: Any) -> str:
+    """``"loss 'multibox'"``: an entry's kind and name, for messages."""
+    return f"{entry.kind} {entry.name!r}"
 
 
 def validate_fields(
@@ -169,16 +198,17 @@ def validate_section(cls: type, data: Any, path: str, where: Where) -> Any:
 
 def _validate_field(field: Any, hint: Any, value: Any, path: str, where: Where) -> Any:
     kind = field.metadata.get(_COMPONENT)
+    role = field.metadata.get(_ROLE)
     if kind is not None:
         if value is None and field.default is None:
             return None
-        return validate_component(kind, value, path, where)
+        return validate_component(kind, value, path, where, role)
     kind = field.metadata.get(_COMPONENT_LIST)
     if kind is not None:
         if not isinstance(value, (list, tuple)):
             raise _error(path, where, f"a list of {kind} mappings", value)
         return tuple(
-            validate_component(kind, v, f"{path}[{i}]", where) for i, v in enumerate(value)
+            validate_component(kind, v, f"{path}[{i}]", where, role) for i, v in enumerate(value)
         )
     checked = check_type(value, hint, path, where)
     if field.validator is not None:

@@ -69,6 +69,20 @@ class Entry:
         doc = (self.factory.__doc__ or "").strip()
         return doc.splitlines()[0] if doc else ""
 
+    @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles the component implements: ``role`` of each interface class in its MRO.
+
+        A role is an interface class (``core.interfaces``) defining a ``role`` class attribute,
+        e.g. ``DenseLoss.role == "dense_loss"``; slots that declare a role accept only
+        components implementing it.
+        """
+        if not isinstance(self.factory, type):
+            return ()
+        return tuple(
+            dict.fromkeys(c.__dict__["role"] for c in self.factory.__mro__ if "role" in c.__dict__)
+        )
+
     def build(self, **params: Any) -> Any:
         """Build from already validated parameters (``anchorage.core.spec`` validates)."""
         return self.factory(self.config(**params))

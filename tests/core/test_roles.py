@@ -1,0 +1,62 @@
+"""Typed slots: a slot that declares a role refuses components of the kind with another role."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+import anchorage.core.registry as registry_module
+from anchorage.core import Loss, Registry
+from anchorage.core.config import validate_component
+from anchorage.core.errors import SpecError
+
+
+class _RoleA(Loss):
+    role: ClassVar[str] = "role_a"
+
+
+class _RoleB(Loss):
+    role: ClassVar[str] = "role_b"
+
+
+class _AOnly(_RoleA):
+    pass
+
+
+class _Both(_RoleA, _RoleB):
+    pass
+
+
+class _NoRole(Loss):
+    pass
+
+
+@pytest.fixture
+def losses(monkeypatch: pytest.MonkeyPatch) -> Registry:
+    registry = Registry("loss", "test losses", Loss)
+    for name, cls in (("a_only", _AOnly), ("both", _Both), ("plain", _NoRole)):
+        registry.register(name)(cls)
+    monkeypatch.setitem(registry_module.REGISTRIES, "loss", registry)
+    return registry
+
+
+def test_entry_roles_follow_the_mro(losses: Registry) -> None:
+    assert losses.get("a_only").roles == ("role_a",)
+    assert set(losses.get("both").roles) == {"role_a", "role_b"}
+    assert losses.get("plain").roles == ()
+
+
+def test_slot_accepts_components_of_its_role(losses: Registry) -> None:
+    node = validate_component("loss", {"type": "both"}, "model.loss", lambda p: "x.yaml", "role_b")
+    assert node.type == "both"
+
+
+def test_slot_refuses_another_role_naming_path_and_roles(losses: Registry) -> None:
+    with pytest.raises(SpecError) as err:
+        validate_component("loss", {"type": "a_only"}, "model.loss", lambda p: "x.yaml", "role_b")
+    message = str(err.value)
+    assert message.startswith("x.yaml: model.loss.type:")
+    assert "takes a role_b" in message and "is role_a" in message and "both" in message
+    with pytest.raises(SpecError, match="without a role"):
+        validate_component("loss", {"type": "plain"}, "m.loss", lambda p: "x.yaml", "role_a")
