@@ -18,7 +18,6 @@ from torch import nn
 from torchvision import tv_tensors
 
 from ..build import build_model
-from ..checkpoint import load_checkpoint
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
@@ -110,9 +109,19 @@ def log_prediction_images(
 
 
 def load_model(spec: Spec, checkpoint: str | Path, device: torch.device) -> nn.Module:
-    """Build the spec's model, load ``checkpoint`` (strict, weights-only), eval mode."""
+    """Build the spec's model, load ``checkpoint`` (strict, weights-only), eval mode.
+
+    A checkpoint whose stored spec describes another model (type, backbone, classes) is
+    refused in one sentence naming both before any key is compared."""
+    from ..checkpoint import check_state_fits, model_state, read_checkpoint
+    from .finetune import check_spec_matches
+
     model = build_model(spec)
-    load_checkpoint(model, checkpoint)
+    data = read_checkpoint(checkpoint)
+    check_spec_matches(data, spec.to_dict(), checkpoint)
+    state = model_state(data)
+    check_state_fits(model, state, str(checkpoint))
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 
