@@ -1,8 +1,9 @@
 """Run logging: JSON-lines metrics, TensorBoard scalars and images, a tqdm progress bar.
 
 Only rank 0 logs (other ranks get a logger whose methods do nothing). Files in the work
-dir: ``metrics.jsonl`` (one JSON object per line: ``{"kind": "train"|"eval", "epoch",
-"iteration", ...numbers}``) and ``tensorboard/`` (event files: ``train/<loss term>``,
+dir: ``metrics.jsonl`` (one JSON object per line: ``{"kind": "train" or the evaluated split
+("val", "test"), "epoch": the 1-based epoch the weights come from, "iteration", "time",
+...numbers}``) and ``tensorboard/`` (event files: ``train/<loss term>``,
 ``train/lr``, ``train/images_per_s``, ``<split>/<metric>``, ``<split>/predictions`` images)
 and, after the final evaluation, ``predictions/<i>.png`` (the same drawn predictions as files).
 """
