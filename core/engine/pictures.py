@@ -43,7 +43,9 @@ def nothing_passes(output: Any, score_thresh: float) -> str | None:
 
 
 def draw_note(image: torch.Tensor, text: str) -> torch.Tensor:
-    """uint8 ``image`` [3,H,W] with ``text`` written on a white band along its top edge."""
+    """uint8 ``image`` [3,H,W] with ``text`` written on a white band along its top edge
+    (``≥`` written ``>=``: the default bitmap font has no such glyph)."""
+    text = text.replace("\u2265", ">=")
     h, w = image.shape[-2:]
     box = torch.tensor([[0.0, 0.0, float(w - 1), float(min(h - 1, 14))]])
     return draw_bounding_boxes(
@@ -88,7 +90,15 @@ def draw_target(
         for c, k in zip(labels, crowd)
     ]
     boxes = target["boxes"].as_subclass(torch.Tensor).float().reshape(-1, 4) * scale
-    return draw_bounding_boxes(image, boxes, names, [colour(c) for c in labels], width=2)
+    return draw_bounding_boxes(  # black captions on a filled band, as the predictions
+        image,
+        boxes,
+        names,
+        [colour(c) for c in labels],
+        width=2,
+        fill_labels=True,
+        label_colors="black",
+    )
 
 
 def _scaled(mask: torch.Tensor, scale: int) -> torch.Tensor:
@@ -111,7 +121,7 @@ def beside(left: torch.Tensor, right: torch.Tensor, gap: int = 4) -> torch.Tenso
 def label_panel(image: torch.Tensor, text: str) -> torch.Tensor:
     """``image`` with a small caption ("ground truth", "prediction") in its bottom-left."""
     h, w = image.shape[-2:]
-    box = torch.tensor([[0.0, float(max(0, h - 15)), float(min(w - 1, 8 * len(text) + 6)), h - 1]])
+    box = torch.tensor([[0.0, float(max(0, h - 15)), float(min(w - 1, 6 * len(text) + 8)), h - 1]])
     return draw_bounding_boxes(
         image,
         box,
@@ -131,11 +141,13 @@ def with_ground_truth(
     min_size: int,
 ) -> torch.Tensor:
     """``drawn`` (a prediction drawn on ``image`` enlarged for ``min_size``) to the right of
-    the same image with ``target``'s ground truth drawn; both panels captioned."""
-    from .visualize import to_uint8
+    the same image with ``target``'s ground truth drawn (each class in the colour its
+    predictions get); both panels captioned."""
+    from .visualize import palette, to_uint8
 
     base, scale = enlarge(to_uint8(image), min_size)
-    truth = draw_target(base, target, class_names, scale)
+    colours = palette(len(class_names) + 1)  # the prediction drawer's colour per class
+    truth = draw_target(base, target, class_names, scale, lambda c: colours[c % len(colours)])
     return beside(label_panel(truth, "ground truth"), label_panel(drawn, "prediction"))
 
 

@@ -92,6 +92,8 @@ def test_json_beside_each_png_folders_and_globs(trained, tmp_path: Path, capsys)
 
 
 def test_ground_truth_is_drawn_beside(trained, tmp_path: Path) -> None:
+    from anchorage.core.engine.visualize import palette
+
     spec, ckpt = trained
     a = image_file(tmp_path / "a.png")
     coco = {
@@ -108,7 +110,8 @@ def test_ground_truth_is_drawn_beside(trained, tmp_path: Path) -> None:
                 "--min-size", "0") == 0  # fmt: skip
     drawn = decode_image(str(out / "a.png"))
     assert drawn.shape == (3, 40, 48 * 2 + 4)  # ground truth | gap | prediction
-    assert tuple(drawn[:, 4, 8].tolist()) == (40, 220, 40)  # the gt box's top edge, green
+    square = palette(3)[1]  # the colour of class 1 in the prediction drawings
+    assert tuple(drawn[:, 14, 4].tolist()) == square  # the gt box's left edge
 
 
 def test_classes_option_and_bad_image(trained, tmp_path: Path, capsys) -> None:
