@@ -2,8 +2,9 @@
 
 ``load_matching(model, path)`` is ``train.load_from``: every tensor of the checkpoint whose
 name and shape fit the model is loaded, the rest is reported in one line grouped by prefix
-("skipped 2 tensors: head.cls_logits.{weight,bias} (checkpoint 24x64x3x3, 24; model
-12x64x3x3, 12)"); training then starts fresh (epoch 0, new optimizer).
+("skipped 10 tensors: head.cls_convs.*.{weight,bias} (10 tensors, e.g.
+head.cls_convs.0.weight: checkpoint 16x32x3x3 vs model 12x32x3x3)"); training then starts
+fresh (epoch 0, new optimizer).
 
 ``check_spec_matches(data, spec, path)`` compares the resolved spec stored in a checkpoint with
 the spec in use, so a checkpoint of another model is refused with one sentence ("checkpoint
@@ -68,22 +69,27 @@ def load_matching(model: nn.Module, path: str | Path) -> LoadReport:
 def _grouped(
     names: list[str], state: Mapping[str, Any] | None = None, own: Mapping[str, Any] | None = None
 ) -> str:
-    """``head.cls.{weight,bias} (checkpoint 24x8, 24; model 12x8, 12)`` per prefix."""
+    """Names grouped by prefix, numbered parts as ``*``: ``head.cls_convs.*.{weight,bias}
+    (10 tensors, e.g. head.cls_convs.0.weight: checkpoint 16x32x3x3 vs model 12x32x3x3)``."""
     groups: dict[str, list[str]] = {}
     for name in names:
-        prefix, _, leaf = name.rpartition(".")
-        groups.setdefault(prefix, []).append(leaf)
+        parts = ["*" if p.isdigit() else p for p in name.split(".")]
+        groups.setdefault(".".join(parts[:-1]), []).append(name)
     out = []
-    for prefix, leaves in groups.items():
-        full = [f"{prefix}.{leaf}" if prefix else leaf for leaf in leaves]
+    for prefix, members in groups.items():
+        leaves = list(dict.fromkeys(m.rpartition(".")[2] for m in members))
         leaf_text = leaves[0] if len(leaves) == 1 else "{" + ",".join(leaves) + "}"
         text = f"{prefix}.{leaf_text}" if prefix else leaf_text
+        first = members[0]
+        shape = ""
         if state is not None and own is not None:
-            ckpt = ", ".join(_shape(state[k]) for k in full)
-            model = ", ".join(_shape(own[k]) for k in full)
-            text += f" (checkpoint {ckpt}; model {model})"
+            shape = f": checkpoint {_shape(state[first])} vs model {_shape(own[first])}"
+        if len(members) > 1:
+            text += f" ({len(members)} tensors, e.g. {first}{shape})"
+        elif shape:
+            text += f" ({shape[2:]})"
         out.append(text)
-    shown = out[:8] + ([f"... {len(out) - 8} more groups"] if len(out) > 8 else [])
+    shown = out[:6] + ([f"... {len(out) - 6} more groups"] if len(out) > 6 else [])
     return ", ".join(shown)
 
 
