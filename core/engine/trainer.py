@@ -384,8 +384,7 @@ class Trainer:
     def _log_train(self, window: dict[str, float]) -> None:
         if not window:
             return
-        count = window.pop("_count")
-        means = {k: v / count for k, v in window.items()}
+        means = {k: v / window[f"_n:{k}"] for k, v in window.items() if not k.startswith("_n:")}
         self.logger.record("train", self._epoch_number(), self.counters.iteration, means)
         window.clear()
 
@@ -493,9 +492,11 @@ def _due(epoch: int, interval: int) -> bool:
 
 
 def _accumulate(window: dict[str, float], values: dict[str, float]) -> None:
+    """Sum ``values`` into ``window`` with a count per key (``grad_norm`` appears only on the
+    steps that end an accumulation window)."""
     for k, v in values.items():
         window[k] = window.get(k, 0.0) + v
-    window["_count"] = window.get("_count", 0) + 1
+        window[f"_n:{k}"] = window.get(f"_n:{k}", 0) + 1
 
 
 def train(
