@@ -1,77 +1,72 @@
-"""anchorage core: interfaces, registries, specs, plugins, checkpoints (no concrete model)."""
+"""anchorage core: interfaces, registries, specs, plugins, checkpoints (no concrete model).
 
-from .build import build_child, build_component, build_model
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .config import ComponentSpec, component, component_list, injected
-from .errors import AnchorageError, CheckpointError, DataError, RegistryError, SpecError
-from .interfaces import (
-    AnchorGenerator,
-    Anchors,
-    Assignment,
-    Backbone,
-    BoxCoder,
-    BoxLoss,
-    DenseHead,
-    DenseLoss,
-    DensePostprocessor,
-    DenseTargets,
-    FeatureSpec,
-    GroundTruth,
-    Head,
-    IoUMatcher,
-    Loss,
-    Matcher,
-    Neck,
-    Postprocessor,
-    RoIExtractor,
-    Sampler,
-)
-from .plugins import hookimpl, register_plugin
-from .registry import REGISTRIES, Registry, registry_for
-from .spec import Spec, load_spec, register_section
+Names load on first use (PEP 562), so that ``anchorage.core.cli`` and ``anchorage.core.errors``
+import without torch: a tool answers ``--help`` before anything heavy is imported.
+"""
 
-__all__ = [
-    "REGISTRIES",
-    "AnchorGenerator",
-    "AnchorageError",
-    "Anchors",
-    "Assignment",
-    "Backbone",
-    "BoxCoder",
-    "BoxLoss",
-    "CheckpointError",
-    "ComponentSpec",
-    "DataError",
-    "DenseHead",
-    "DenseLoss",
-    "DensePostprocessor",
-    "DenseTargets",
-    "FeatureSpec",
-    "GroundTruth",
-    "Head",
-    "IoUMatcher",
-    "Loss",
-    "Matcher",
-    "Neck",
-    "Postprocessor",
-    "RegistryError",
-    "Registry",
-    "RoIExtractor",
-    "Sampler",
-    "Spec",
-    "SpecError",
-    "build_child",
-    "build_component",
-    "build_model",
-    "component",
-    "component_list",
-    "hookimpl",
-    "injected",
-    "load_checkpoint",
-    "load_spec",
-    "read_checkpoint",
-    "register_plugin",
-    "register_section",
-    "registry_for",
-    "save_checkpoint",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "build_child": "build",
+    "build_component": "build",
+    "build_model": "build",
+    "load_checkpoint": "checkpoint",
+    "read_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "ComponentSpec": "config",
+    "component": "config",
+    "component_list": "config",
+    "injected": "config",
+    "AnchorageError": "errors",
+    "CheckpointError": "errors",
+    "DataError": "errors",
+    "RegistryError": "errors",
+    "SpecError": "errors",
+    "AnchorGenerator": "interfaces",
+    "Anchors": "interfaces",
+    "Assignment": "interfaces",
+    "BoxLoss": "interfaces",
+    "DenseHead": "interfaces",
+    "DenseLoss": "interfaces",
+    "DensePostprocessor": "interfaces",
+    "DenseTargets": "interfaces",
+    "GroundTruth": "interfaces",
+    "IoUMatcher": "interfaces",
+    "Backbone": "interfaces",
+    "BoxCoder": "interfaces",
+    "FeatureSpec": "interfaces",
+    "Head": "interfaces",
+    "Loss": "interfaces",
+    "Matcher": "interfaces",
+    "Neck": "interfaces",
+    "Postprocessor": "interfaces",
+    "RoIExtractor": "interfaces",
+    "Sampler": "interfaces",
+    "hookimpl": "plugins",
+    "register_plugin": "plugins",
+    "REGISTRIES": "registry",
+    "Registry": "registry",
+    "registry_for": "registry",
+    "Spec": "spec",
+    "load_spec": "spec",
+    "register_section": "spec",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+__all__ = sorted(_LAZY)

@@ -99,13 +99,16 @@ def read_yaml(path: Path) -> Any:
 
 
 def resolve_spec_path(path: str | Path, relative_to: Path | None = None) -> Path:
-    """Find a spec: as given, relative to ``relative_to``, or in the shipped zoo."""
+    """Find a spec: as given, relative to ``relative_to``, or in the shipped zoo; a name
+    without a suffix (``tiny_ssd_shapes``) also tries ``.yaml``, as the tools do."""
     p = Path(path)
     candidates = [p] if p.is_absolute() else []
     if not p.is_absolute():
         if relative_to is not None:
             candidates.append(relative_to / p)
         candidates += [Path.cwd() / p, SPECS_DIR / p, SPECS_DIR / p.name]
+    if not p.suffix:
+        candidates += [c.with_name(c.name + ".yaml") for c in list(candidates)]
     for c in candidates:
         if c.is_file():
             return c.resolve()
@@ -138,6 +141,14 @@ class Spec:
                 f"(it has: {', '.join(self.sections) or 'none'})"
             )
         return self.sections[name]
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names of the spec's dataset (first of the test, val, train splits);
+        label ``i`` is ``class_names[i - 1]``. Builds the dataset (reads its annotations)."""
+        from .engine.evaluate import class_names_from_spec
+
+        return class_names_from_spec(self)
 
     def get(self, name: str, default: Any = None) -> Any:
         """A validated section, or ``default`` when the spec has none."""

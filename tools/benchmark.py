@@ -28,21 +28,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
-from anchorage.core import load_spec
-from anchorage.core.benchmarking import (
-    EntryRequest,
-    Settings,
-    environment,
-    load_suite,
-    make_settings,
-    markdown,
-    plot,
-    run_benchmark,
-    to_json,
-    write_json,
-)
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
 from anchorage.core.plugins import ensure_plugins_loaded
@@ -141,12 +126,21 @@ def _add_weights_and_outputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", help="write a PNG: latency vs AP (or GFLOPs)")
 
 
-SETTING_ARGS = tuple(f.name for f in attrs.fields(Settings))
-"""Every setting has an option of the same name (argparse dest); None = not given."""
+def setting_args() -> tuple[str, ...]:
+    """Every setting has an option of the same name (argparse dest); None = not given."""
+    import attrs
+
+    from anchorage.core.benchmarking import Settings
+
+    return tuple(f.name for f in attrs.fields(Settings))
 
 
-def gather_requests(args: argparse.Namespace, suite_entries: Sequence[EntryRequest]) -> list:
+def gather_requests(args: argparse.Namespace, suite_entries: Sequence[Any]) -> list:
     """Suite entries then command-line ones, with --set, --twin and --checkpoint applied."""
+    import attrs
+
+    from anchorage.core.benchmarking import EntryRequest
+
     requests = [*suite_entries, *(EntryRequest(source=e) for e in args.entries)]
     if args.only:
         keep = {_match(name, requests, "only") for name in args.only}
@@ -164,7 +158,7 @@ def gather_requests(args: argparse.Namespace, suite_entries: Sequence[EntryReque
     return out
 
 
-def _match(key: str, requests: Sequence[EntryRequest], option: str) -> str:
+def _match(key: str, requests: Sequence[Any], option: str) -> str:
     for r in requests:
         if key in (r.name, r.source):
             return r.name
@@ -192,8 +186,20 @@ def converters() -> Mapping[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from anchorage.core import load_spec
+    from anchorage.core.benchmarking import (
+        environment,
+        load_suite,
+        make_settings,
+        markdown,
+        plot,
+        run_benchmark,
+        to_json,
+        write_json,
+    )
+
     suite = load_suite(args.suite) if args.suite else None
-    cli = {k: getattr(args, k) for k in SETTING_ARGS}  # an option missing here is a bug
+    cli = {k: getattr(args, k) for k in setting_args()}  # an option missing here is a bug
     settings = make_settings(suite.settings if suite else {}, cli)
     requests = gather_requests(args, suite.entries if suite else ())
     dataset = args.dataset or (suite.dataset if suite else None)

@@ -4,7 +4,8 @@ masks drawn, to check annotations and augmentations by eye.
 
 Instance masks and semantic masks are overlaid (torchvision.utils.draw_segmentation_masks),
 boxes outlined with their class names (draw_bounding_boxes; crowd/difficult boxes marked
-"(crowd)"). Normalised images are rescaled to 0..1 for display.
+"(crowd)"). Normalised images are rescaled to 0..1 for display. Images with a short side under
+``--min-size`` pixels (default 384) are enlarged by a whole factor, as tools/infer.py does.
 
 example:
   tools/browse_dataset.py specs/_data/shapes_instance.yaml --n 16 --out work_dirs/browse
@@ -17,19 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from PIL import Image
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
-from tqdm import tqdm
-
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
-from anchorage.core.data import SPLITS, build_dataset
 
 PALETTE = [
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
     (145, 30, 180), (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212),
 ]  # fmt: skip
+SPLITS = ("train", "val", "test")
+LEGIBLE_SIZE = 384  # anchorage.core.engine.visualize.LEGIBLE_SIZE (a test checks they agree)
 
 
 def colour(label: int) -> tuple[int, int, int]:
@@ -37,8 +33,10 @@ def colour(label: int) -> tuple[int, int, int]:
     return PALETTE[(label - 1) % len(PALETTE)]
 
 
-def to_uint8(image: torch.Tensor) -> torch.Tensor:
+def to_uint8(image: Any) -> Any:
     """[3,H,W] image → uint8 for drawing; values outside 0..1 (normalised) are min-max scaled."""
+    import torch
+
     x = image.as_subclass(torch.Tensor).detach().float().cpu()
     if image.dtype == torch.uint8:
         return image.as_subclass(torch.Tensor).cpu()
@@ -47,32 +45,18 @@ def to_uint8(image: torch.Tensor) -> torch.Tensor:
     return (x * 255).round().clamp(0, 255).to(torch.uint8)
 
 
-def render(image: torch.Tensor, target: dict[str, Any], class_names: Sequence[str]) -> torch.Tensor:
-    """uint8 [3,H,W] with masks, boxes and labels drawn."""
-    canvas = to_uint8(image)
-    labels = target.get("labels", torch.zeros(0, dtype=torch.int64)).tolist()
-    if "semantic_mask" in target:
-        sem = target["semantic_mask"].as_subclass(torch.Tensor)
-        present = [c for c in sem.unique().tolist() if 0 < c < 255]
-        if present:
-            masks = torch.stack([sem == c for c in present])
-            canvas = draw_segmentation_masks(canvas, masks, 0.45, [colour(c) for c in present])
-    if "masks" in target and len(labels):
-        masks = target["masks"].as_subclass(torch.Tensor).bool()
-        canvas = draw_segmentation_masks(canvas, masks, 0.45, [colour(c) for c in labels])
-    if len(labels):
-        crowd = target.get("iscrowd", torch.zeros(len(labels))).tolist()
-        names = [
-            (class_names[c - 1] if 0 < c <= len(class_names) else str(c))
-            + (" (crowd)" if k else "")
-            for c, k in zip(labels, crowd)
-        ]
-        boxes = target["boxes"].as_subclass(torch.Tensor)
-        canvas = draw_bounding_boxes(canvas, boxes, names, [colour(c) for c in labels], width=1)
-    return canvas
+def render(
+    image: Any, target: dict[str, Any], class_names: Sequence[str], min_size: int = 0
+) -> Any:
+    """uint8 [3,sH,sW] with masks, boxes and labels drawn, enlarged ``s`` times when the short
+    side is under ``min_size`` (the same enlargement as the prediction drawings)."""
+    from anchorage.core.engine.pictures import draw_target, enlarge
+
+    canvas, scale = enlarge(to_uint8(image), min_size)
+    return draw_target(canvas, target, class_names, scale, colour)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> Any:
     parser = make_parser(__doc__)
     parser.add_argument("spec", help="spec file with a data section")
     parser.add_argument("--split", default="train", choices=SPLITS)
@@ -82,7 +66,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-transforms", action="store_true", help="show samples before the pipeline"
     )
+    parser.add_argument(
+        "--min-size",
+        type=int,
+        default=LEGIBLE_SIZE,
+        help=f"enlarge images with a shorter short side (default {LEGIBLE_SIZE}; 0: never)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
+    if args.min_size < 0:
+        parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
+    import torch
+    from PIL import Image
+    from tqdm import tqdm
+
+    from anchorage.core import load_spec
+    from anchorage.core.data import build_dataset
+
     spec = load_spec(args.spec, args.overrides)
     dataset = build_dataset(spec, args.split, transforms=not args.no_transforms)
     class_names = list(getattr(dataset, "class_names", []))
@@ -96,7 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         image, target = sample
         name = out / f"{i:04d}_id{target.get('image_id', i)}.png"
-        Image.fromarray(render(image, target, class_names).permute(1, 2, 0).numpy()).save(name)
+        drawn = render(image, target, class_names, args.min_size)
+        Image.fromarray(drawn.permute(1, 2, 0).numpy()).save(name)
         written += 1
     print(f"wrote {written} images to {out}")
     return 0

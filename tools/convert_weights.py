@@ -6,8 +6,9 @@ Example (torchvision SSD300 weights, downloaded beforehand to a local file):
     python tools/convert_weights.py --from torchvision ssd300_vgg16_coco-b556d3b4.pth \\
         --spec specs/ssd300_vgg16_coco.yaml --out ssd300_vgg16_coco.pt
 
-The source file is read with weights_only=True; the result loads with load_checkpoint (or
-tools/eval.py --checkpoint). Converters exist for the model types listed by --list.
+The source file is read with weights_only=True; the result loads with load_checkpoint (or as
+the CHECKPOINT argument: tools/eval.py SPEC CHECKPOINT). Converters exist for the model types
+listed by --list.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
-from anchorage.core.registry import MODELS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="anchorage checkpoint to write")
     parser.add_argument("--list", action="store_true", help="list the available converters")
     args = parser.parse_args(argv)
+
+    from anchorage.core import load_spec
+    from anchorage.core.registry import MODELS
+
     MODELS.names()  # imports every plugin, and with them their converters
     from anchorage.plugins.models.convert import CONVERTERS, convert_weights
 

@@ -2,6 +2,11 @@
 """Evaluate a checkpoint: print the metric tables (COCO) and optionally write JSON.
 
 python tools/eval.py SPEC CHECKPOINT [--split val] [--out results.json] [--set k=v]
+python tools/eval.py SPEC CHECKPOINT --detections detections.json
+
+--detections writes every detection as a COCO results list (image_id, category_id of the
+dataset's annotation file, bbox [x, y, w, h] in original image pixels, score, and an RLE
+segmentation for instance masks), which pycocotools' COCO.loadRes reads.
 """
 
 from __future__ import annotations
@@ -10,7 +15,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
 
 
@@ -20,13 +24,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="checkpoint file (loaded weights-only)")
     parser.add_argument("--split", default=None, help="data split (default: eval.split)")
     parser.add_argument("--out", default=None, help="write the metrics as JSON here")
+    parser.add_argument(
+        "--detections", metavar="FILE.json", default=None, help="write the raw detections here"
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    spec = load_spec(args.spec, args.overrides)
 
+    from anchorage.core import load_spec
     from anchorage.core.engine import evaluate_checkpoint
 
+    spec = load_spec(args.spec, args.overrides)
     result = evaluate_checkpoint(
         spec,
         args.checkpoint,
@@ -34,10 +42,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         out=args.out,
+        detections=args.detections,
     )
     for table in result.summaries:
         print(table)
     print(json.dumps(result.metrics))
+    if args.detections:
+        print(f"wrote {args.detections}")
     return 0
 
 

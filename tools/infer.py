@@ -1,33 +1,74 @@
 #!/usr/bin/env python
-"""Run a trained model on images and write PNGs with its predictions drawn.
+"""Run a trained model on images and write PNGs with its predictions drawn, plus one JSON
+per image beside its PNG with the raw prediction.
 
     python tools/infer.py SPEC CHECKPOINT img1.jpg img2.png --out preds/ [--score-thresh 0.3]
+    python tools/infer.py SPEC CHECKPOINT photos/ 'more/*.jpg' --out preds/
 
-Detection models get boxes with "class score" captions (instance masks when predicted);
-semantic segmentation models (output ``{"out": logits}``) a colour overlay. Class names
-come from the spec's dataset, or from ``--classes a,b,c`` (label i is the i-th name).
-Images with a short side under ``--min-size`` pixels (default 384) are drawn enlarged by a
-whole factor so the captions stay legible; ``--min-size 0`` keeps every image's own size.
+IMAGES are files, folders (their PNG/JPEG/BMP files, sorted) or glob patterns. Detection
+models get boxes with "class score" captions (instance masks when predicted); semantic
+segmentation models (output ``{"out": logits}``) a colour overlay. When no detection reaches
+the score threshold, the picture and the console say so ("0 of 100 detections ≥ 0.30; best
+0.16"). Class names come from the spec's dataset, or from ``--classes a,b,c`` (label i is the
+i-th name). ``--ground-truth COCO.json`` draws an image's annotations (found by file name)
+beside its prediction. Images with a short side under ``--min-size`` pixels (default 384) are
+drawn enlarged by a whole factor so the captions stay legible; ``--min-size 0`` keeps every
+image's own size.
 """
 
 from __future__ import annotations
 
+import glob
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
-from anchorage.core.engine.visualize import LEGIBLE_SIZE
+from anchorage.core.errors import AnchorageError
+
+LEGIBLE_SIZE = 384  # anchorage.core.engine.visualize.LEGIBLE_SIZE (a test checks they agree)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+def expand_images(items: Sequence[str]) -> list[str]:
+    """Files as given, folders as their image files (sorted), glob patterns expanded."""
+    out: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise AnchorageError(f"{item}: folder has no {'/'.join(IMAGE_SUFFIXES)} image")
+            out += found
+        elif glob.has_magic(item) and not path.exists():
+            found = sorted(glob.glob(item))
+            if not found:
+                raise AnchorageError(f"{item}: the pattern matches no file")
+            out += found
+        else:
+            out.append(item)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("spec", help="spec file (a path, or a name in the shipped specs/)")
     parser.add_argument("checkpoint", help="checkpoint file (loaded weights-only)")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG)")
-    parser.add_argument("--out", required=True, help="output folder for the drawn PNGs")
-    parser.add_argument("--score-thresh", type=float, default=0.3, help="hide lower scores")
+    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    parser.add_argument("--out", required=True, help="output folder for the PNGs and JSONs")
+    parser.add_argument(
+        "--score-thresh",
+        type=float,
+        default=0.3,
+        help="draw detections scoring at least this (default %(default)s)",
+    )
     parser.add_argument("--classes", default=None, help="comma-separated class names")
+    parser.add_argument(
+        "--ground-truth",
+        metavar="COCO.json",
+        default=None,
+        help="draw each image's annotations from this COCO file beside its prediction",
+    )
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument(
         "--min-size",
@@ -38,20 +79,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.min_size < 0:
         parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
-    spec = load_spec(args.spec, args.overrides)
+    images = expand_images(args.images)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
 
+    from anchorage.core import load_spec
     from anchorage.core.engine import predict_images
+    from anchorage.core.engine.pictures import targets_from_coco
 
+    spec = load_spec(args.spec, args.overrides)
+    truth = targets_from_coco(args.ground_truth) if args.ground_truth else None
     written = predict_images(
         spec,
         args.checkpoint,
-        args.images,
+        images,
         args.out,
         score_thresh=args.score_thresh,
         class_names=classes,
         device=args.device,
         min_size=args.min_size,
+        ground_truth=truth,
+        notify=lambda png, note: print(f"{png}: {note}", file=sys.stderr),
     )
     for path in written:
         print(path)

@@ -7,16 +7,20 @@ import sys
 from collections.abc import Sequence
 
 from anchorage.core.cli import make_parser, run_tool
-from anchorage.core.describe import describe_entry
 from anchorage.core.errors import AnchorageError
-from anchorage.core.registry import REGISTRIES
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__, spec=False)
-    parser.add_argument("kind", nargs="?", help=f"one of: {', '.join(REGISTRIES)}")
+    parser.add_argument(
+        "kind", nargs="?", help="one registry kind (backbone, matcher, loss, ...); all when omitted"
+    )
     parser.add_argument("--names", action="store_true", help="names only, one per line")
     args = parser.parse_args(argv)
+
+    from anchorage.core.describe import describe_entry
+    from anchorage.core.registry import REGISTRIES
+
     if args.kind is not None and args.kind not in REGISTRIES:
         raise AnchorageError(f"unknown kind {args.kind!r}; kinds: {', '.join(REGISTRIES)}")
     kinds = [args.kind] if args.kind else list(REGISTRIES)

@@ -6,9 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
-from anchorage.core.describe import describe_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -18,6 +16,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-defaults", action="store_true", help="show only values set by files or --set"
     )
     args = parser.parse_args(argv)
+
+    from anchorage.core import load_spec
+    from anchorage.core.describe import describe_spec
+
     spec = load_spec(args.spec, args.overrides)
     print(f"# {spec.path}")
     print(describe_spec(spec, defaults=not args.no_defaults))

@@ -18,23 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-import torch
-from PIL import Image, UnidentifiedImageError
-from torchvision.transforms.v2.functional import pil_to_tensor
-from torchvision.utils import save_image
-from tqdm import tqdm
-
-from anchorage.core import ComponentSpec, load_spec
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import DataError, SpecError
-from anchorage.core.plugins import ensure_plugins_loaded
 
 DEFAULT_SPEC = "style_transfer_gatys.yaml"
 
 
-def read_image(path: str) -> torch.Tensor:
+def read_image(path: str) -> Any:
     """An image file as float ``[3,H,W]`` in 0..1 (grey and RGBA converted to RGB)."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.v2.functional import pil_to_tensor
+
     try:
         with Image.open(path) as image:
             return pil_to_tensor(image.convert("RGB")).float() / 255.0
@@ -44,6 +38,10 @@ def read_image(path: str) -> torch.Tensor:
 
 def apply_options(cfg: Any, args: Any) -> Any:
     """The spec's section with the command-line overrides (steps, size, weights)."""
+    import attrs
+
+    from anchorage.core import ComponentSpec
+
     changes = {}
     if args.steps is not None:
         changes["steps"] = args.steps
@@ -71,15 +69,17 @@ def weights_given(cfg: Any) -> bool:
     return cfg.extractor.params.get("weights_path") is not None
 
 
-def make_logger(log_dir: str | None, log_every: int, bar: tqdm) -> tuple[Any, Any]:
+def make_logger(log_dir: str | None, log_every: int, bar: Any) -> tuple[Any, Any]:
     """Step callback: progress-bar postfix, printed loss terms, TensorBoard scalars/images."""
+    from tqdm import tqdm
+
     writer = None
     if log_dir:
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(log_dir)
 
-    def callback(step: int, terms: dict[str, float], image: torch.Tensor) -> None:
+    def callback(step: int, terms: dict[str, float], image: Any) -> None:
         bar.update(1)
         bar.set_postfix({k.removeprefix("loss_"): f"{v:.4g}" for k, v in terms.items()})
         if writer is not None:
@@ -108,6 +108,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="TensorBoard folder (default work_dirs/style_transfer/<out name>; '' disables)",
     )
     args = parser.parse_args(argv)
+    import torch
+    from torchvision.utils import save_image
+    from tqdm import tqdm
+
+    from anchorage.core import load_spec
+    from anchorage.core.plugins import ensure_plugins_loaded
+
     ensure_plugins_loaded()  # the style_transfer section is declared by a plugin module
     from anchorage.plugins.models.style_transfer import StyleTransfer
 

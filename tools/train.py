@@ -19,7 +19,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
 
 
@@ -42,10 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
+
+    from anchorage.core import load_spec
+    from anchorage.core.engine import TrainingStopped, train
+
     spec = load_spec(args.spec, args.overrides)
     work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.spec).stem)
-
-    from anchorage.core.engine import TrainingStopped, train
 
     try:
         result = train(

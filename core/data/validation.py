@@ -130,8 +130,8 @@ def bad_sample(
     report.add(problem, example)
     if report.bad_samples > max_bad_samples:
         raise DataError(
-            f"{message} (bad samples so far: {report.bad_samples}; the spec allows "
-            f"max_bad_samples={max_bad_samples} to be skipped)"
+            f"{message} (bad samples so far: {report.bad_samples}; max_bad_samples="
+            f"{max_bad_samples} allows skipping that many)"
         )
 
 
@@ -198,7 +198,9 @@ def _check_annotation(
     where = f"{img.name} (image id {img.image_id}, annotation {ann.ann_id})"
     if ann.category_id not in category_to_label:
         known = ", ".join(map(repr, list(category_to_label)[:20]))
-        msg = f"{source}: {where}: category {ann.category_id!r} has no category (known: {known})"
+        msg = (
+            f"{source}: {where}: category {ann.category_id!r} is not a known class (known: {known})"
+        )
         bad_sample(report, "unknown_category", where, msg, max_bad_samples)
         return False
     if ann.ann_id in seen_anns:

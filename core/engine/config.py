@@ -13,6 +13,11 @@ Example::
       amp: bf16
       grad_clip: 10.0
       eval_interval: 2
+      load_from: work_dirs/pretrain/last.pt     # fine-tune: fitting tensors only
+      best_metric: bbox/AP                      # best.pt
+      ema: {decay: 0.999}
+      accumulate_steps: 2
+      early_stopping: {metric: bbox/AP, patience: 3}
 
 Optimizers and schedulers are registered components (kinds ``optimizer`` and
 ``lr_scheduler``). The scheduler steps once per iteration; its periods (``step_size``,
@@ -52,12 +57,39 @@ class ParamGroupRule:
 
 
 @attrs.frozen(kw_only=True)
+class EmaConfig:
+    """``decay`` of the running weight average per optimizer step (0.999: ~1000 steps)."""
+
+    decay: float = attrs.field(default=0.999, validator=[v.gt(0.0), v.lt(1.0)])
+
+
+@attrs.frozen(kw_only=True)
+class EarlyStopping:
+    """Stop when ``metric`` has not improved (by more than ``min_delta``, in the direction of
+    ``mode``) for ``patience`` evaluations in a row; the run then ends as usual (final
+    evaluation, ``last.pt``)."""
+
+    metric: str = attrs.field(validator=v.min_len(1))
+    patience: int = attrs.field(default=3, validator=v.ge(1))
+    mode: str = attrs.field(default="max", validator=v.in_(("max", "min")))
+    min_delta: float = attrs.field(default=0.0, validator=v.ge(0.0))
+
+
+@attrs.frozen(kw_only=True)
 class TrainConfig:
     """Settings of the training loop (``train:`` section of a spec).
 
     ``max_iters`` and ``max_minutes`` end the run early (benchmarks): training stops at
     the first step boundary past either limit, then checkpoints and evaluates as usual.
-    ``amp`` applies on CUDA only (ignored on CPU). ``eval_interval`` / ``checkpoint_interval``
+    ``amp``: ``bf16`` autocasts to bfloat16 on CUDA and on CPU, ``fp16`` (with a gradient
+    scaler) on CUDA only. ``load_from``: a checkpoint whose fitting tensors (name and shape)
+    initialise the model before training starts fresh (fine-tuning; ignored on resume).
+    ``best_metric`` (e.g. ``bbox/AP``, ``best_mode`` max or min) keeps ``best.pt`` from the
+    best evaluation. ``ema`` averages the weights (evaluated and saved in ``best.pt``).
+    ``accumulate_steps`` batches are summed into each optimizer step (``iteration`` and
+    ``max_iters`` count batches; the lr schedule counts optimizer steps).
+    ``early_stopping`` ends the run when a metric stops improving. ``eval_interval`` /
+    ``checkpoint_interval``
     are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
     ``find_unused_parameters`` is passed to DDP (models whose forward skips trainable parts).
     """
@@ -82,6 +114,12 @@ class TrainConfig:
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
     find_unused_parameters: bool = False
     progress: bool = True
+    load_from: str | None = None
+    best_metric: str | None = None
+    best_mode: str = attrs.field(default="max", validator=v.in_(("max", "min")))
+    ema: EmaConfig | None = None
+    accumulate_steps: int = attrs.field(default=1, validator=v.ge(1))
+    early_stopping: EarlyStopping | None = None
 
 
 register_section("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")

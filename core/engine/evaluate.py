@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,6 @@ from torch import nn
 from torchvision import tv_tensors
 
 from ..build import build_model
-from ..checkpoint import load_checkpoint
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
@@ -58,8 +57,10 @@ def run_evaluation(
     distributed: bool = False,
     progress: bool = True,
     loader: Any = None,
+    extra_metrics: Sequence[Any] = (),
 ) -> EvalResult:
-    """Evaluate ``model`` on ``split`` with the spec's ``eval.metrics``.
+    """Evaluate ``model`` on ``split`` with the spec's ``eval.metrics`` (and
+    ``extra_metrics``, e.g. a ``DetectionCollector``, updated in the same pass).
 
     Under torch.distributed every rank evaluates its shard; ``core.evaluation.evaluate``
     gathers the metric states, rank 0 computes, and every rank gets the same dict.
@@ -70,7 +71,7 @@ def run_evaluation(
     if loader is None:
         loader = build_dataloader(spec, split, distributed=distributed)
     class_names = list(getattr(loader.dataset, "class_names", []))
-    metrics = build_metrics(spec, class_names)
+    metrics = [*build_metrics(spec, class_names), *extra_metrics]
     model.eval()
     values = evaluate(model, loader, metrics, device, progress=progress)
     info = ddp.current()
@@ -88,25 +89,39 @@ def log_prediction_images(
     *,
     save: bool = False,
 ) -> None:
-    """Draw the predictions on the first ``count`` images of the evaluation loader (to
-    TensorBoard; with ``save`` also as PNG files in the work dir)."""
+    """Draw the predictions on the first ``count`` images of the evaluation loader, beside
+    their ground truth (to TensorBoard; with ``save`` also as PNG files in the work dir)."""
     device = next(model.parameters()).device
     model.eval()
     images: list[torch.Tensor] = []
-    for batch, _targets in result.loader:
+    targets: list[dict] = []
+    for batch, batch_targets in result.loader:
+        targets.extend(batch_targets[: count - len(images)])
         images.extend(batch[: count - len(images)])
         if len(images) >= count:
             break
     if not images:
         return
     outputs = split_outputs(model([i.to(device) for i in images]), len(images))
-    logger.images("predictions", images, outputs, result.class_names, iteration, save=save)
+    logger.images(
+        "predictions", images, outputs, result.class_names, iteration, save=save, targets=targets
+    )
 
 
 def load_model(spec: Spec, checkpoint: str | Path, device: torch.device) -> nn.Module:
-    """Build the spec's model, load ``checkpoint`` (strict, weights-only), eval mode."""
+    """Build the spec's model, load ``checkpoint`` (strict, weights-only), eval mode.
+
+    A checkpoint whose stored spec describes another model (type, backbone, classes) is
+    refused in one sentence naming both before any key is compared."""
+    from ..checkpoint import check_state_fits, model_state, read_checkpoint
+    from .finetune import check_spec_matches
+
     model = build_model(spec)
-    load_checkpoint(model, checkpoint)
+    data = read_checkpoint(checkpoint)
+    check_spec_matches(data, spec.to_dict(), checkpoint)
+    state = model_state(data)
+    check_state_fits(model, state, str(checkpoint))
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 
@@ -118,8 +133,11 @@ def evaluate_checkpoint(
     device: str | None = None,
     progress: bool = True,
     out: str | Path | None = None,
+    detections: str | Path | None = None,
 ) -> EvalResult:
-    """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``."""
+    """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``
+    and, with ``detections``, every detection as a COCO results list (see
+    ``core.evaluation.export``: category ids are the dataset's, boxes xywh original pixels)."""
     from .trainer import select_device
 
     name = eval_split(spec, split)
@@ -129,12 +147,29 @@ def evaluate_checkpoint(
         )
     dev = select_device(device)
     model = load_model(spec, checkpoint, dev)
-    result = run_evaluation(spec, model, name, dev, progress=progress)
+    from ..evaluation.export import DetectionCollector, write_results
+
+    collector = DetectionCollector()
+    extra = [collector] if detections is not None else []
+    result = run_evaluation(spec, model, name, dev, progress=progress, extra_metrics=extra)
+    if detections is not None:
+        mapping = _label_to_category(result.loader.dataset)
+        write_results(collector.results(mapping), detections)
     if out is not None:
         payload = {"checkpoint": str(checkpoint), "split": name, "metrics": result.metrics}
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return result
+
+
+def _label_to_category(dataset: Any) -> dict[int, Any] | None:
+    """The dataset's label → category id map (looking inside wrappers), or None."""
+    while dataset is not None:
+        mapping = getattr(dataset, "label_to_category", None)
+        if mapping is not None:
+            return dict(mapping)
+        dataset = getattr(dataset, "dataset", None)
+    return None
 
 
 def class_names_from_spec(spec: Spec) -> list[str]:
@@ -191,12 +226,19 @@ def predict_images(
     class_names: Sequence[str] | None = None,
     device: str | None = None,
     min_size: int = LEGIBLE_SIZE,
+    ground_truth: Mapping[str, Mapping[str, Any]] | None = None,
+    notify: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
     """Run the model on each image and write ``out_dir/<stem>.png`` with the prediction drawn
-    (boxes + "class score" for detection, a colour overlay for segmentation). Images whose
-    short side is below ``min_size`` are drawn enlarged by an integer factor (0: never)."""
+    (boxes + "class score" for detection, a colour overlay for segmentation) and
+    ``out_dir/<stem>.json`` with the raw prediction (``predictions_json``). Images whose
+    short side is below ``min_size`` are drawn enlarged by an integer factor (0: never).
+    ``ground_truth`` maps an image's file name to a target dict (``boxes`` xyxy, ``labels``)
+    drawn beside the prediction; ``notify(png, text)`` hears when no detection passes
+    ``score_thresh`` ("0 of 100 detections ≥ 0.30; best 0.16")."""
     from torchvision.transforms.v2.functional import to_pil_image
 
+    from .pictures import nothing_passes, with_ground_truth
     from .trainer import select_device
 
     dev = select_device(device)
@@ -213,10 +255,57 @@ def predict_images(
             x, _ = pipeline(x, {})
         output = split_outputs(model([x.to(dev)]), 1)[0]
         drawn = draw_prediction(image, output, names, score_thresh, min_size)
-        target = _unique(out / f"{Path(path).stem}.png", written)
-        to_pil_image(drawn).save(target)
-        written.append(target)
+        target = (ground_truth or {}).get(Path(path).name)
+        if target is not None:
+            drawn = with_ground_truth(image, target, drawn, names, min_size)
+        png = _unique(out / f"{Path(path).stem}.png", written)
+        to_pil_image(drawn).save(png)
+        info = predictions_json(output, path, image, names, score_thresh)
+        png.with_suffix(".json").write_text(json.dumps(info) + "\n", encoding="utf-8")
+        written.append(png)
+        note = nothing_passes(output, score_thresh)
+        if note is not None and notify is not None:
+            notify(png, note)
     return written
+
+
+def predictions_json(
+    output: Mapping[str, Any],
+    path: str | Path,
+    image: torch.Tensor,
+    class_names: Sequence[str],
+    score_thresh: float,
+) -> dict[str, Any]:
+    """One image's raw prediction as plain data: ``{"image", "width", "height",
+    "score_thresh", "detections": [{"bbox" xywh pixels, "score", "label", "class",
+    "segmentation" RLE when masks}]}`` (every detection, also those under the threshold);
+    semantic segmentation: ``{"classes": {name: pixel fraction}}`` instead of detections."""
+    from ..evaluation.export import coco_results
+
+    info: dict[str, Any] = {
+        "image": str(path),
+        "width": int(image.shape[-1]),
+        "height": int(image.shape[-2]),
+        "score_thresh": score_thresh,
+    }
+    if "boxes" not in output:
+        logits = output["out"].detach().float().cpu()
+        pred = logits.reshape(logits.shape[-3], -1).argmax(0)
+        counts = torch.bincount(pred, minlength=logits.shape[-3]).double() / max(len(pred), 1)
+        info["classes"] = {
+            (class_names[c - 1] if c <= len(class_names) else str(c)): float(counts[c])
+            for c in range(1, logits.shape[-3])
+            if counts[c] > 0
+        }
+        return info
+    detections = coco_results(output, 0)
+    for det in detections:
+        det.pop("image_id")
+        label = det.pop("category_id")
+        det["label"] = label
+        det["class"] = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+    info["detections"] = detections
+    return info
 
 
 def _unique(path: Path, taken: list[Path]) -> Path:

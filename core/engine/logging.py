@@ -1,8 +1,9 @@
 """Run logging: JSON-lines metrics, TensorBoard scalars and images, a tqdm progress bar.
 
 Only rank 0 logs (other ranks get a logger whose methods do nothing). Files in the work
-dir: ``metrics.jsonl`` (one JSON object per line: ``{"kind": "train"|"eval", "epoch",
-"iteration", ...numbers}``) and ``tensorboard/`` (event files: ``train/<loss term>``,
+dir: ``metrics.jsonl`` (one JSON object per line: ``{"kind": "train" or the evaluated split
+("val", "test"), "epoch": the 1-based epoch the weights come from, "iteration", "time",
+...numbers}``) and ``tensorboard/`` (event files: ``train/<loss term>``,
 ``train/lr``, ``train/images_per_s``, ``<split>/<metric>``, ``<split>/predictions`` images)
 and, after the final evaluation, ``predictions/<i>.png`` (the same drawn predictions as files).
 """
@@ -19,6 +20,7 @@ from typing import Any
 import torch
 from torchvision.io import write_png
 
+from .pictures import with_ground_truth
 from .visualize import LEGIBLE_SIZE, draw_prediction
 
 
@@ -76,9 +78,11 @@ class RunLogger:
         score_thresh: float = 0.3,
         *,
         save: bool = False,
+        targets: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
         """Images [3,H,W] with their predictions drawn (boxes or overlays) to TensorBoard and,
-        with ``save``, to ``work_dir/predictions/<i>.png``."""
+        with ``save``, to ``work_dir/predictions/<i>.png``; with ``targets`` the ground truth
+        is drawn beside each prediction (left: ground truth, right: prediction)."""
         if not self.enabled:
             return
         folder = self.work_dir / "predictions"
@@ -86,6 +90,8 @@ class RunLogger:
             folder.mkdir(exist_ok=True)
         for i, (image, output) in enumerate(zip(images, outputs)):
             drawn = draw_prediction(image, output, class_names, score_thresh, LEGIBLE_SIZE)
+            if targets is not None:
+                drawn = with_ground_truth(image, targets[i], drawn, class_names, LEGIBLE_SIZE)
             self.writer.add_image(f"{tag}/{i}", drawn, iteration)
             if save:
                 write_png(drawn.cpu(), str(folder / f"{i}.png"))

@@ -30,6 +30,7 @@ from ..spec import Spec
 from . import distributed as ddp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
+from .extras import TrainingExtras
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .signals import StopSignals, TrainingStopped
@@ -120,13 +121,19 @@ class Trainer:
         self.device = device
         seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
         model = build_model(self.spec).to(device)
+        self.extras = TrainingExtras(self.cfg)
+        loaded = self.extras.load_from(model, resuming=bool(self.resume))
         self._build_data()
         self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
+        self.extras.setup_ema(model)
         self.model = ddp.wrap_model(
             model, self.dist, device, find_unused=self.cfg.find_unused_parameters
         )
         self.scheduler = build_scheduler(
-            self.optimizer, self.cfg, self.steps_per_epoch, self.total_steps
+            self.optimizer,
+            self.cfg,
+            self.extras.optimizer_steps(self.steps_per_epoch),
+            self.extras.optimizer_steps(self.total_steps, self.steps_per_epoch),
         )
         self._setup_precision()
         self.logger = RunLogger(
@@ -135,6 +142,8 @@ class Trainer:
             progress=self.show_progress,
             append=bool(self.resume),
         )
+        if loaded:
+            self.logger.print(loaded)
         if self.resume:
             self._restore()
         elif self.dist.is_main:
@@ -153,7 +162,8 @@ class Trainer:
         self.total_steps = min(total, self.cfg.max_iters or total)
 
     def _setup_precision(self) -> None:
-        amp = self.cfg.amp if self.device.type == "cuda" else "none"
+        cuda = self.device.type == "cuda"
+        amp = self.cfg.amp if cuda or self.cfg.amp == "bf16" else "none"
         if self.cfg.amp != "none" and amp == "none" and self.dist.is_main:
             print(f"note: train.amp={self.cfg.amp} applies on CUDA only; training in float32")
         self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -168,25 +178,33 @@ class Trainer:
         path = self.work_dir / LAST if self.resume is True else Path(self.resume)
         if not path.is_file():
             raise CheckpointError(f"{path}: no checkpoint to resume from")
-        data = load_training_state(
-            path,
-            model=self.model,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            scaler=self.scaler,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-        )
+        try:
+            data = load_training_state(
+                path,
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                rank=self.dist.rank,
+                world_size=self.dist.world_size,
+            )
+        except CheckpointError:
+            self.extras.explain_mismatch(path, self.spec.to_dict())
+            raise
+        self.extras.load_state(data, self.optimizer)
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
         changed = spec_changes(data.get("spec") or {}, self.spec.to_dict())
         if changed:
             self.logger.print(f"note: the spec differs from the checkpoint's at {changed}")
         self.metrics = dict(data.get("metrics") or {})
         self.last_checkpoint = path
-        self.logger.print(
-            f"resumed from {path} at epoch {self.counters.epoch + 1}, "
-            f"iteration {self.counters.iteration}"
+        c = self.counters
+        where = (
+            f"in epoch {c.epoch + 1} ({c.epoch_iter} of {self.steps_per_epoch} steps done)"
+            if c.epoch_iter
+            else f"after epoch {c.epoch}"
         )
+        self.logger.print(f"resumed from {path} {where}, iteration {c.iteration}")
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
@@ -227,6 +245,9 @@ class Trainer:
                 return reason
             if _due(c.epoch, self.cfg.eval_interval) and c.epoch < self.cfg.epochs:
                 self.evaluate()
+                if self.extras.should_stop():
+                    self.logger.print(self.extras.stop_message())
+                    return "early_stopping"
             if _due(c.epoch, self.cfg.checkpoint_interval) and c.epoch < self.cfg.epochs:
                 self.checkpoint(epoch_file=self.cfg.keep_epoch_checkpoints)
         return None
@@ -297,8 +318,21 @@ class Trainer:
             losses = self.model(images, targets)
         loss = sum(losses.values())
         values, stop = self._reduce(losses, loss)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        first, size, last = self.extras.window(self.counters.epoch_iter, self.steps_per_epoch)
+        if first:
+            self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss / size if size > 1 else loss).backward()
+        groups = self.optimizer.param_groups  # the lr of the (next) optimizer step
+        values["lr"] = groups[0]["lr"]
+        if len(groups) > 1:
+            values.update({f"lr_group{i}": g["lr"] for i, g in enumerate(groups)})
+        if last:
+            self._optimizer_step(values)
+        return values, stop
+
+    def _optimizer_step(self, values: dict[str, float]) -> None:
+        """Clip (``grad_norm`` into ``values``) → optimizer/scaler step → scheduler step →
+        EMA update; once per accumulation window."""
         if self.cfg.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -308,12 +342,8 @@ class Trainer:
                 self._diverged(values, "gradient norm")  # fp16's scaler skips such steps
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        groups = self.optimizer.param_groups
-        values["lr"] = groups[0]["lr"]
-        if len(groups) > 1:
-            values.update({f"lr_group{i}": g["lr"] for i, g in enumerate(groups)})
         self.scheduler.step()
-        return values, stop
+        self.extras.update_ema(unwrap(self.model))
 
     def _reduce(
         self, losses: dict[str, torch.Tensor], loss: torch.Tensor
@@ -354,9 +384,8 @@ class Trainer:
     def _log_train(self, window: dict[str, float]) -> None:
         if not window:
             return
-        count = window.pop("_count")
-        means = {k: v / count for k, v in window.items()}
-        self.logger.record("train", self.counters.epoch, self.counters.iteration, means)
+        means = {k: v / window[f"_n:{k}"] for k, v in window.items() if not k.startswith("_n:")}
+        self.logger.record("train", self._epoch_number(), self.counters.iteration, means)
         window.clear()
 
     # ------------------------------------------------------------------ evaluate, checkpoint
@@ -381,7 +410,7 @@ class Trainer:
     def _evaluate_split(self, split: str, final: bool) -> None:
         from .evaluate import log_prediction_images, run_evaluation
 
-        model = unwrap(self.model)
+        model = self.extras.eval_model(unwrap(self.model))
         result = run_evaluation(
             self.spec,
             model,
@@ -394,39 +423,57 @@ class Trainer:
         self._val_loader = result.loader
         self.metrics = result.metrics
         c = self.counters
-        self.logger.record(split, c.epoch, c.iteration, self.metrics)
+        epoch = self._epoch_number()
+        self.logger.record(split, epoch, c.iteration, self.metrics)
         if self.cfg.log_images and self.dist.is_main:
             log_prediction_images(
                 self.logger, model, result, self.cfg.log_images, c.iteration, save=final
             )
         shown = ", ".join(f"{k}={v:.4f}" for k, v in list(self.metrics.items())[:4])
-        self.logger.print(f"[{split}] epoch {c.epoch} iteration {c.iteration}: {shown}")
+        self.logger.print(f"[{split}] epoch {epoch} iteration {c.iteration}: {shown}")
         if final:
             self.summaries = result.summaries
+        if self.extras.observe(self.metrics, c.iteration) and self.dist.is_main:
+            best = self.work_dir / "best.pt"
+            write_checkpoint(best, self._payload(model_state=model.state_dict()))
+            self.logger.print(f"new best {self.extras.best_text()}: {best}")
+
+    def _epoch_number(self) -> int:
+        """The 1-based epoch the current weights come from (logs of train and eval rows)."""
+        c = self.counters
+        return c.epoch + (1 if c.epoch_iter else 0)
 
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
         path = self.work_dir / LAST
         rng_ranks = ddp.gather_objects(capture_rng()) if self.dist.enabled else None
         if self.dist.is_main:
-            payload = make_payload(
-                model=self.model,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                scaler=self.scaler,
-                spec=self.spec.to_dict(),
-                epoch=self.counters.epoch,
-                iteration=self.counters.iteration,
-                epoch_iter=self.counters.epoch_iter,
-                metrics=self.metrics,
-                rng_ranks=rng_ranks,
-            )
+            payload = self._payload(rng_ranks=rng_ranks)
             write_checkpoint(path, payload)
             if epoch_file:
                 write_checkpoint(self.work_dir / f"epoch_{self.counters.epoch}.pt", payload)
         ddp.barrier()
         self.last_checkpoint = path
         return path
+
+    def _payload(self, *, rng_ranks: Any = None, model_state: Any = None) -> dict[str, Any]:
+        """The checkpoint dict now (``model_state`` replaces the model's weights: best.pt
+        holds the weights that were evaluated, the EMA ones when ``train.ema`` is set)."""
+        payload = make_payload(
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            spec=self.spec.to_dict(),
+            epoch=self.counters.epoch,
+            iteration=self.counters.iteration,
+            epoch_iter=self.counters.epoch_iter,
+            metrics=self.metrics,
+            rng_ranks=rng_ranks,
+        )
+        if model_state is not None:
+            payload["model"] = model_state
+        return {**payload, **self.extras.state(self.optimizer, self.counters.epoch_iter)}
 
 
 def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
@@ -445,9 +492,11 @@ def _due(epoch: int, interval: int) -> bool:
 
 
 def _accumulate(window: dict[str, float], values: dict[str, float]) -> None:
+    """Sum ``values`` into ``window`` with a count per key (``grad_norm`` appears only on the
+    steps that end an accumulation window)."""
     for k, v in values.items():
         window[k] = window.get(k, 0.0) + v
-    window["_count"] = window.get("_count", 0) + 1
+        window[f"_n:{k}"] = window.get(f"_n:{k}", 0) + 1
 
 
 def train(

@@ -164,3 +164,12 @@ def test_unknown_section_is_refused(tmp_path: Path) -> None:
 def test_missing_spec_file() -> None:
     with pytest.raises(SpecError, match="no_such_spec.yaml: spec file not found"):
         load_spec("no_such_spec.yaml")
+
+
+def test_zoo_name_without_suffix_and_class_names() -> None:
+    spec = load_spec("tiny_ssd_shapes")
+    assert spec.path is not None and spec.path.endswith("tiny_ssd_shapes.yaml")
+    assert spec.class_names == ["rectangle", "ellipse", "triangle"]
+    fine = load_spec("tiny_ssd_shapes_finetune", ["train.load_from=x.pt"])
+    assert fine.class_names == ["ellipse", "triangle"] and fine.model.params["num_classes"] == 2
+    assert fine.section("train").load_from == "x.pt"

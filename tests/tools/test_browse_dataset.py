@@ -37,7 +37,10 @@ def test_writes_pngs_with_drawings(spec, cache, tmp_path, capsys):
     assert [f.name for f in files] == ["0000_id1.png", "0001_id2.png", "0002_id3.png"]
     assert "wrote 3 images" in capsys.readouterr().out
     drawn = np.asarray(Image.open(files[0]))
-    assert drawn.shape == (128, 128, 3) and drawn.dtype == np.uint8
+    assert drawn.shape == (384, 384, 3) and drawn.dtype == np.uint8  # enlarged 3x, as infer
+    own = tmp_path / "own"
+    assert run_tool(browse_dataset.main, [*_args(spec, cache, own), "--min-size", "0"]) == 0
+    assert np.asarray(Image.open(own / files[0].name)).shape == (128, 128, 3)
     raw = tmp_path / "raw"
     run_tool(browse_dataset.main, [*_args(spec, cache, raw), "--no-transforms"])
     assert (np.asarray(Image.open(raw / files[0].name)) != drawn).any()  # drawings differ
@@ -67,3 +70,10 @@ def test_user_error_exits_2(cache, tmp_path, capsys):
         ],
     )
     assert status == 2 and "data.test.dataset.split" in capsys.readouterr().err
+
+
+def test_default_min_size_is_the_drawings_legible_size():
+    from anchorage.core.engine.visualize import LEGIBLE_SIZE
+
+    assert browse_dataset.LEGIBLE_SIZE == LEGIBLE_SIZE
+    assert browse_dataset.SPLITS == __import__("anchorage.core.data", fromlist=["SPLITS"]).SPLITS

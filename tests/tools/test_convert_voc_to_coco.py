@@ -52,8 +52,16 @@ def test_unknown_class_is_a_clear_error(tmp_path, capsys):
     args = [str(SAMPLE_VOC), "--split", "test", "--classes", "cell", "--out", str(tmp_path / "x")]
     assert run_tool(convert_voc_to_coco.main, args) == 2
     err = capsys.readouterr().err
-    assert "s1.jpg" in err and "'dot' has no category" in err
+    assert "s1.jpg" in err and "'dot' is not a known class" in err
+    assert "--max-bad-samples 0" in err and "add the class to --classes" in err
+    assert "spec" not in err  # the tool has no spec: the hint names its own options
     assert not (tmp_path / "x").exists()
+    # --max-bad-samples skips the unusable annotation; the report is the logged warning, not
+    # printed a second time
+    args += ["--max-bad-samples", "1"]
+    assert run_tool(convert_voc_to_coco.main, args) == 0
+    captured = capsys.readouterr()
+    assert "1 images, 1 annotations" in captured.out and "unknown_category" not in captured.out
 
 
 @pytest.mark.skipif(not BCCD.is_dir(), reason="BCCD not available at ../shared/datasets")

@@ -102,3 +102,15 @@ def test_command_line_subprocess(files, tmp_path):
     ok = _tool("--from", "torchvision", src, "--spec", spec_path, "--out", tmp_path / "o.pt")
     assert ok.returncode == 0, ok.stderr
     assert "wrote" in ok.stdout and (tmp_path / "o.pt").is_file()
+
+
+def test_help_cites_eval_as_it_is() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, str(TOOL), "--help"],
+        capture_output=True,
+        text=True,
+    )
+    assert "--checkpoint" not in done.stdout and "tools/eval.py SPEC CHECKPOINT" in done.stdout

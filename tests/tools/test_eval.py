@@ -78,3 +78,36 @@ def test_missing_checkpoint_and_split(trained, tmp_path: Path, capsys) -> None:
     assert "checkpoint file not found" in capsys.readouterr().err
     assert tool(str(spec), str(ckpt), "--split", "test", "--no-progress") == 2
     assert "data.test" in capsys.readouterr().err
+
+
+def test_detections_file_loads_with_pycocotools_and_gives_the_table_ap(
+    trained, tmp_path: Path, capsys
+) -> None:
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    spec, ckpt = trained
+    ann = ROOT / "plugins" / "datasets" / "sample" / "coco.json"  # category ids 3 and 7
+    data = yaml.safe_load(spec.read_text())
+    data["data"]["val"] = {"dataset": {"type": "coco", "ann_file": str(ann)}, "batch_size": 2}
+    coco_spec = tmp_path / "coco_spec.yaml"
+    coco_spec.write_text(yaml.safe_dump(data))
+    dets = tmp_path / "out" / "dets.json"
+    assert tool(str(coco_spec), str(ckpt), "--detections", str(dets), "--no-progress") == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == f"wrote {dets}"
+    table_ap = json.loads(printed[-2])["bbox/AP"]
+    results = json.loads(dets.read_text())
+    assert len(results) == 2  # the toy predicts one box per image
+    assert {r["category_id"] for r in results} <= {3, 7}
+    assert all(0 <= r["bbox"][0] <= 32 and r["bbox"][2] >= 0 for r in results)  # 32x24 pixels
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann))
+        e = COCOeval(gt, gt.loadRes(str(dets)), iouType="bbox")
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    assert e.stats[0] == pytest.approx(table_ap, abs=1e-4)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import runpy
 from pathlib import Path
 
@@ -57,10 +58,60 @@ def test_writes_pngs_with_boxes(trained, tmp_path: Path, capsys) -> None:
     assert tool(str(spec), str(ckpt), str(a), "--out", str(tmp_path / "own"),
                 "--score-thresh", "0", "--min-size", "0") == 0  # fmt: skip
     assert decode_image(str(tmp_path / "own" / "a.png")).shape == (3, 40, 48)
-    # a threshold above every score draws nothing
+    # a threshold above every score draws no box, but says so on the picture and console
+    capsys.readouterr()
     assert tool(str(spec), str(ckpt), str(a), "--out", str(tmp_path / "none"),
                 "--score-thresh", "1.01") == 0  # fmt: skip
-    assert (decode_image(str(tmp_path / "none" / "a.png")) == 30).all()
+    err = capsys.readouterr().err
+    assert "a.png: 0 of 1 detections \u2265 1.01; best 0." in err
+    none = decode_image(str(tmp_path / "none" / "a.png"))
+    assert (none[:, 40:] == 30).all(), "a box was drawn below the note"
+    assert (none[:, :15] != 30).any(), "no note on the picture"
+
+
+def test_json_beside_each_png_folders_and_globs(trained, tmp_path: Path, capsys) -> None:
+    spec, ckpt = trained
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    image_file(folder / "a.png")
+    image_file(folder / "b.png")
+    (folder / "notes.txt").write_text("not an image")
+    out = tmp_path / "preds"
+    assert tool(str(spec), str(ckpt), str(folder), "--out", str(out)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a.png", "b.json", "b.png"]
+    info = json.loads((out / "a.json").read_text())
+    assert (info["width"], info["height"], info["score_thresh"]) == (48, 40, 0.3)
+    (det,) = info["detections"]  # the toy predicts one box per image, kept under the threshold
+    assert set(det) == {"bbox", "score", "label", "class"}
+    assert det["class"] == ["square", "disc"][det["label"] - 1] and len(det["bbox"]) == 4
+    glob_out = tmp_path / "glob"
+    assert tool(str(spec), str(ckpt), str(folder / "b*.png"), "--out", str(glob_out)) == 0
+    assert sorted(p.name for p in glob_out.iterdir()) == ["b.json", "b.png"]
+    assert tool(str(spec), str(ckpt), str(folder / "z*.png"), "--out", str(glob_out)) == 2
+    assert "matches no file" in capsys.readouterr().err
+
+
+def test_ground_truth_is_drawn_beside(trained, tmp_path: Path) -> None:
+    from anchorage.core.engine.visualize import palette
+
+    spec, ckpt = trained
+    a = image_file(tmp_path / "a.png")
+    coco = {
+        "images": [{"id": 7, "file_name": "sub/a.png", "height": 40, "width": 48}],
+        "annotations": [
+            {"id": 1, "image_id": 7, "category_id": 3, "bbox": [4, 4, 10, 10], "iscrowd": 0}
+        ],
+        "categories": [{"id": 3, "name": "square"}, {"id": 5, "name": "disc"}],
+    }
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(coco))
+    out = tmp_path / "preds"
+    assert tool(str(spec), str(ckpt), str(a), "--out", str(out), "--ground-truth", str(gt),
+                "--min-size", "0") == 0  # fmt: skip
+    drawn = decode_image(str(out / "a.png"))
+    assert drawn.shape == (3, 40, 48 * 2 + 4)  # ground truth | gap | prediction
+    square = palette(3)[1]  # the colour of class 1 in the prediction drawings
+    assert tuple(drawn[:, 14, 4].tolist()) == square  # the gt box's left edge
 
 
 def test_classes_option_and_bad_image(trained, tmp_path: Path, capsys) -> None:
@@ -73,3 +124,16 @@ def test_classes_option_and_bad_image(trained, tmp_path: Path, capsys) -> None:
     assert tool(str(spec), str(ckpt), str(bad), "--out", str(out)) == 2
     err = capsys.readouterr().err
     assert "bad.png: cannot read image" in err and "Traceback" not in err
+
+
+def test_help_shows_the_defaults() -> None:
+    import subprocess
+    import sys
+
+    from anchorage.core.engine.visualize import LEGIBLE_SIZE
+
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "infer.py"), "--help"], capture_output=True, text=True
+    )
+    text = " ".join(done.stdout.split())
+    assert "(default 0.3)" in text and f"(default {LEGIBLE_SIZE};" in text

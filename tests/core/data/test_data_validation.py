@@ -90,7 +90,7 @@ def test_polygon_part_with_too_few_points_is_dropped_not_the_annotation(tmp_path
 @pytest.mark.parametrize(
     ("anns", "more_images", "problem", "match"),
     [
-        ([{**GOOD, "category_id": 7}], [], "unknown_category", "category 7 has no category"),
+        ([{**GOOD, "category_id": 7}], [], "unknown_category", "category 7 is not a known class"),
         ([GOOD, {**GOOD, "id": 1}], [], "duplicate_annotation_id", "duplicate annotation id 1"),
         (
             [GOOD],

@@ -102,6 +102,7 @@ def test_logs_jsonl_and_tensorboard(toys, tmp_path: Path) -> None:
     assert events.Tags()["images"] == ["predictions/0"]
     drawn = read_image(str(tmp_path / "predictions" / "0.png"))  # the final eval, as a file
     assert drawn.dtype == torch.uint8 and drawn.shape[0] == 3
+    assert tuple(drawn.shape[1:]) == (384, 2 * 384 + 4)  # ground truth | gap | prediction
     assert "COCO bbox" in result["summary"] and "square" in result["summary"]
     assert (tmp_path / "spec.yaml").is_file()
     assert result["train_seconds"] > 0 and result["images_per_s"] > 0

@@ -95,3 +95,21 @@ def test_images_at_least_min_size_are_drawn_at_their_own_size() -> None:
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0)}
     got = draw_prediction(image, empty, [], score_thresh=0.3, min_size=40)
     assert torch.equal(got, visualize.to_uint8(image))
+
+
+def test_note_when_no_detection_passes_the_threshold() -> None:
+    from anchorage.core.engine.pictures import nothing_passes
+
+    output = {
+        "boxes": torch.tensor([[2.0, 2.0, 8.0, 8.0]]).repeat(100, 1),
+        "scores": torch.linspace(0.01, 0.16, 100),
+        "labels": torch.ones(100, dtype=torch.int64),
+    }
+    assert nothing_passes(output, 0.3) == "0 of 100 detections \u2265 0.30; best 0.16"
+    assert nothing_passes(output, 0.1) is None
+    empty = {k: v[:0] for k, v in output.items()}
+    assert nothing_passes(empty, 0.3) == "0 detections"
+    image = torch.zeros(3, 40, 40)
+    noted = draw_prediction(image, output, ["a"], 0.3)
+    assert (noted[:, :15] != 0).any() and (noted[:, 16:] == 0).all()  # only the note band
+    assert (draw_prediction(image, output, ["a"], 0.1)[:, 16:] != 0).any()  # boxes drawn

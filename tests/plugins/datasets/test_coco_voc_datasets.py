@@ -77,7 +77,7 @@ def _voc_copy(tmp_path):
 def test_voc_unknown_class_and_bad_xml(tmp_path):
     root = _voc_copy(tmp_path)
     params = {"type": "voc", "root": str(root), "split": "test"}
-    with pytest.raises(DataError, match=r"s1\.jpg.*category 'dot' has no category"):
+    with pytest.raises(DataError, match=r"s1\.jpg.*category 'dot' is not a known class"):
         build_component("dataset", {**params, "classes": ["cell"]})
     ds = build_component("dataset", {**params, "classes": ["cell"], "max_bad_samples": 1})
     assert ds.report.counts == {"unknown_category": 1} and len(ds.records[0].labels) == 1
