@@ -12,6 +12,7 @@ Under torchrun the same code runs on every rank (DDP); rank 0 logs and writes ch
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -30,6 +31,7 @@ from ..spec import Spec
 from . import distributed as ddp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
+from .health import describe_nonfinite, nonfinite_flag
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .signals import StopSignals, TrainingStopped
@@ -41,8 +43,10 @@ from .state import (
     unwrap,
     write_checkpoint,
 )
+from .workdir import WorkDirError, WorkDirLock, prepare_work_dir
 
 LAST = "last.pt"
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class TrainingDiverged(AnchorageError):
@@ -91,11 +95,14 @@ class Trainer:
         resume: bool | str | Path = False,
         device: str | None = None,
         progress: bool | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.section("train")
         self.work_dir = Path(work_dir)
         self.resume = resume
+        self.overwrite = overwrite
+        self._lock: WorkDirLock | None = None
         self.requested_device = device or self.cfg.device
         self.show_progress = self.cfg.progress if progress is None else progress
         self.counters = Counters()
@@ -118,6 +125,10 @@ class Trainer:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
+        if self.dist.is_main:  # before anything is built: a bad work dir fails at once
+            self._lock = prepare_work_dir(
+                self.work_dir, resume=bool(self.resume), overwrite=self.overwrite
+            )
         seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
         model = build_model(self.spec).to(device)
         self._build_data()
@@ -208,9 +219,16 @@ class Trainer:
                 "train_seconds": self._train_seconds,
                 "images_per_s": self._images / max(self._train_seconds, 1e-9),
             }
+        except OSError as exc:
+            if exc.errno not in _FULL_OR_READ_ONLY:
+                raise
+            where = exc.filename or self.work_dir
+            raise WorkDirError(f"disk full / not writable: {where} ({exc.strerror})") from None
         finally:
             if hasattr(self, "logger"):
                 self.logger.close()
+            if self._lock is not None:
+                self._lock.release()
             if self._owns_group and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
@@ -326,12 +344,15 @@ class Trainer:
         names = sorted(losses)
         local_flags = [float(self.signals.requested), float(self._out_of_time())]
         vec = torch.stack([losses[k].detach().float() for k in names] + [loss.detach().float()])
-        vec = torch.cat([vec, torch.tensor(local_flags, device=vec.device)])
+        state = nonfinite_flag(unwrap(self.model), vec.device)  # weights and buffers as used
+        vec = torch.cat([vec, torch.tensor(local_flags, device=vec.device), state[None]])
         if self.dist.enabled:
             torch.distributed.all_reduce(vec)
         out = vec.tolist()
         n = len(names) + 1
         values = {k: v / self.dist.world_size for k, v in zip([*names, "loss"], out[:n])}
+        if out[n + 2] > 0:
+            self._state_diverged()
         if not all(math.isfinite(v) for v in values.values()):
             self._diverged(values)
         signal, timeout = out[n] > 0, out[n + 1] > 0
@@ -348,6 +369,24 @@ class Trainer:
             f"non-finite {what} at iteration {self.counters.iteration + 1} "
             f"(epoch {self.counters.epoch + 1}): {terms}; training stopped before this step "
             f"was applied; last good checkpoint: {last} (lower train.optimizer.lr, set "
+            "train.grad_clip or check the data)"
+        )
+
+    def _check_state(self) -> None:
+        """TrainingDiverged on every rank when any rank's parameters or buffers are NaN/Inf."""
+        flag = nonfinite_flag(unwrap(self.model), self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag)
+        if bool(flag > 0):
+            self._state_diverged()
+
+    def _state_diverged(self) -> None:
+        c = self.counters
+        last = self.last_checkpoint or "none written yet"
+        raise TrainingDiverged(
+            f"non-finite model state after iteration {c.iteration}: "
+            f"{describe_nonfinite(unwrap(self.model))} hold NaN/Inf; training stopped and "
+            f"nothing was saved; last good checkpoint: {last} (lower train.optimizer.lr, set "
             "train.grad_clip or check the data)"
         )
 
@@ -407,6 +446,7 @@ class Trainer:
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
         path = self.work_dir / LAST
+        self._check_state()  # never replace a good checkpoint with a blown-up model
         rng_ranks = ddp.gather_objects(capture_rng()) if self.dist.enabled else None
         if self.dist.is_main:
             payload = make_payload(
@@ -457,11 +497,17 @@ def train(
     resume: bool | str | Path = False,
     device: str | None = None,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``spec`` in ``work_dir``; see ``Trainer``. Returns ``{"metrics", "epoch",
     "iteration", "checkpoint", "stopped", "summary"}``.
 
-    Raises TrainingStopped on SIGINT/SIGTERM (after checkpointing) and TrainingDiverged on
-    a NaN/Inf loss.
+    A work dir holding a previous run needs ``resume`` (continue it) or ``overwrite`` (delete
+    its outputs first); see ``workdir.prepare_work_dir``. Raises TrainingStopped on
+    SIGINT/SIGTERM (after checkpointing), TrainingDiverged on a NaN/Inf loss or model state,
+    WorkDirError on an unusable work dir.
     """
-    return Trainer(spec, work_dir, resume=resume, device=device, progress=progress).run()
+    trainer = Trainer(
+        spec, work_dir, resume=resume, device=device, progress=progress, overwrite=overwrite
+    )
+    return trainer.run()
