@@ -39,6 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.min_size < 0:
         parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
     spec = load_spec(args.spec, args.overrides)
+    from anchorage.core.engine.workdir import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file, or unwritable: fail before the model runs
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
 
     from anchorage.core.engine import predict_images

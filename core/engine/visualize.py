@@ -21,6 +21,10 @@ LEGIBLE_SIZE = 384
 """Short side (pixels) below which saved and logged drawings are enlarged: the caption font
 is fixed-size, so on a 128-pixel image it would cover the objects it names."""
 
+MAX_DRAWN_SIDE = 4096
+"""Longest side (pixels) an enlargement may produce: a 1x5000 image is not blown up to
+384x1,920,000 (gigabytes, and a PNG that PIL refuses to open); it is drawn at its own size."""
+
 Drawer = Callable[[torch.Tensor, Any, Sequence[str], float, int], torch.Tensor]
 _DRAWERS: list[tuple[Callable[[Any], bool], Drawer]] = []
 
@@ -66,9 +70,10 @@ def draw_prediction(
 
     ``s`` is 1 unless the short side is below ``min_size``: then the image is enlarged by the
     smallest integer ``s`` that reaches it (nearest neighbour, so pixels stay sharp), which
-    keeps captions legible on small inputs such as 128-pixel synthetic shapes.
+    keeps captions legible on small inputs such as 128-pixel synthetic shapes. ``s`` never
+    takes the long side past ``MAX_DRAWN_SIDE`` (memory stays bounded on odd shapes).
     """
-    scale = max(1, math.ceil(min_size / min(image.shape[-2:])))
+    scale = enlargement(tuple(image.shape[-2:]), min_size)
     image = to_uint8(image)
     if scale > 1:
         image = image.repeat_interleave(scale, dim=1).repeat_interleave(scale, dim=2)
@@ -77,6 +82,12 @@ def draw_prediction(
             return fn(image, output, class_names, score_thresh, scale)
     keys = sorted(output) if isinstance(output, Mapping) else type(output).__name__
     raise TypeError(f"no drawer for a model output of this kind ({keys})")
+
+
+def enlargement(size: tuple[int, int], min_size: int) -> int:
+    """The integer factor ``draw_prediction`` enlarges an ``(H, W)`` image by (1: none)."""
+    wanted = math.ceil(min_size / max(1, min(size)))
+    return max(1, min(wanted, MAX_DRAWN_SIDE // max(size)))
 
 
 def split_outputs(outputs: Any, n: int) -> list[Any]:
