@@ -34,6 +34,7 @@ from .config import TrainConfig
 from .health import describe_nonfinite, nonfinite_flag
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
+from .resume import check_resume_changes, lr_ratio, scale_lr
 from .signals import StopSignals, TrainingStopped
 from .state import (
     capture_rng,
@@ -189,9 +190,16 @@ class Trainer:
             world_size=self.dist.world_size,
         )
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
-        changed = spec_changes(data.get("spec") or {}, self.spec.to_dict())
+        saved, new = data.get("spec") or {}, self.spec.to_dict()
+        changed = check_resume_changes(saved, new, f"--resume from {path}") if saved else []
+        ratio = lr_ratio(saved, new)
+        if ratio != 1.0:
+            scale_lr(self.optimizer, self.scheduler, ratio)
         if changed:
-            self.logger.print(f"note: the spec differs from the checkpoint's at {changed}")
+            applied = changed[:10] + (["..."] if len(changed) > 10 else [])
+            self.logger.print(
+                f"note: the spec differs from the checkpoint's at {applied} (applied)"
+            )
         self.metrics = dict(data.get("metrics") or {})
         self.last_checkpoint = path
         self.logger.print(
@@ -467,17 +475,6 @@ class Trainer:
         ddp.barrier()
         self.last_checkpoint = path
         return path
-
-
-def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Key paths whose values differ between two plain specs (sorted, at most 10)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            out += spec_changes(old.get(key), new.get(key), path)
-        return out[:10]
-    return [] if old == new else [prefix]
 
 
 def _due(epoch: int, interval: int) -> bool:
