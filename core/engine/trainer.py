@@ -132,6 +132,8 @@ class Trainer:
             )
         seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
         model = build_model(self.spec).to(device)
+        if self.cfg.sync_batchnorm:
+            model = ddp.convert_sync_batchnorm(model, self.dist, device)
         self._build_data()
         self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
         self.model = ddp.wrap_model(
