@@ -7,7 +7,9 @@ Detection models get boxes with "class score" captions (instance masks when pred
 semantic segmentation models (output ``{"out": logits}``) a colour overlay. Class names
 come from the spec's dataset, or from ``--classes a,b,c`` (label i is the i-th name).
 Images with a short side under ``--min-size`` pixels (default 384) are drawn enlarged by a
-whole factor so the captions stay legible; ``--min-size 0`` keeps every image's own size.
+whole factor so the captions stay legible (never past a 4096-pixel long side); ``--min-size
+0`` keeps every image's own size. Images over 100 megapixels or with sides in a ratio over
+1000:1 are refused; ``--out`` must be (or become) a writable folder.
 """
 
 from __future__ import annotations
