@@ -31,7 +31,7 @@ from ..spec import Spec
 from . import distributed as ddp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
-from .health import describe_nonfinite, nonfinite_flag
+from .health import confirmed_nonfinite, describe_nonfinite, nonfinite_flag
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
 from .resume import check_resume_changes, lr_ratio, scale_lr
@@ -391,6 +391,9 @@ class Trainer:
             self._state_diverged()
 
     def _state_diverged(self) -> None:
+        """Confirm the cheap flag exactly (on every rank together), then stop the run."""
+        if not confirmed_nonfinite(unwrap(self.model), self.device, self.dist.enabled):
+            return  # huge but finite values overflowed the flag's sum
         c = self.counters
         last = self.last_checkpoint or "none written yet"
         raise TrainingDiverged(
