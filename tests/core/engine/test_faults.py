@@ -180,3 +180,14 @@ def test_full_disk_at_save_is_exit_2_with_the_old_checkpoint(toys, tmp_path, mon
         train(quick(toys, epochs=2), tmp_path, resume=True)
     monkeypatch.undo()
     assert torch.equal(read_checkpoint(tmp_path / "last.pt")["model"]["head.weight"], good)
+
+
+def test_full_disk_while_logging_is_one_line(toys, tmp_path: Path, monkeypatch) -> None:
+    from anchorage.core.engine.logging import RunLogger
+
+    def full(self, *_args, **_kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "metrics.jsonl"))
+
+    monkeypatch.setattr(RunLogger, "record", full)
+    with pytest.raises(WorkDirError, match=r"disk full / not writable: .*metrics.jsonl \(No space"):
+        train(quick(toys), tmp_path)
