@@ -115,3 +115,11 @@ def test_plain_integers_and_strings_are_unchanged(tmp_path: Path) -> None:
     from anchorage.core.spec import load_yaml_text
 
     assert load_yaml_text("[e5, 1e, 1.0e+4, 0x1F]", "t") == ["e5", "1e", 1.0e4, 31]
+
+
+def test_a_long_string_aliased_many_times_is_refused() -> None:
+    from anchorage.core.spec import load_yaml_text
+
+    text = f"s: &s {'x' * 10_000}\nl: [" + ", ".join(["*s"] * 2_000) + "]\n"
+    with pytest.raises(SpecError, match="t: refused: the YAML expands to more than .* bytes"):
+        load_yaml_text(text, "t")
