@@ -124,11 +124,12 @@ def remove_run_outputs(folder: str | Path) -> list[str]:
 
 
 def remove_stale_temps(folder: str | Path) -> list[str]:
-    """Delete temp files of checkpoint writes that never finished (``.NAME.pt.*.tmp``).
-
-    Only called with the lock held, so no live run is writing them.
+    """Delete temp files of checkpoint writes that never finished (``.NAME.pt.*.tmp``) and
+    write probes of a process killed mid-probe. Only called with the lock held, so no live
+    run is writing them.
     """
-    stale = sorted(Path(folder).glob(".*.pt.*.tmp"))
+    folder = Path(folder)
+    stale = sorted([*folder.glob(".*.pt.*.tmp"), *folder.glob(".write-probe.*")])
     for item in stale:
         item.unlink(missing_ok=True)
     return [p.name for p in stale]

@@ -125,7 +125,7 @@ def test_lock_is_exclusive_within_a_process_too(tmp_path: Path) -> None:
 
 def test_stale_temp_files_are_removed_at_start(toys, tmp_path: Path) -> None:
     # before: 0-byte .last.pt.*.tmp files of a killed save stayed forever
-    stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".epoch_1.pt.x.tmp"]
+    stale = [tmp_path / n for n in (".last.pt.abc123.tmp", ".epoch_1.pt.x.tmp", ".write-probe.q")]
     for path in stale:
         path.touch()
     train(quick(toys), tmp_path)
