@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml setup.py
 	touch $(STAMP)
 
 # Train TinySSD on the built-in shapes set and report COCO mAP on its validation split.
+# Each run starts over: --overwrite replaces the previous demo run in $(WORK_DIR).
 demo: $(STAMP)
-	$(PY) tools/train.py specs/tiny_ssd_shapes.yaml --work-dir $(WORK_DIR)
+	$(PY) tools/train.py specs/tiny_ssd_shapes.yaml --work-dir $(WORK_DIR) --overwrite
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     work_dir = args.work_dir or f"work_dirs/accuracy/{Path(args.spec).stem}"
     load_before = load_average()
     start = time.perf_counter()
-    result = train(spec, work_dir, device="cpu", progress=False)
+    result = train(spec, work_dir, device="cpu", progress=False, overwrite=True)  # a fresh run
     minutes = (time.perf_counter() - start) / 60
     metrics = result["metrics"]
     reached = {k: metrics.get(k, float("nan")) >= v for k, v in targets.items()}

@@ -29,15 +29,26 @@ def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
     A crash mid-write leaves the previous file intact. Returns the final path.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "version": VERSION, **payload}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise CheckpointError(f"disk full / not writable: {path}: {exc}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(data, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"disk full / not writable: {path} ({reason}); the previous file is unchanged"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -53,21 +64,46 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" not in text:
-            raise CheckpointError(
-                f"{path}: not a readable checkpoint (corrupt or not a torch file)"
-            ) from None
-        found = text[text.index("Unsupported global") :].split(" was not")[0]
+        raise CheckpointError(f"{path}: {_unpickling_reason(str(exc))}") from None
+    except EOFError:
+        size = path.stat().st_size
         raise CheckpointError(
-            f"{path}: refused to load: the file contains pickled code or objects that a "
-            f"weights-only load does not allow ({found}); nothing in it was run"
+            f"{path}: not a readable checkpoint: the file ends early ({size} bytes; "
+            f"{'empty' if size == 0 else 'truncated'})"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint: {exc}") from None
+    except (RuntimeError, OSError, ValueError) as exc:
+        reason = str(exc).strip() or type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint: {reason}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path}: expected a dict of tensors, got {type(data).__name__}")
     return data
+
+
+_CODE_MARKERS = ("Unsupported global", "unsupported GLOBAL")
+
+
+def _unpickling_reason(text: str) -> str:
+    """The reason a weights-only load refused a file, from torch's message (its wording varies
+    between versions: "Unsupported global: GLOBAL x.y was not an allowed global", "Trying to
+    load unsupported GLOBAL x.y whose module x is blocked")."""
+    marker = next((m for m in _CODE_MARKERS if m in text), None)
+    if marker is None:
+        first = text.strip().splitlines()[0] if text.strip() else "unpickling failed"
+        return f"not a readable checkpoint (corrupt or not a torch file: {first})"
+    found = text[text.index(marker) :].splitlines()[0]
+    for end in (" was not", " whose module"):
+        found = found.split(end)[0]
+    return (
+        "refused to load: the file contains pickled code or objects that a weights-only load "
+        f"does not allow ({found.strip()}); nothing in it was run"
+    )
+
+
+def _is_write_failure(exc: RuntimeError) -> bool:
+    """torch.save's C++ writer reports a full disk as a RuntimeError ("[enforce fail at
+    inline_container.cc] ... unexpected pos", "file write failed")."""
+    text = str(exc)
+    return any(m in text for m in ("inline_container", "write failed", "unexpected pos"))
 
 
 def model_state(data: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:

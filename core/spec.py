@@ -13,7 +13,8 @@ parameters); lists and scalars replace. ``--set a.b.type=name`` follows the same
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+import re
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +57,22 @@ def register_section(
 register_section("model", component_kind="model", doc="the pipeline to build")
 
 
+MAX_YAML_NODES = 200_000
+"""Most nodes a spec (or ``--set`` value) may expand to once YAML aliases are followed."""
+MAX_YAML_BYTES = 16 * 2**20
+"""Most scalar text (bytes) a spec may expand to once YAML aliases are followed."""
+MAX_YAML_DEPTH = 100
+"""Deepest nesting of mappings and lists a spec may use."""
+INT64 = (-(2**63), 2**63 - 1)
+
+# YAML 1.1 needs a dot in a float (``1.0e-4``); ``1e-4`` and ``1E5`` would stay strings. This
+# resolver (added after the 1.1 ones, so ints and dotted floats resolve as before) reads them.
+_EXPONENT_FLOAT = r"^[-+]?(?:\.[0-9]+|[0-9][0-9_]*(?:\.[0-9_]*)?)[eE][-+]?[0-9]+$"
+
+
 class _SafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader that also refuses duplicate keys in a mapping."""
+    """PyYAML's safe loader that also refuses duplicate and unhashable keys and integers
+    outside int64, and reads ``1e-4`` as a float."""
 
 
 def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
@@ -65,8 +80,12 @@ def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
     out: dict = {}
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
+        mark = key_node.start_mark
+        if not isinstance(key, Hashable):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a scalar, got a {type(key).__name__}", mark
+            )
         if key in out:
-            mark = key_node.start_mark
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r} (line {mark.line + 1})", mark
             )
@@ -74,7 +93,81 @@ def _construct_mapping(loader: _SafeLoader, node: yaml.MappingNode) -> dict:
     return out
 
 
+def _construct_int(loader: _SafeLoader, node: yaml.ScalarNode) -> int:
+    value = yaml.SafeLoader.construct_yaml_int(loader, node)
+    if not INT64[0] <= value <= INT64[1]:
+        raise yaml.constructor.ConstructorError(
+            None,
+            None,
+            f"integer {node.value} is out of range (it must fit in 64 bits)",
+            node.start_mark,
+        )
+    return value
+
+
 _SafeLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_SafeLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(_EXPONENT_FLOAT), list("-+.0123456789")
+)
+
+
+def check_yaml_size(text: str) -> str | None:
+    """Why ``text`` is too big to load (nesting depth, nodes or bytes after alias expansion),
+    or None. Reads the event stream only (no recursion, nothing expanded): an alias counts the
+    size of what it refers to, so a "billion laughs" is caught before it is built. Syntax
+    errors are left to the loader, which reports them with their position."""
+    anchors: dict[str, tuple[int, int]] = {}
+    stack: list[list] = [[0, 0, None]]  # per open collection: nodes, bytes, anchor
+    try:
+        for event in yaml.parse(text, Loader=_SafeLoader):  # noqa: S506 - events only
+            if isinstance(event, yaml.CollectionStartEvent):
+                stack.append([1, 0, event.anchor])
+                if len(stack) - 1 > MAX_YAML_DEPTH:
+                    return f"is nested deeper than {MAX_YAML_DEPTH} levels"
+                continue
+            if isinstance(event, yaml.CollectionEndEvent):
+                nodes, size, anchor = stack.pop()
+            elif isinstance(event, yaml.ScalarEvent):
+                nodes, size, anchor = 1, len(event.value), event.anchor
+            elif isinstance(event, yaml.AliasEvent):
+                (nodes, size), anchor = anchors.get(event.anchor, (1, 0)), None
+            else:
+                continue
+            if anchor is not None:
+                anchors[anchor] = (nodes, size)
+            top = stack[-1]
+            top[0] += nodes
+            top[1] += size
+            if top[0] > MAX_YAML_NODES or top[1] > MAX_YAML_BYTES:
+                return (
+                    f"expands to more than {MAX_YAML_NODES} nodes or {MAX_YAML_BYTES} bytes "
+                    "once its aliases (*name) are followed"
+                )
+    except yaml.YAMLError:
+        return None
+    return None
+
+
+def load_yaml_text(text: str, source: str, malformed: str = "malformed YAML") -> Any:
+    """Parse YAML ``text`` with the safe loader after the size check; ``SpecError`` naming
+    ``source`` (and line and column) when it is too big or malformed."""
+    too_big = check_yaml_size(text)
+    if too_big:
+        raise SpecError(f"{source}: refused: the YAML {too_big}")
+    try:
+        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = exc.problem or str(exc)
+        if "could not determine a constructor" in problem or "python/" in problem:
+            problem += " (specs are loaded with a safe YAML loader: no Python tags)"
+        raise SpecError(f"{where}: {malformed}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source}: {malformed}: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: refused: the YAML is nested too deeply") from None
 
 
 def read_yaml(path: Path) -> Any:
@@ -85,17 +178,7 @@ def read_yaml(path: Path) -> Any:
         raise SpecError(f"{path}: spec file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read spec file: {exc}") from None
-    try:
-        return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = exc.problem or str(exc)
-        if "could not determine a constructor" in problem or "python/" in problem:
-            problem += " (specs are loaded with a safe YAML loader: no Python tags)"
-        raise SpecError(f"{where}: malformed YAML: {problem}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: malformed YAML: {exc}") from None
+    return load_yaml_text(text, str(path))
 
 
 def resolve_spec_path(path: str | Path, relative_to: Path | None = None) -> Path:
@@ -193,10 +276,8 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise SpecError(f"--set {item}: expected KEY.PATH=VALUE, e.g. model.num_classes=3")
-    try:
-        value = yaml.load(raw, Loader=_SafeLoader) if raw.strip() else ""  # noqa: S506
-    except yaml.YAMLError as exc:
-        raise SpecError(f"--set {item}: the value is not valid YAML: {exc}") from None
+    source = f"--set {item}"
+    value = load_yaml_text(raw, source, "the value is not valid YAML") if raw.strip() else ""
     parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
     return parts, value
 

@@ -13,7 +13,9 @@ the score threshold, the picture and the console say so ("0 of 100 detections â‰
 i-th name). ``--ground-truth COCO.json`` draws an image's annotations (found by file name)
 beside its prediction. Images with a short side under ``--min-size`` pixels (default 384) are
 drawn enlarged by a whole factor so the captions stay legible; ``--min-size 0`` keeps every
-image's own size.
+image's own size; no enlargement takes the long side past 4096 pixels. Images over 100
+megapixels or with sides in a ratio over 1000:1 are refused; ``--out`` must be (or become) a
+writable folder.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anchorage.core import load_spec
     from anchorage.core.engine import predict_images
     from anchorage.core.engine.pictures import targets_from_coco
+    from anchorage.core.engine.workdir import check_output_dir
+
+    check_output_dir(args.out, "--out")  # a file, or unwritable: fail before the model runs
 
     spec = load_spec(args.spec, args.overrides)
     truth = targets_from_coco(args.ground_truth) if args.ground_truth else None

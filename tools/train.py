@@ -4,12 +4,14 @@
     python tools/train.py specs/tiny_ssd_shapes.yaml --work-dir work_dirs/demo
     python tools/train.py SPEC --set train.epochs=2 --set train.optimizer.lr=0.02
     python tools/train.py SPEC --work-dir DIR --resume          # continue DIR/last.pt
+    python tools/train.py SPEC --work-dir DIR --overwrite       # start DIR over
     torchrun --nproc-per-node 2 tools/train.py SPEC             # DDP, unchanged
 
 The work dir receives last.pt (atomic checkpoint), spec.yaml (the resolved spec),
 metrics.jsonl (JSON lines), tensorboard/ (scalars, predicted boxes) and predictions/
 (PNGs of the final evaluation's first images with their predictions drawn). SIGINT/SIGTERM
-checkpoint at the next step boundary and exit with 130/143.
+checkpoint at the next step boundary and exit with 130/143. A work dir that holds a previous
+run needs --resume or --overwrite; one run at a time may use a work dir (a lock).
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--resume-from", metavar="CHECKPOINT", default=None, help="resume from this checkpoint"
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in a work dir that holds a previous run (deletes its last.pt, "
+        "epoch_N.pt, metrics.jsonl, spec.yaml, tensorboard/, predictions/)",
+    )
+    parser.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), default=None, help="default: train.device"
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -55,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume_from or args.resume,
             device=args.device,
             progress=False if args.no_progress else None,
+            overwrite=args.overwrite,
         )
     except TrainingStopped as exc:
         print(f"{exc}; resume with --resume", file=sys.stderr)

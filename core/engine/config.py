@@ -92,6 +92,8 @@ class TrainConfig:
     ``checkpoint_interval``
     are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
     ``find_unused_parameters`` is passed to DDP (models whose forward skips trainable parts).
+    ``sync_batchnorm`` turns BatchNorm layers into ``SyncBatchNorm`` under DDP on CUDA, so
+    N processes x batch B normalise like one process x batch N*B (see the README's DDP notes).
     """
 
     epochs: int = attrs.field(default=12, validator=v.ge(1))
@@ -113,6 +115,7 @@ class TrainConfig:
     deterministic: bool = False
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
     find_unused_parameters: bool = False
+    sync_batchnorm: bool = False
     progress: bool = True
     load_from: str | None = None
     best_metric: str | None = None

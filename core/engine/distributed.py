@@ -82,6 +82,22 @@ def wrap_model(
     )
 
 
+def convert_sync_batchnorm(model: nn.Module, info: DistInfo, device: torch.device) -> nn.Module:
+    """``model`` with every BatchNorm layer a ``SyncBatchNorm`` (statistics over the global
+    batch) when distributed; unchanged in one process. torch's SyncBatchNorm runs on CUDA
+    only, so a CPU job with more than one process is an error here, before training."""
+    if not info.enabled:
+        return model
+    if device.type != "cuda":
+        from ..errors import AnchorageError
+
+        raise AnchorageError(
+            f"train.sync_batchnorm: torch's SyncBatchNorm runs on CUDA only; this job runs "
+            f"{info.world_size} processes on {device.type}: set train.sync_batchnorm false"
+        )
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
 def reduce_mean(values: Mapping[str, float], device: torch.device) -> dict[str, float]:
     """Average scalar ``values`` over ranks (same keys, same order on every rank)."""
     if not (dist.is_available() and dist.is_initialized()) or not values:

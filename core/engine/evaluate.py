@@ -200,7 +200,25 @@ def read_image(path: str | Path) -> torch.Tensor:
             data = pil_to_tensor(img.convert("RGB"))
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image: {exc}") from None
+    check_input_size(tuple(data.shape[-2:]), path)
     return data.float() / 255.0
+
+
+MAX_INPUT_PIXELS = 100_000_000
+MAX_ASPECT_RATIO = 1000
+
+
+def check_input_size(size: tuple[int, int], path: str | Path) -> None:
+    """DataError for an ``(H, W)`` no model input pipeline handles in bounded memory: more
+    than ``MAX_INPUT_PIXELS`` pixels, or sides in a ratio beyond ``MAX_ASPECT_RATIO`` (a
+    resize to a model's short side would make the long side absurd, or the short side 0)."""
+    h, w = size
+    ratio = max(h, w) / max(1, min(h, w))
+    if h * w > MAX_INPUT_PIXELS or ratio > MAX_ASPECT_RATIO:
+        raise DataError(
+            f"{path}: image is {h}x{w} pixels (HxW); the limits are {MAX_INPUT_PIXELS} pixels "
+            f"and a side ratio of {MAX_ASPECT_RATIO}:1 (got {ratio:.0f}:1): crop or resize it"
+        )
 
 
 def _input_pipeline(spec: Spec) -> Any:

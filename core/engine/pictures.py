@@ -17,12 +17,25 @@ from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 GT_COLOUR = (40, 220, 40)
 
 
+MAX_DRAWN_SIDE = 4096
+"""Longest side (pixels) an enlargement may produce: a 1x5000 image is not blown up to
+384x1,920,000 (gigabytes, and a PNG that PIL refuses to open); it is drawn at its own size."""
+
+
+def enlargement(size: tuple[int, int], min_size: int) -> int:
+    """The integer factor ``enlarge`` applies to an ``(H, W)`` image (1: none): the smallest
+    that brings the short side to ``min_size``, capped so the long side stays within
+    ``MAX_DRAWN_SIDE``."""
+    wanted = math.ceil(min_size / max(1, min(size)))
+    return max(1, min(wanted, MAX_DRAWN_SIDE // max(size)))
+
+
 def enlarge(image: torch.Tensor, min_size: int) -> tuple[torch.Tensor, int]:
-    """``image`` [C,H,W] enlarged by the smallest integer ``s`` that brings its short side to
-    ``min_size`` (nearest neighbour, so pixels stay sharp), and ``s`` (1: unchanged; also
-    when ``min_size`` is 0). Pixel coordinates drawn on the result must be multiplied by ``s``.
+    """``image`` [C,H,W] enlarged by ``enlargement`` (nearest neighbour, so pixels stay
+    sharp), and that factor ``s`` (1: unchanged; also when ``min_size`` is 0). Pixel
+    coordinates drawn on the result must be multiplied by ``s``.
     """
-    scale = max(1, math.ceil(min_size / max(1, min(image.shape[-2:]))))
+    scale = enlargement(tuple(image.shape[-2:]), min_size)
     if scale > 1:
         image = image.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     return image, scale

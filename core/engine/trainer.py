@@ -12,6 +12,7 @@ Under torchrun the same code runs on every rank (DDP); rank 0 logs and writes ch
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import random
@@ -31,8 +32,10 @@ from . import distributed as ddp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
 from .extras import TrainingExtras
+from .health import confirmed_nonfinite, describe_nonfinite, nonfinite_flag
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
+from .resume import check_resume_changes, lr_ratio, scale_lr
 from .signals import StopSignals, TrainingStopped
 from .state import (
     capture_rng,
@@ -42,8 +45,10 @@ from .state import (
     unwrap,
     write_checkpoint,
 )
+from .workdir import WorkDirError, WorkDirLock, prepare_work_dir
 
 LAST = "last.pt"
+_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 class TrainingDiverged(AnchorageError):
@@ -92,11 +97,14 @@ class Trainer:
         resume: bool | str | Path = False,
         device: str | None = None,
         progress: bool | None = None,
+        overwrite: bool = False,
     ) -> None:
         self.spec = spec
         self.cfg: TrainConfig = spec.section("train")
         self.work_dir = Path(work_dir)
         self.resume = resume
+        self.overwrite = overwrite
+        self._lock: WorkDirLock | None = None
         self.requested_device = device or self.cfg.device
         self.show_progress = self.cfg.progress if progress is None else progress
         self.counters = Counters()
@@ -119,10 +127,16 @@ class Trainer:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
+        if self.dist.is_main:  # before anything is built: a bad work dir fails at once
+            self._lock = prepare_work_dir(
+                self.work_dir, resume=bool(self.resume), overwrite=self.overwrite
+            )
         seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
         model = build_model(self.spec).to(device)
         self.extras = TrainingExtras(self.cfg)
         loaded = self.extras.load_from(model, resuming=bool(self.resume))
+        if self.cfg.sync_batchnorm:
+            model = ddp.convert_sync_batchnorm(model, self.dist, device)
         self._build_data()
         self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
         self.extras.setup_ema(model)
@@ -193,9 +207,16 @@ class Trainer:
             raise
         self.extras.load_state(data, self.optimizer)
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
-        changed = spec_changes(data.get("spec") or {}, self.spec.to_dict())
+        saved, new = data.get("spec") or {}, self.spec.to_dict()
+        changed = check_resume_changes(saved, new, f"--resume from {path}") if saved else []
+        ratio = lr_ratio(saved, new)
+        if ratio != 1.0:
+            scale_lr(self.optimizer, self.scheduler, ratio)
         if changed:
-            self.logger.print(f"note: the spec differs from the checkpoint's at {changed}")
+            applied = changed[:10] + (["..."] if len(changed) > 10 else [])
+            self.logger.print(
+                f"note: the spec differs from the checkpoint's at {applied} (applied)"
+            )
         self.metrics = dict(data.get("metrics") or {})
         self.last_checkpoint = path
         c = self.counters
@@ -226,9 +247,16 @@ class Trainer:
                 "train_seconds": self._train_seconds,
                 "images_per_s": self._images / max(self._train_seconds, 1e-9),
             }
+        except OSError as exc:
+            if exc.errno not in _FULL_OR_READ_ONLY:
+                raise
+            where = exc.filename or self.work_dir
+            raise WorkDirError(f"disk full / not writable: {where} ({exc.strerror})") from None
         finally:
             if hasattr(self, "logger"):
                 self.logger.close()
+            if self._lock is not None:
+                self._lock.release()
             if self._owns_group and torch.distributed.is_initialized():
                 torch.distributed.destroy_process_group()
 
@@ -356,12 +384,15 @@ class Trainer:
         names = sorted(losses)
         local_flags = [float(self.signals.requested), float(self._out_of_time())]
         vec = torch.stack([losses[k].detach().float() for k in names] + [loss.detach().float()])
-        vec = torch.cat([vec, torch.tensor(local_flags, device=vec.device)])
+        state = nonfinite_flag(unwrap(self.model), vec.device)  # weights and buffers as used
+        vec = torch.cat([vec, torch.tensor(local_flags, device=vec.device), state[None]])
         if self.dist.enabled:
             torch.distributed.all_reduce(vec)
         out = vec.tolist()
         n = len(names) + 1
         values = {k: v / self.dist.world_size for k, v in zip([*names, "loss"], out[:n])}
+        if out[n + 2] > 0:
+            self._state_diverged()
         if not all(math.isfinite(v) for v in values.values()):
             self._diverged(values)
         signal, timeout = out[n] > 0, out[n + 1] > 0
@@ -378,6 +409,27 @@ class Trainer:
             f"non-finite {what} at iteration {self.counters.iteration + 1} "
             f"(epoch {self.counters.epoch + 1}): {terms}; training stopped before this step "
             f"was applied; last good checkpoint: {last} (lower train.optimizer.lr, set "
+            "train.grad_clip or check the data)"
+        )
+
+    def _check_state(self) -> None:
+        """TrainingDiverged on every rank when any rank's parameters or buffers are NaN/Inf."""
+        flag = nonfinite_flag(unwrap(self.model), self.device)
+        if self.dist.enabled:
+            torch.distributed.all_reduce(flag)
+        if bool(flag > 0):
+            self._state_diverged()
+
+    def _state_diverged(self) -> None:
+        """Confirm the cheap flag exactly (on every rank together), then stop the run."""
+        if not confirmed_nonfinite(unwrap(self.model), self.device, self.dist.enabled):
+            return  # huge but finite values overflowed the flag's sum
+        c = self.counters
+        last = self.last_checkpoint or "none written yet"
+        raise TrainingDiverged(
+            f"non-finite model state after iteration {c.iteration}: "
+            f"{describe_nonfinite(unwrap(self.model))} hold NaN/Inf; training stopped and "
+            f"nothing was saved; last good checkpoint: {last} (lower train.optimizer.lr, set "
             "train.grad_clip or check the data)"
         )
 
@@ -446,6 +498,7 @@ class Trainer:
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
         path = self.work_dir / LAST
+        self._check_state()  # never replace a good checkpoint with a blown-up model
         rng_ranks = ddp.gather_objects(capture_rng()) if self.dist.enabled else None
         if self.dist.is_main:
             payload = self._payload(rng_ranks=rng_ranks)
@@ -476,17 +529,6 @@ class Trainer:
         return {**payload, **self.extras.state(self.optimizer, self.counters.epoch_iter)}
 
 
-def spec_changes(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Key paths whose values differ between two plain specs (sorted, at most 10)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            path = f"{prefix}.{key}" if prefix else str(key)
-            out += spec_changes(old.get(key), new.get(key), path)
-        return out[:10]
-    return [] if old == new else [prefix]
-
-
 def _due(epoch: int, interval: int) -> bool:
     return interval > 0 and epoch % interval == 0
 
@@ -506,11 +548,17 @@ def train(
     resume: bool | str | Path = False,
     device: str | None = None,
     progress: bool | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train ``spec`` in ``work_dir``; see ``Trainer``. Returns ``{"metrics", "epoch",
     "iteration", "checkpoint", "stopped", "summary"}``.
 
-    Raises TrainingStopped on SIGINT/SIGTERM (after checkpointing) and TrainingDiverged on
-    a NaN/Inf loss.
+    A work dir holding a previous run needs ``resume`` (continue it) or ``overwrite`` (delete
+    its outputs first); see ``workdir.prepare_work_dir``. Raises TrainingStopped on
+    SIGINT/SIGTERM (after checkpointing), TrainingDiverged on a NaN/Inf loss or model state,
+    WorkDirError on an unusable work dir.
     """
-    return Trainer(spec, work_dir, resume=resume, device=device, progress=progress).run()
+    trainer = Trainer(
+        spec, work_dir, resume=resume, device=device, progress=progress, overwrite=overwrite
+    )
+    return trainer.run()

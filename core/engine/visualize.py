@@ -65,7 +65,8 @@ def draw_prediction(
 
     ``s`` is 1 unless the short side is below ``min_size``: then the image is enlarged by the
     smallest integer ``s`` that reaches it (nearest neighbour, so pixels stay sharp), which
-    keeps captions legible on small inputs such as 128-pixel synthetic shapes. When no
+    keeps captions legible on small inputs such as 128-pixel synthetic shapes; ``s`` never takes
+    the long side past ``pictures.MAX_DRAWN_SIDE`` (memory stays bounded on odd shapes). When no
     detection reaches ``score_thresh``, a note says so on the picture ("0 of 100 detections
     ≥ 0.30; best 0.16").
     """

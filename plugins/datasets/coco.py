@@ -3,12 +3,16 @@
 Boxes ``[x, y, w, h]`` become ``xyxy`` absolute pixels; masks come from polygons or RLE through
 ``pycocotools.mask``. Category ids map to contiguous labels 1..C in sorted category-id order;
 ``label_to_category`` keeps the inverse map for writing COCO-format results. Annotations are
-validated at load (``anchorage.core.data.validation``).
+validated at load (``anchorage.core.data.validation``) after a type check of every field read
+here (ids, sizes, ``file_name``, ``iscrowd``, ``area``, ``segmentation``). A ``file_name`` must
+stay inside ``img_dir`` (no ``..`` out of it, no absolute path elsewhere) unless the dataset
+sets ``allow_outside_img_dir: true``; symlinks inside ``img_dir`` are followed as usual.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,16 +59,64 @@ def _require(item: Any, keys: tuple[str, ...], what: str, path: Path) -> None:
         raise DataError(f"{path}: {what} (id {ident}) needs keys {list(keys)}, got {got}")
 
 
+_ID = (int, str)
+_NUMBER = (int, float)
+
+
+def _expect(value: Any, types: tuple[type, ...], expected: str, where: str, key: str) -> Any:
+    """``value`` when it is one of ``types`` (bool is never a number); else DataError."""
+    if isinstance(value, types) and not isinstance(value, bool):
+        return value
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise DataError(f"{where}: {key}: expected {expected}, got {shown} ({type(value).__name__})")
+
+
+def _check_image_fields(im: dict, path: Path) -> None:
+    ident = _expect(im["id"], _ID, "an integer or string id", f"{path}: image", "id")
+    where = f"{path}: image {ident}"
+    _expect(im["file_name"], (str,), "a string", where, "file_name")
+    for key in ("height", "width"):
+        value = _expect(im[key], _NUMBER, "a positive integer", where, key)
+        if value != int(value) or value <= 0:
+            raise DataError(f"{where}: {key}: expected a positive integer, got {value!r}")
+
+
+def _check_annotation_fields(ann: dict, path: Path) -> None:
+    ident = _expect(ann["id"], _ID, "an integer or string id", f"{path}: annotation", "id")
+    where = f"{path}: annotation {ident}"
+    _expect(ann["image_id"], _ID, "an integer or string image id", where, "image_id")
+    _expect(ann["category_id"], _ID, "an integer or string category id", where, "category_id")
+    crowd = ann.get("iscrowd")
+    if crowd is not None and (crowd not in (0, 1) or isinstance(crowd, float)):
+        _expect(crowd, (), "0 or 1", where, "iscrowd")  # always raises: names the value
+    if ann.get("area") is not None:
+        _expect(ann["area"], _NUMBER, "a number", where, "area")
+    seg = ann.get("segmentation")
+    if seg is not None:
+        _expect(seg, (list, dict), "a polygon list or an RLE mapping", where, "segmentation")
+
+
+def _inside(root: Path, file_name: str) -> bool:
+    """``root / file_name`` stays inside ``root`` once ``..`` is resolved (lexically, so a
+    symlinked folder inside ``root`` is still inside)."""
+    base = os.path.normpath(os.path.abspath(root))
+    full = os.path.normpath(os.path.join(base, file_name))
+    return os.path.commonpath([base, full]) == base
+
+
 def load_coco(
     ann_file: str | Path,
     img_dir: str | Path | None = None,
     *,
     policy: str = "drop",
     max_bad_samples: int = 0,
+    allow_outside_img_dir: bool = False,
 ) -> CocoIndex:
     """Read and validate a COCO JSON file; images are looked up under ``img_dir``.
 
-    ``img_dir`` defaults to the annotation file's folder.
+    ``img_dir`` defaults to the annotation file's folder. A field of the wrong type, or a
+    ``file_name`` leading outside ``img_dir`` (unless ``allow_outside_img_dir``), is a
+    DataError naming the file, the image or annotation id and the field.
     """
     path = Path(ann_file)
     data = read_json(path)
@@ -75,18 +127,23 @@ def load_coco(
     root = Path(img_dir) if img_dir is not None else path.parent
     for cat in data["categories"]:
         _require(cat, ("id", "name"), "category", path)
+        _expect(cat["id"], _ID, "an integer or string id", f"{path}: category", "id")
     cats = sorted(data["categories"], key=lambda c: c["id"])
     dup = [a["id"] for a, b in zip(cats, cats[1:]) if a["id"] == b["id"]]
     if dup:
         raise DataError(f"{path}: duplicate category id {dup[0]} in 'categories'")
     cat_to_label = {c["id"]: i + 1 for i, c in enumerate(cats)}
     report = ValidationReport(str(path))
-    raws = [_raw_image(im, root, path) for im in data["images"]]
+    raws = [_raw_image(im, root, path, allow_outside_img_dir) for im in data["images"]]
     images: dict[Any, RawImage] = {}
     for raw in raws:  # a duplicate id keeps no annotations; validation reports it
         images.setdefault(raw.image_id, raw)
-    for ann in data.get("annotations", []):
+    anns = data.get("annotations", [])
+    if not isinstance(anns, list):
+        raise DataError(f"{path}: 'annotations': expected a list, got {type(anns).__name__}")
+    for ann in anns:
         _require(ann, ("id", "image_id", "category_id", "bbox"), "annotation", path)
+        _check_annotation_fields(ann, path)
         owner = images.get(ann["image_id"])
         if owner is None:
             where = f"annotation {ann['id']}"
@@ -110,8 +167,14 @@ def load_coco(
     )
 
 
-def _raw_image(im: Any, root: Path, path: Path) -> RawImage:
+def _raw_image(im: Any, root: Path, path: Path, allow_outside: bool) -> RawImage:
     _require(im, ("id", "file_name", "height", "width"), "image", path)
+    _check_image_fields(im, path)
+    if not allow_outside and not _inside(root, im["file_name"]):
+        raise DataError(
+            f"{path}: image {im['id']}: file_name {im['file_name']!r} leads outside img_dir "
+            f"{root}; refused (set allow_outside_img_dir: true in the dataset to allow it)"
+        )
     return RawImage(
         image_id=im["id"],
         file=root / im["file_name"],
@@ -154,10 +217,15 @@ class CocoDataset(DetectionDataset):
         semantic_masks: bool = False
         policy: Literal["drop", "strict"] = "drop"
         max_bad_samples: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+        allow_outside_img_dir: bool = False  # file_name may use ".." or absolute paths
 
     def __init__(self, cfg: Config) -> None:
         index = load_coco(
-            cfg.ann_file, cfg.img_dir, policy=cfg.policy, max_bad_samples=cfg.max_bad_samples
+            cfg.ann_file,
+            cfg.img_dir,
+            policy=cfg.policy,
+            max_bad_samples=cfg.max_bad_samples,
+            allow_outside_img_dir=cfg.allow_outside_img_dir,
         )
         super().__init__(
             index.records,

@@ -29,7 +29,9 @@ class ToyDetector(nn.Module):
     Train: ``{"loss_box", "loss_cls"}`` against each image's first box. Eval: one detection
     per image (boxes in pixels, softmax score, label in 1..C). Dropout makes resume depend
     on the RNG state. ``nan_after``: forward calls after which the loss becomes NaN;
-    ``nan_grad``: finite loss, NaN gradients.
+    ``nan_grad``: finite loss, NaN gradients; ``inf_buffer_after``: forward calls after which
+    a running-statistics buffer (unused by the loss, like BatchNorm's ``running_var`` in
+    training) becomes Inf while the loss stays finite.
     """
 
     @attrs.frozen(kw_only=True)
@@ -39,6 +41,7 @@ class ToyDetector(nn.Module):
         dropout: float = 0.2
         nan_after: int | None = None
         nan_grad: bool = False
+        inf_buffer_after: int | None = None
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -47,6 +50,8 @@ class ToyDetector(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, 4 + cfg.num_classes + 1)
         self.calls = 0
+        if cfg.inf_buffer_after is not None:
+            self.register_buffer("running_var", torch.ones(cfg.hidden))
 
     def forward(self, images: list[torch.Tensor], targets: list[dict] | None = None) -> Any:
         sizes = torch.tensor([[i.shape[2], i.shape[1]] * 2 for i in images], dtype=torch.float32)
@@ -62,6 +67,8 @@ class ToyDetector(nn.Module):
                 "loss_cls": F.cross_entropy(logits, gt_label),
             }
             self.calls += 1
+            if self.cfg.inf_buffer_after is not None and self.calls > self.cfg.inf_buffer_after:
+                self.running_var.fill_(float("inf"))
             if self.cfg.nan_after is not None and self.calls > self.cfg.nan_after:
                 losses["loss_box"] = losses["loss_box"] * float("nan")
             if self.cfg.nan_grad:  # value 0, gradient 0 * inf = NaN
