@@ -29,12 +29,12 @@ class RPNConfig:
     """Region proposal network: anchors, head, assignment, proposal selection, loss."""
 
     anchor_generator: Any = component("anchor_generator")
-    head: Any = component("head")
+    head: Any = component("head", role="rpn_head")
     matcher: Any = component("matcher")
     box_coder: Any = component("box_coder")
     sampler: Any = component("sampler")
-    proposals: Any = component("postprocessor")
-    loss: Any = component("loss")
+    proposals: Any = component("postprocessor", role="rpn_proposals")
+    loss: Any = component("loss", role="rpn_loss")
 
 
 @attrs.frozen(kw_only=True)
@@ -42,12 +42,12 @@ class BoxStageConfig:
     """RoI box head: pooling, head, assignment, loss, detection postprocessing."""
 
     roi_extractor: Any = component("roi_extractor")
-    head: Any = component("head")
+    head: Any = component("head", role="roi_box_head")
     matcher: Any = component("matcher")
     box_coder: Any = component("box_coder")
     sampler: Any = component("sampler")
-    loss: Any = component("loss")
-    postprocessor: Any = component("postprocessor")
+    loss: Any = component("loss", role="roi_box_loss")
+    postprocessor: Any = component("postprocessor", role="rcnn_postprocessor")
     add_gt_as_proposals: bool = True
 
 
@@ -56,9 +56,9 @@ class MaskStageConfig:
     """RoI mask head: pooling, head, loss, paste-back into the image."""
 
     roi_extractor: Any = component("roi_extractor")
-    head: Any = component("head")
-    loss: Any = component("loss")
-    paste: Any = component("postprocessor")
+    head: Any = component("head", role="roi_mask_head")
+    loss: Any = component("loss", role="mask_loss")
+    paste: Any = component("postprocessor", role="mask_postprocessor")
 
 
 def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

@@ -49,7 +49,7 @@ class SegmentationOptions:
     """Options every segmentation model shares (classes, loss, cropping, tiling)."""
 
     num_classes: int = attrs.field(validator=attrs.validators.gt(0))
-    loss: Any = component("loss", optional=True)
+    loss: Any = component("loss", optional=True, role="segmentation_loss")
     crop_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_overlap: float = attrs.field(
@@ -181,8 +181,8 @@ class SemanticSegmentation(SegmentationModel):
     @attrs.frozen(kw_only=True)
     class Config(SegmentationOptions):
         backbone: Any = component("backbone")
-        head: Any = component("head")
-        aux_head: Any = component("head", optional=True)
+        head: Any = component("head", role="segmentation_head")
+        aux_head: Any = component("head", optional=True, role="segmentation_head")
         feature: str | None = None
         aux_feature: str | None = None
         aux_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
