@@ -2,6 +2,7 @@
 
 from .build import build_component, build_model
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .composition import CompositionError, check_spec
 from .config import ComponentSpec, component, component_list, injected
 from .errors import AnchorageError, CheckpointError, DataError, RegistryError, SpecError
 from .interfaces import (
@@ -41,6 +42,7 @@ __all__ = [
     "BoxCoder",
     "CheckpointError",
     "ComponentSpec",
+    "CompositionError",
     "DataError",
     "FeatureSpec",
     "Head",
@@ -70,6 +72,7 @@ __all__ = [
     "StyleLoss",
     "build_component",
     "build_model",
+    "check_spec",
     "component",
     "component_list",
     "hookimpl",

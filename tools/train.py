@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from anchorage.core import load_spec
+from anchorage.core import check_spec, load_spec
 from anchorage.core.cli import make_parser, run_tool
 
 
@@ -43,6 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     spec = load_spec(args.spec, args.overrides)
+    check_spec(spec, build_datasets=True)  # composition errors before anything is written
     work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.spec).stem)
 
     from anchorage.core.engine import TrainingStopped, train

@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import roi_align
 
 from anchorage.core import component
+from anchorage.core.composition import CompositionError, check_feature_names, node_path
 from anchorage.core.data.batching import pad_targets
 from anchorage.core.errors import DataError
 from anchorage.plugins.matchers.iou import batched_box_iou
@@ -87,7 +88,14 @@ class RPNStage(nn.Module):
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
         num_anchors = self.anchor_generator.num_anchors_per_location()
         if len(set(num_anchors)) != 1:
-            raise ValueError(f"rpn: every level needs the same anchors per location, {num_anchors}")
+            anchors = node_path(cfg.anchor_generator, "model.rpn.anchor_generator")
+            head = node_path(cfg.head, "model.rpn.head")
+            raise CompositionError(
+                f"{anchors}: {num_anchors} anchors per location on the levels, but {head} is "
+                "shared by every level and needs the same number on each",
+                anchors,
+                head,
+            )
         self.head = build_child(
             "head", cfg.head, in_channels=in_channels, num_anchors=num_anchors[0]
         )
@@ -143,12 +151,18 @@ class Sampled:
 class BoxStage(nn.Module):
     """Proposals → detections (eval) or Fast R-CNN losses (train)."""
 
-    def __init__(self, cfg: BoxStageConfig, in_feature_info: list, num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg: BoxStageConfig,
+        in_feature_info: list,
+        num_classes: int,
+        features_path: str = "model.backbone",
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.roi_extractor = build_child(
-            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        self.roi_extractor = build_extractor(
+            cfg.roi_extractor, in_feature_info, features_path, "model.roi_box.roi_extractor"
         )
         self.head = build_child(
             "head",
@@ -221,10 +235,16 @@ class BoxStage(nn.Module):
 class MaskStage(nn.Module):
     """Boxes → mask logits; mask loss (train) or per-detection mask probabilities (eval)."""
 
-    def __init__(self, cfg: MaskStageConfig, in_feature_info: list, num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg: MaskStageConfig,
+        in_feature_info: list,
+        num_classes: int,
+        features_path: str = "model.backbone",
+    ) -> None:
         super().__init__()
-        self.roi_extractor = build_child(
-            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        self.roi_extractor = build_extractor(
+            cfg.roi_extractor, in_feature_info, features_path, "model.roi_mask.roi_extractor"
         )
         self.head = build_child(
             "head", cfg.head, in_channels=self.roi_extractor.out_channels, num_classes=num_classes
@@ -267,6 +287,22 @@ class MaskStage(nn.Module):
         probs = logits[torch.arange(labels.shape[0], device=labels.device), labels].sigmoid()
         masks = probs[:, None].split([b.shape[0] for b in boxes])
         return [{**d, "masks": m} for d, m in zip(detections, masks)]
+
+
+def build_extractor(node: Any, info: list, features_path: str, default_path: str) -> Any:
+    """Build an RoI extractor after checking the feature names it pools from.
+
+    ``featmap_names`` (multi-level) or ``featmap_name`` (single level) must name features of
+    ``info`` (what ``features_path``, the neck or backbone, produces).
+    """
+    params = getattr(node, "params", node)
+    path = node_path(node, default_path)
+    for key in ("featmap_names", "featmap_name"):
+        names = params.get(key)
+        if names is not None:
+            names = (names,) if isinstance(names, str) else tuple(names)
+            check_feature_names(names, f"{path}.{key}", info, features_path)
+    return build_child("roi_extractor", node, in_feature_info=tuple(info))
 
 
 def _pad_boxes(

@@ -26,7 +26,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from anchorage.core import ComponentSpec, build_component, component
-from anchorage.core.errors import DataError, SpecError
+from anchorage.core.composition import CompositionError, node_path
+from anchorage.core.errors import DataError
 from anchorage.core.registry import MODELS
 
 from .tiling import sliding_window
@@ -192,11 +193,12 @@ class SemanticSegmentation(SegmentationModel):
         self.backbone = build_child("backbone", cfg.backbone)
         info = {f.name: f for f in self.backbone.feature_info}
         names = list(info)
-        feature = _pick(cfg.feature, names, -1, "feature")
+        model = node_path(cfg.backbone, "model.backbone").rpartition(".")[0] or "model"
+        feature = _pick(cfg.feature, names, -1, f"{model}.feature")
         self.head = build_child("head", cfg.head, **_head_inputs(info[feature], cfg.num_classes))
         self.aux_head = None
         if cfg.aux_head is not None:
-            aux = _pick(cfg.aux_feature, names, -2, "aux_feature")
+            aux = _pick(cfg.aux_feature, names, -2, f"{model}.aux_feature")
             self.aux_head = build_child(
                 "head", cfg.aux_head, **_head_inputs(info[aux], cfg.num_classes)
             )
@@ -212,15 +214,20 @@ class SemanticSegmentation(SegmentationModel):
 
 
 def _pick(name: str | None, names: list[str], default: int, key: str) -> str:
+    """The feature a head reads: ``name`` (key path ``key``) or ``names[default]``."""
+    backbone = f"{key.rpartition('.')[0]}.backbone"
     if name is None:
         if len(names) < -default:
-            raise SpecError(
-                f"model.{key}: the backbone has features {names}; cannot pick a default"
+            raise CompositionError(
+                f"{key}: {backbone} has features ({', '.join(names)}); cannot pick a default, "
+                "set it",
+                key,
+                backbone,
             )
         return names[default]
     if name not in names:
-        raise SpecError(
-            f"model.{key}: expected one of the backbone's features {names}, got {name!r}"
+        raise CompositionError(
+            f"{key}: {name!r} is not a feature of {backbone} ({', '.join(names)})", key, backbone
         )
     return name
 

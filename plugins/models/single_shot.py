@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from anchorage.core import component
+from anchorage.core.composition import check_levels, node_path
 from anchorage.core.config import validate_section
 from anchorage.core.data.batching import pad_targets
 from anchorage.core.errors import DataError
@@ -71,6 +72,13 @@ class SingleShotDetector(nn.Module):
         self.preprocess = ImagePreprocessor(pre)
         self.backbone = build_child("backbone", cfg.backbone)
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
+        check_levels(
+            len(self.anchor_generator.num_anchors_per_location()),
+            node_path(cfg.anchor_generator, "model.anchor_generator"),
+            "anchor levels (the head predicts one level per feature)",
+            self.backbone.feature_info,
+            node_path(cfg.backbone, "model.backbone"),
+        )
         self.head = build_child(
             "head",
             cfg.head,
