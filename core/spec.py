@@ -13,6 +13,7 @@ parameters); lists and scalars replace. ``--set a.b.type=name`` follows the same
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -144,8 +145,11 @@ class Spec:
         return self.sections.get(name, default)
 
     def where(self, key_path: str) -> str:
-        """The file or override that set ``key_path`` (or the nearest enclosing key)."""
-        path = key_path
+        """The file or override that set ``key_path`` (or the nearest enclosing key).
+
+        List items are written ``a.b[1].c`` in messages and ``a.b.1.c`` by ``--set``.
+        """
+        path = re.sub(r"\[(\d+)\]", r".\1", key_path)
         while path:
             if path in self.sources:
                 return self.sources[path]

@@ -63,6 +63,12 @@ def check_loss_terms(
 # -------------------------------------------------------------------------------------- heads
 
 
+def _shape(out: dict, key: str, expected: tuple[int, ...]) -> None:
+    assert key in out, f"missing output {key!r}; got {sorted(out)}"
+    got = tuple(out[key].shape)
+    assert got == expected, f"{key}: shape {got}, expected {expected}"
+
+
 @role_check("rpn_head")
 def check_rpn_head(head: Any, cfg: Any) -> None:
     """``objectness [B,A]``, ``bbox_deltas [B,A,4]``, ``num_anchors_per_level`` per level."""
@@ -73,8 +79,8 @@ def check_rpn_head(head: Any, cfg: Any) -> None:
         out = head(feats)
     counts = [n * 80, n * 20]
     assert list(out["num_anchors_per_level"]) == counts, out["num_anchors_per_level"]
-    assert out["objectness"].shape == (2, sum(counts)), out["objectness"].shape
-    assert out["bbox_deltas"].shape == (2, sum(counts), 4), out["bbox_deltas"].shape
+    _shape(out, "objectness", (2, sum(counts)))
+    _shape(out, "bbox_deltas", (2, sum(counts), 4))
     assert torch.isfinite(out["objectness"]).all() and torch.isfinite(out["bbox_deltas"]).all()
 
 
@@ -86,8 +92,8 @@ def check_roi_box_head(head: Any, cfg: Any) -> None:
     for r in (3, 0):
         with torch.no_grad():
             out = head(_randn(r, cfg.in_channels, cfg.resolution, cfg.resolution))
-        assert out["cls_logits"].shape == (r, c1), out["cls_logits"].shape
-        assert out["bbox_deltas"].shape == (r, c1 * 4), out["bbox_deltas"].shape
+        _shape(out, "cls_logits", (r, c1))
+        _shape(out, "bbox_deltas", (r, c1 * 4))
         assert torch.isfinite(out["cls_logits"]).all()
 
 
