@@ -327,6 +327,8 @@ def _check_sequence(
 def _type_name(hint: Any) -> str:
     if hint is Any:
         return "any value"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_short_name(a) for a in typing.get_args(hint))
     if isinstance(hint, type) and typing.get_origin(hint) is None:
         return {
             "int": "an integer",
@@ -334,6 +336,15 @@ def _type_name(hint: Any) -> str:
             "str": "a string",
             "bool": "a boolean",
         }.get(hint.__name__, hint.__name__)
+    return str(hint).replace("typing.", "")
+
+
+def _short_name(hint: Any) -> str:
+    """A union member as written in an annotation: ``None``, ``int``, ``RPNConfig``."""
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        return hint.__name__
     return str(hint).replace("typing.", "")
 
 
