@@ -21,6 +21,7 @@ error in a spec is reported before a single tensor is allocated.
 
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -165,8 +166,10 @@ def validate_fields(
         key_path = f"{path}.{key}" if path else str(key)
         field = fields.get(key)
         if field is None:
+            close = difflib.get_close_matches(str(key), settable, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise SpecError(
-                f"{where(key_path)}: {key_path}: unknown parameter {key!r} of {what}; "
+                f"{where(key_path)}: {key_path}: unknown parameter {key!r} of {what}{hint}; "
                 f"accepted parameters: {', '.join(settable) or '(none)'}"
             )
         if field.metadata.get(_INJECTED):
@@ -232,13 +235,7 @@ def check_type(value: Any, hint: Any, path: str, where: Where) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin is typing.Union or origin is types.UnionType:
-        errors = []
-        for option in args:
-            try:
-                return check_type(value, option, path, where)
-            except SpecError as exc:
-                errors.append(exc)
-        raise _error(path, where, _type_name(hint), value)
+        return _check_union(value, hint, args, path, where)
     if origin is typing.Literal:
         if value in args:
             return value
@@ -279,6 +276,39 @@ def check_type(value: Any, hint: Any, path: str, where: Where) -> Any:
     return value
 
 
+def _check_union(value: Any, hint: Any, args: tuple, path: str, where: Where) -> Any:
+    """The first option ``value`` passes; else the error of the one option its shape fits.
+
+    A mapping given for ``SomeSection | None`` (or a list for ``tuple[Section, ...] | None``)
+    is checked against that option alone, so a mistake deep inside it is reported with its own
+    key path (and did-you-mean) instead of "expected SomeSection | None" at the parent.
+    """
+    errors: list[tuple[Any, SpecError]] = []
+    for option in args:
+        try:
+            return check_type(value, option, path, where)
+        except SpecError as exc:
+            errors.append((option, exc))
+    fitting = [exc for option, exc in errors if _shape_fits(value, option)]
+    if len(fitting) == 1:
+        raise fitting[0]
+    raise _error(path, where, _type_name(hint), value)
+
+
+def _shape_fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` has the container shape of ``hint`` (mapping ↔ section, list ↔ list)."""
+    origin = typing.get_origin(hint)
+    if isinstance(value, Mapping):
+        return (
+            (isinstance(hint, type) and attrs.has(hint))
+            or origin in (dict, Mapping)
+            or (origin is typing.Mapping)
+        )
+    if isinstance(value, (list, tuple)):
+        return origin in (list, tuple, typing.Sequence)
+    return False
+
+
 def _check_sequence(
     value: Any, hint: Any, origin: Any, args: tuple, path: str, where: Where
 ) -> tuple:
@@ -297,6 +327,8 @@ def _check_sequence(
 def _type_name(hint: Any) -> str:
     if hint is Any:
         return "any value"
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " | ".join(_short_name(a) for a in typing.get_args(hint))
     if isinstance(hint, type) and typing.get_origin(hint) is None:
         return {
             "int": "an integer",
@@ -304,6 +336,15 @@ def _type_name(hint: Any) -> str:
             "str": "a string",
             "bool": "a boolean",
         }.get(hint.__name__, hint.__name__)
+    return str(hint).replace("typing.", "")
+
+
+def _short_name(hint: Any) -> str:
+    """A union member as written in an annotation: ``None``, ``int``, ``RPNConfig``."""
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and typing.get_origin(hint) is None:
+        return hint.__name__
     return str(hint).replace("typing.", "")
 
 

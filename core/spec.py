@@ -238,8 +238,11 @@ class Spec:
         return self.sections.get(name, default)
 
     def where(self, key_path: str) -> str:
-        """The file or override that set ``key_path`` (or the nearest enclosing key)."""
-        path = key_path
+        """The file or override that set ``key_path`` (or the nearest enclosing key).
+
+        List items are written ``a.b[1].c`` in messages and ``a.b.1.c`` by ``--set``.
+        """
+        path = re.sub(r"\[(\d+)\]", r".\1", key_path)
         while path:
             if path in self.sources:
                 return self.sources[path]

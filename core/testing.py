@@ -8,7 +8,9 @@ on theirs::
         check_entry("matcher", "my_matcher")
 
 Each registered entry is built from its ``examples`` (parameter mappings given at
-registration; ``({},)`` when none) and handed to the check for its kind. Kinds without a
+registration; ``({},)`` when none) and handed to the check for its kind, then to the check of
+each role it implements (``role_check``: heads, losses and postprocessors are checked against
+the signature of their role, with inputs built from their config). Kinds without a
 behavioural check here are checked for building and finite parameters; their own tests
 cover behaviour.
 """
@@ -22,9 +24,10 @@ import torch
 from torch import nn
 
 from .interfaces import Anchors, Assignment, FeatureSpec, GroundTruth
-from .registry import Entry, registry_for
+from .registry import EmptyConfig, Entry, registry_for
 
 CHECKS: dict[str, Callable[[Any], None]] = {}
+ROLE_CHECKS: dict[str, Callable[[Any, Any], None]] = {}
 
 
 def conformance_check(kind: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
@@ -37,20 +40,70 @@ def conformance_check(kind: str) -> Callable[[Callable[[Any], None]], Callable[[
     return decorator
 
 
+def role_check(role: str) -> Callable[[Callable[[Any, Any], None]], Callable[[Any, Any], None]]:
+    """Register the check of components implementing ``role``: ``check(component, config)``.
+
+    ``config`` is the validated config the component was built from (injected fields such
+    as ``in_channels`` or ``num_classes`` included), so the check can size its inputs.
+    """
+
+    def decorator(fn: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+        ROLE_CHECKS[role] = fn
+        return fn
+
+    return decorator
+
+
+def build_example_configs(entry: Entry) -> list[tuple[Any, Any]]:
+    """``(config, component)`` for each of ``entry``'s examples (defaults when it has none).
+
+    A component that declares no ``Config`` but is given parameters, or whose factory does not
+    take the one config argument, fails with a one-line message saying so.
+    """
+    out = []
+    for params in entry.examples or ({},):
+        what = f"{entry.kind} {entry.name!r}"
+        try:
+            config = entry.config(**params)
+        except TypeError as exc:
+            if entry.config is not EmptyConfig:
+                raise
+            raise AssertionError(
+                f"{what} declares no Config (a frozen attrs class) but its example sets "
+                f"{sorted(params)}: {exc}"
+            ) from None
+        try:
+            obj = entry.factory(config)
+        except TypeError as exc:
+            if entry.config is not EmptyConfig:
+                raise
+            raise AssertionError(
+                f"{what} declares no Config and cannot be built with one (factory(config)); "
+                f"declare a frozen attrs Config and take it in __init__: {exc}"
+            ) from None
+        out.append((config, obj))
+    return out
+
+
 def build_examples(entry: Entry) -> list[Any]:
     """Build ``entry`` from each of its examples (or from defaults when it has none)."""
-    return [entry.factory(entry.config(**params)) for params in (entry.examples or ({},))]
+    return [obj for _, obj in build_example_configs(entry)]
 
 
 def check_entry(kind: str, name: str) -> None:
-    """Build registry entry ``kind``/``name`` from its examples and run the kind's checks."""
+    """Build registry entry ``kind``/``name`` from its examples and run the kind's checks,
+    then the checks of every role it implements."""
     entry = registry_for(kind).get(name)
-    for obj in build_examples(entry):
+    for config, obj in build_example_configs(entry):
         if isinstance(obj, nn.Module):
             check_finite_parameters(obj)
         check = CHECKS.get(kind)
         if check is not None:
             check(obj)
+        for role in entry.roles:
+            role_checker = ROLE_CHECKS.get(role)
+            if role_checker is not None:
+                role_checker(obj, config)
 
 
 def check_finite_parameters(module: nn.Module) -> None:
@@ -212,6 +265,7 @@ def check_lr_scheduler(scheduler: Any) -> None:
 # Kind-specific checks that live beside the subsystems they check.
 from .data import conformance as _data_conformance  # noqa: E402,F401
 from .evaluation import conformance as _eval_conformance  # noqa: E402,F401
+from .interfaces import conformance as _role_conformance  # noqa: E402,F401
 
 
 @conformance_check("roi_extractor")

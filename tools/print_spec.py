@@ -1,5 +1,9 @@
 #!/usr/bin/env python
-"""Print a resolved spec: every value with the file or --set override that set it."""
+"""Print a resolved spec: every value with the file or --set override that set it.
+
+The spec is validated and its model built, so composition mistakes (feature names, levels,
+num_classes vs the dataset) are reported here as they would be by train.py.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +21,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from anchorage.core import load_spec
+    from anchorage.core import check_spec, load_spec
     from anchorage.core.describe import describe_spec
 
     spec = load_spec(args.spec, args.overrides)
+    check_spec(spec)
     print(f"# {spec.path}")
     print(describe_spec(spec, defaults=not args.no_defaults))
     return 0

@@ -13,6 +13,21 @@ from .matching import (
     Sampler,
 )
 from .prediction import Head, Loss, Postprocessor, RoIExtractor
+from .roles import (
+    ImagePriorLoss,
+    MaskLoss,
+    MaskPostprocessor,
+    ProposalGenerator,
+    RCNNPostprocessor,
+    RoIBoxHead,
+    RoIBoxLoss,
+    RoIMaskHead,
+    RPNHead,
+    RPNLoss,
+    SegmentationHead,
+    SegmentationLoss,
+    StyleLoss,
+)
 
 __all__ = [
     "AnchorGenerator",
@@ -29,10 +44,23 @@ __all__ = [
     "GroundTruth",
     "Head",
     "IoUMatcher",
+    "ImagePriorLoss",
     "Loss",
+    "MaskLoss",
+    "MaskPostprocessor",
     "Matcher",
     "Neck",
     "Postprocessor",
+    "ProposalGenerator",
+    "RCNNPostprocessor",
+    "RPNHead",
+    "RPNLoss",
+    "RoIBoxHead",
+    "RoIBoxLoss",
     "RoIExtractor",
+    "RoIMaskHead",
     "Sampler",
+    "SegmentationHead",
+    "SegmentationLoss",
+    "StyleLoss",
 ]

@@ -55,10 +55,8 @@ class Postprocessor:
 class Loss(nn.Module):
     """Predictions + targets → ``dict[str, Tensor]`` of scalar ``loss_*`` terms.
 
-    Inputs are the head's prediction dict and the assigned targets the model computed
-    (matched indices, encoded boxes, ...); each concrete loss documents its keys. Every term is
-    finite when an image has no ground-truth boxes.
+    The base of every loss; it declares no ``forward`` on purpose: a loss implements the role
+    interface of the slot it fills (``RPNLoss``, ``RoIBoxLoss``, ``MaskLoss``, the dense loss,
+    ...), whose ``forward`` states its arguments. Every term is finite when an image has no
+    ground-truth boxes.
     """
-
-    def forward(self, *args: Any, **kwargs: Any) -> dict[str, torch.Tensor]:
-        raise NotImplementedError

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchorage.core import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import HEADS
 
 
@@ -23,7 +23,7 @@ from anchorage.core.registry import HEADS
     "two_mlp_box_head",
     examples=({"in_channels": 4, "resolution": 7, "num_classes": 3, "representation_size": 16},),
 )
-class TwoMLPBoxHead(Head):
+class TwoMLPBoxHead(roles.RoIBoxHead):
     """RoI features → class logits and class-specific box deltas.
 
     ``forward(x)``: float ``[R, in_channels, resolution, resolution]``. Returns

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchorage.core import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import HEADS
 
 
@@ -65,7 +65,7 @@ class SegHeadInputs:
         {"in_channels": 8, "num_classes": 1, "stride": 1, "in_feature": "c5"},
     ),
 )
-class FCNHead(Head):
+class FCNHead(roles.SegmentationHead):
     """Classic FCN-32s head: 1×1 conv to C+1 scores, bilinear-initialised transposed conv.
 
     ``forward(features, image_size)``: ``features[in_feature]`` float ``[B, in_channels, h, w]``
@@ -103,7 +103,7 @@ class FCNHead(Head):
     "tv_fcn_head",
     examples=({"in_channels": 16, "num_classes": 2, "stride": 8, "in_feature": "c5"},),
 )
-class TVFCNHead(Head):
+class TVFCNHead(roles.SegmentationHead):
     """torchvision's ``FCNHead`` + bilinear upsampling to the image size.
 
     ``forward(features, image_size)``: ``features[in_feature]`` float ``[B, in_channels, h, w]``.

@@ -14,7 +14,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from anchorage.core import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import HEADS
 
 
@@ -22,7 +22,7 @@ from anchorage.core.registry import HEADS
     "mask_head",
     examples=({"in_channels": 8, "num_classes": 2, "layers": (8, 8), "dim_reduced": 8},),
 )
-class MaskHead(Head):
+class MaskHead(roles.RoIMaskHead):
     """RoI features → per-class mask logits at twice the pooled resolution.
 
     ``forward(x)``: float ``[R, in_channels, h, w]`` (14×14 for Mask R-CNN). Returns

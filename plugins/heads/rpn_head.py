@@ -13,12 +13,12 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from anchorage.core import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import HEADS
 
 
 @HEADS.register("rpn_head", examples=({"in_channels": 8, "num_anchors": 3},))
-class RPNHead(Head):
+class RPNHead(roles.RPNHead):
     """Objectness and box deltas for every anchor of every level.
 
     ``forward(features)``: dict fine → coarse of ``[B,in_channels,h_l,w_l]``. Returns

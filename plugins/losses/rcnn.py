@@ -16,14 +16,14 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from anchorage.core.interfaces import Loss
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import LOSSES
 
 _beta = attrs.validators.ge(0.0)
 
 
 @LOSSES.register("rpn_loss", examples=({},))
-class RPNLoss(Loss):
+class RPNLoss(roles.RPNLoss):
     """``forward(objectness, bbox_deltas, positive, negative, regression_targets)``.
 
     ``objectness`` float ``[B,A]`` logits, ``bbox_deltas`` and ``regression_targets`` float
@@ -62,7 +62,7 @@ class RPNLoss(Loss):
 
 
 @LOSSES.register("fast_rcnn_loss", examples=({},))
-class FastRCNNLoss(Loss):
+class FastRCNNLoss(roles.RoIBoxLoss):
     """``forward(cls_logits, bbox_deltas, labels, regression_targets)``.
 
     ``cls_logits`` ``[R,C+1]``, ``bbox_deltas`` ``[R,(C+1)*4]``, ``labels`` int64 ``[R]`` (0 =
@@ -97,7 +97,7 @@ class FastRCNNLoss(Loss):
 
 
 @LOSSES.register("mask_rcnn_loss", examples=({},))
-class MaskRCNNLoss(Loss):
+class MaskRCNNLoss(roles.MaskLoss):
     """``forward(mask_logits, labels, mask_targets)``.
 
     ``mask_logits`` ``[P,C+1,M,M]`` for the positive proposals, ``labels`` int64 ``[P]`` (their

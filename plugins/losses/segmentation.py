@@ -10,12 +10,12 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from anchorage.core.interfaces import Loss
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import LOSSES
 
 
 @LOSSES.register("cross_entropy", examples=({}, {"ignore_index": -1, "label_smoothing": 0.1}))
-class SegmentationCrossEntropy(Loss):
+class SegmentationCrossEntropy(roles.SegmentationLoss):
     """Pixel-wise cross-entropy; pixels labelled ``ignore_index`` do not count.
 
     ``forward(logits, target)``: ``logits`` float ``[B, C+1, H, W]``, ``target`` int64

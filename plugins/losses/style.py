@@ -12,7 +12,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from anchorage.core.interfaces import Loss
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import LOSSES
 
 Features = dict[str, torch.Tensor]
@@ -50,7 +50,7 @@ class FeatureLossConfig:
 
 
 @LOSSES.register("content", examples=({}, {"weight": 2.0, "layer_weights": {"a": 0.5}}))
-class ContentLoss(Loss):
+class ContentLoss(roles.StyleLoss):
     """Mean squared error between the synthesized and the content image's features.
 
     ``prepare(features)`` → detached copies. ``forward(features, targets)``: dicts layer →
@@ -74,7 +74,7 @@ class ContentLoss(Loss):
 
 
 @LOSSES.register("gram_style", examples=({}, {"weight": 1e4, "layer_weights": {"a": 0.2}}))
-class GramStyleLoss(Loss):
+class GramStyleLoss(roles.StyleLoss):
     """Mean squared error between Gram matrices (normalised by c·h·w) of the features.
 
     ``prepare(features)`` → detached Gram matrices ``[B, C, C]`` of the style image.
@@ -99,7 +99,7 @@ class GramStyleLoss(Loss):
 
 
 @LOSSES.register("total_variation", examples=({}, {"weight": 10.0}))
-class TotalVariationLoss(Loss):
+class TotalVariationLoss(roles.ImagePriorLoss):
     """Total-variation smoothness prior on an image (d2l.ai's ``tv_loss``).
 
     ``forward(image)``: float ``[B, C, H, W]``. Returns ``{"loss_tv": weight · ½ (mean|∂y| +

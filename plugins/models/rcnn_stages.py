@@ -19,6 +19,7 @@ from torchvision.ops import roi_align
 
 from anchorage.core import component
 from anchorage.core.build import build_child
+from anchorage.core.composition import CompositionError, check_feature_names, node_path
 from anchorage.core.interfaces import Anchors, GroundTruth
 from anchorage.core.interfaces.matching import gather_rows
 
@@ -28,12 +29,12 @@ class RPNConfig:
     """Region proposal network: anchors, head, assignment, proposal selection, loss."""
 
     anchor_generator: Any = component("anchor_generator")
-    head: Any = component("head")
+    head: Any = component("head", role="rpn_head")
     matcher: Any = component("matcher")
     box_coder: Any = component("box_coder")
     sampler: Any = component("sampler")
-    proposals: Any = component("postprocessor")
-    loss: Any = component("loss")
+    proposals: Any = component("postprocessor", role="rpn_proposals")
+    loss: Any = component("loss", role="rpn_loss")
 
 
 @attrs.frozen(kw_only=True)
@@ -41,12 +42,12 @@ class BoxStageConfig:
     """RoI box head: pooling, head, assignment, loss, detection postprocessing."""
 
     roi_extractor: Any = component("roi_extractor")
-    head: Any = component("head")
+    head: Any = component("head", role="roi_box_head")
     matcher: Any = component("matcher")
     box_coder: Any = component("box_coder")
     sampler: Any = component("sampler")
-    loss: Any = component("loss")
-    postprocessor: Any = component("postprocessor")
+    loss: Any = component("loss", role="roi_box_loss")
+    postprocessor: Any = component("postprocessor", role="rcnn_postprocessor")
     add_gt_as_proposals: bool = True
 
 
@@ -55,9 +56,9 @@ class MaskStageConfig:
     """RoI mask head: pooling, head, loss, paste-back into the image."""
 
     roi_extractor: Any = component("roi_extractor")
-    head: Any = component("head")
-    loss: Any = component("loss")
-    paste: Any = component("postprocessor")
+    head: Any = component("head", role="roi_mask_head")
+    loss: Any = component("loss", role="mask_loss")
+    paste: Any = component("postprocessor", role="mask_postprocessor")
 
 
 class RPNStage(nn.Module):
@@ -74,7 +75,14 @@ class RPNStage(nn.Module):
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
         num_anchors = self.anchor_generator.num_anchors_per_location()
         if len(set(num_anchors)) != 1:
-            raise ValueError(f"rpn: every level needs the same anchors per location, {num_anchors}")
+            anchors = node_path(cfg.anchor_generator, "model.rpn.anchor_generator")
+            head = node_path(cfg.head, "model.rpn.head")
+            raise CompositionError(
+                f"{anchors}: {num_anchors} anchors per location on the levels, but {head} is "
+                "shared by every level and needs the same number on each",
+                anchors,
+                head,
+            )
         self.head = build_child(
             "head", cfg.head, in_channels=in_channels, num_anchors=num_anchors[0]
         )
@@ -130,12 +138,18 @@ class Sampled:
 class BoxStage(nn.Module):
     """Proposals → detections (eval) or Fast R-CNN losses (train)."""
 
-    def __init__(self, cfg: BoxStageConfig, in_feature_info: list, num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg: BoxStageConfig,
+        in_feature_info: list,
+        num_classes: int,
+        features_path: str = "model.backbone",
+    ) -> None:
         super().__init__()
         self.cfg = cfg
         self.num_classes = num_classes
-        self.roi_extractor = build_child(
-            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        self.roi_extractor = build_extractor(
+            cfg.roi_extractor, in_feature_info, features_path, "model.roi_box.roi_extractor"
         )
         self.head = build_child(
             "head",
@@ -206,10 +220,16 @@ class BoxStage(nn.Module):
 class MaskStage(nn.Module):
     """Boxes → mask logits; mask loss (train) or per-detection mask probabilities (eval)."""
 
-    def __init__(self, cfg: MaskStageConfig, in_feature_info: list, num_classes: int) -> None:
+    def __init__(
+        self,
+        cfg: MaskStageConfig,
+        in_feature_info: list,
+        num_classes: int,
+        features_path: str = "model.backbone",
+    ) -> None:
         super().__init__()
-        self.roi_extractor = build_child(
-            "roi_extractor", cfg.roi_extractor, in_feature_info=tuple(in_feature_info)
+        self.roi_extractor = build_extractor(
+            cfg.roi_extractor, in_feature_info, features_path, "model.roi_mask.roi_extractor"
         )
         self.head = build_child(
             "head", cfg.head, in_channels=self.roi_extractor.out_channels, num_classes=num_classes
@@ -252,6 +272,22 @@ class MaskStage(nn.Module):
         probs = logits[torch.arange(labels.shape[0], device=labels.device), labels].sigmoid()
         masks = probs[:, None].split([b.shape[0] for b in boxes])
         return [{**d, "masks": m} for d, m in zip(detections, masks)]
+
+
+def build_extractor(node: Any, info: list, features_path: str, default_path: str) -> Any:
+    """Build an RoI extractor after checking the feature names it pools from.
+
+    ``featmap_names`` (multi-level) or ``featmap_name`` (single level) must name features of
+    ``info`` (what ``features_path``, the neck or backbone, produces).
+    """
+    params = getattr(node, "params", node)
+    path = node_path(node, default_path)
+    for key in ("featmap_names", "featmap_name"):
+        names = params.get(key)
+        if names is not None:
+            names = (names,) if isinstance(names, str) else tuple(names)
+            check_feature_names(names, f"{path}.{key}", info, features_path)
+    return build_child("roi_extractor", node, in_feature_info=tuple(info))
 
 
 def _pad_boxes(

@@ -27,7 +27,8 @@ from torchvision.transforms import v2
 
 from anchorage.core import component
 from anchorage.core.build import build_child  # re-exported: older imports use this path
-from anchorage.core.errors import DataError, SpecError
+from anchorage.core.composition import CompositionError, node_path
+from anchorage.core.errors import DataError
 from anchorage.core.registry import MODELS
 
 from .tiling import sliding_window
@@ -43,7 +44,7 @@ class SegmentationOptions:
     """Options every segmentation model shares (classes, loss, cropping, tiling)."""
 
     num_classes: int = attrs.field(validator=attrs.validators.gt(0))
-    loss: Any = component("loss", optional=True)
+    loss: Any = component("loss", optional=True, role="segmentation_loss")
     crop_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_overlap: float = attrs.field(
@@ -175,8 +176,8 @@ class SemanticSegmentation(SegmentationModel):
     @attrs.frozen(kw_only=True)
     class Config(SegmentationOptions):
         backbone: Any = component("backbone")
-        head: Any = component("head")
-        aux_head: Any = component("head", optional=True)
+        head: Any = component("head", role="segmentation_head")
+        aux_head: Any = component("head", optional=True, role="segmentation_head")
         feature: str | None = None
         aux_feature: str | None = None
         aux_weight: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
@@ -186,11 +187,12 @@ class SemanticSegmentation(SegmentationModel):
         self.backbone = build_child("backbone", cfg.backbone)
         info = {f.name: f for f in self.backbone.feature_info}
         names = list(info)
-        feature = _pick(cfg.feature, names, -1, "feature")
+        model = node_path(cfg.backbone, "model.backbone").rpartition(".")[0] or "model"
+        feature = _pick(cfg.feature, names, -1, f"{model}.feature")
         self.head = build_child("head", cfg.head, **_head_inputs(info[feature], cfg.num_classes))
         self.aux_head = None
         if cfg.aux_head is not None:
-            aux = _pick(cfg.aux_feature, names, -2, "aux_feature")
+            aux = _pick(cfg.aux_feature, names, -2, f"{model}.aux_feature")
             self.aux_head = build_child(
                 "head", cfg.aux_head, **_head_inputs(info[aux], cfg.num_classes)
             )
@@ -206,15 +208,20 @@ class SemanticSegmentation(SegmentationModel):
 
 
 def _pick(name: str | None, names: list[str], default: int, key: str) -> str:
+    """The feature a head reads: ``name`` (key path ``key``) or ``names[default]``."""
+    backbone = f"{key.rpartition('.')[0]}.backbone"
     if name is None:
         if len(names) < -default:
-            raise SpecError(
-                f"model.{key}: the backbone has features {names}; cannot pick a default"
+            raise CompositionError(
+                f"{key}: {backbone} has features ({', '.join(names)}); cannot pick a default, "
+                "set it",
+                key,
+                backbone,
             )
         return names[default]
     if name not in names:
-        raise SpecError(
-            f"model.{key}: expected one of the backbone's features {names}, got {name!r}"
+        raise CompositionError(
+            f"{key}: {name!r} is not a feature of {backbone} ({', '.join(names)})", key, backbone
         )
     return name
 

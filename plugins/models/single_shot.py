@@ -19,6 +19,7 @@ from torch import nn
 
 from anchorage.core import component
 from anchorage.core.build import build_child
+from anchorage.core.composition import check_levels, node_path
 from anchorage.core.config import validate_section
 from anchorage.core.interfaces import Anchors, DenseTargets, GroundTruth
 from anchorage.core.registry import MODELS
@@ -83,6 +84,15 @@ class SingleShotDetector(nn.Module):
             info = tuple(self.neck.feature_info)
         self.strides = tuple(f.stride for f in info)
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
+        check_levels(
+            len(self.anchor_generator.num_anchors_per_location()),
+            node_path(cfg.anchor_generator, "model.anchor_generator"),
+            "anchor levels (the head predicts one level per feature)",
+            info,
+            node_path(cfg.neck, "model.neck")
+            if cfg.neck is not None
+            else node_path(cfg.backbone, "model.backbone"),
+        )
         self.head = build_child(
             "head",
             cfg.head,

@@ -75,9 +75,9 @@ class StyleTransferConfig:
     style_layers: tuple[str, ...] = attrs.field(
         default=GATYS_STYLE_LAYERS, validator=attrs.validators.min_len(1)
     )
-    content_loss: Any = component("loss", optional=True)
-    style_loss: Any = component("loss", optional=True)
-    tv_loss: Any = component("loss", optional=True)
+    content_loss: Any = component("loss", optional=True, role="style_loss")
+    style_loss: Any = component("loss", optional=True, role="style_loss")
+    tv_loss: Any = component("loss", optional=True, role="image_prior_loss")
     optimizer: Literal["adam", "lbfgs"] = "adam"
     lr: float = attrs.field(default=0.02, validator=attrs.validators.gt(0.0))
     lr_decay_every: int = attrs.field(default=0, validator=attrs.validators.ge(0))

@@ -23,6 +23,7 @@ from torch import nn
 
 from anchorage.core import component
 from anchorage.core.build import build_child
+from anchorage.core.composition import CompositionError, check_levels, node_path
 from anchorage.core.config import validate_section
 from anchorage.core.errors import CheckpointError, DataError
 from anchorage.core.registry import MODELS
@@ -114,17 +115,39 @@ class TwoStageDetector(nn.Module):
         )
         self.backbone = build_child("backbone", cfg.backbone)
         info = list(self.backbone.feature_info)
+        features = node_path(cfg.backbone, "model.backbone")
         self.neck = None
         if cfg.neck is not None:
             self.neck = build_child("neck", cfg.neck, in_feature_info=tuple(info))
             info = list(self.neck.feature_info)
-        rpn = _section(RPNConfig, cfg.rpn, "rpn")
-        self.rpn = None if rpn is None else RPNStage(rpn, _one_width(info))
+            features = node_path(cfg.neck, "model.neck")
+        self.rpn = self._build_rpn(_section(RPNConfig, cfg.rpn, "rpn"), info, features)
         box = _section(BoxStageConfig, cfg.roi_box, "roi_box")
-        self.roi_box = BoxStage(box, info, cfg.num_classes)
+        self.roi_box = BoxStage(box, info, cfg.num_classes, features)
         mask = _section(MaskStageConfig, cfg.roi_mask, "roi_mask")
-        self.roi_mask = None if mask is None else MaskStage(mask, info, cfg.num_classes)
+        self.roi_mask = None if mask is None else MaskStage(mask, info, cfg.num_classes, features)
         self._file_proposals = _load_proposals(cfg.proposals_file)
+
+    @staticmethod
+    def _build_rpn(cfg: RPNConfig | None, info: list, features: str) -> RPNStage | None:
+        """The RPN stage; its head's width and its anchor levels must fit the features."""
+        if cfg is None:
+            return None
+        head = node_path(cfg.head, "model.rpn.head")
+        widths = {f.channels for f in info}
+        if len(widths) != 1:
+            raise CompositionError(
+                f"{head}: the rpn head is shared by every level, but {features} gives levels of "
+                f"different widths ({', '.join(f'{f.name}: {f.channels}' for f in info)}); add "
+                "a neck such as fpn",
+                head,
+                features,
+            )
+        stage = RPNStage(cfg, widths.pop())
+        levels = len(stage.anchor_generator.num_anchors_per_location())
+        anchors = node_path(cfg.anchor_generator, "model.rpn.anchor_generator")
+        check_levels(levels, anchors, "anchor levels", info, features)
+        return stage
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
@@ -181,16 +204,6 @@ class TwoStageDetector(nn.Module):
                 raise DataError(f"proposals_file has no proposals for image_id {key}")
             out.append({**t, "proposals": self._file_proposals[key]})
         return out
-
-
-def _one_width(info: list) -> int:
-    widths = {f.channels for f in info}
-    if len(widths) != 1:
-        raise ValueError(
-            f"the rpn head is shared by all levels, which must have equal channels; got {info} "
-            "(add a neck such as fpn)"
-        )
-    return widths.pop()
 
 
 def _load_proposals(path: str | None) -> dict[int, torch.Tensor] | None:

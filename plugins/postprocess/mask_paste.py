@@ -12,12 +12,12 @@ from __future__ import annotations
 import attrs
 from torchvision.models.detection.roi_heads import paste_masks_in_image
 
-from anchorage.core.interfaces import Postprocessor
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import POSTPROCESSORS
 
 
 @POSTPROCESSORS.register("mask_paste", examples=({}, {"padding": 0}))
-class MaskPaste(Postprocessor):
+class MaskPaste(roles.MaskPostprocessor):
     """RoI masks → full-image masks.
 
     ``__call__(results, references, image_sizes)``: ``results`` a list of per-image dicts with

@@ -27,7 +27,7 @@ import torch
 
 from anchorage.core import component, injected
 from anchorage.core.errors import SpecError
-from anchorage.core.interfaces import Postprocessor
+from anchorage.core.interfaces import RCNNPostprocessor
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.models.segmentation import build_child
 
@@ -35,7 +35,7 @@ _NMS = {"type": "multiclass_nms", "score": "sigmoid", "topk_candidates": 1000}
 
 
 @POSTPROCESSORS.register("rcnn_detections", examples=({"nms": _NMS},))
-class RCNNDetections(Postprocessor):
+class RCNNDetections(RCNNPostprocessor):
     """Per-proposal class logits and class-specific deltas → per-image detections.
 
     ``__call__(predictions, references, image_sizes)``: ``predictions`` has ``cls_logits``

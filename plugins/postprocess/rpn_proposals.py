@@ -16,7 +16,7 @@ import attrs
 import torch
 from torchvision.ops import batched_nms
 
-from anchorage.core.interfaces import Postprocessor
+from anchorage.core.interfaces import roles
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.postprocess.clip import clip_boxes
 
@@ -24,7 +24,7 @@ _pos = attrs.validators.gt(0)
 
 
 @POSTPROCESSORS.register("rpn_proposals", examples=({}, {"pre_nms_top_n_test": 10}))
-class RPNProposals(Postprocessor):
+class RPNProposals(roles.ProposalGenerator):
     """Objectness + decoded anchor boxes → per-image proposals.
 
     ``__call__(predictions, num_anchors_per_level, image_sizes, training=False)``:

@@ -60,3 +60,39 @@ def test_slot_refuses_another_role_naming_path_and_roles(losses: Registry) -> No
     assert "takes a role_b" in message and "is role_a" in message and "both" in message
     with pytest.raises(SpecError, match="without a role"):
         validate_component("loss", {"type": "plain"}, "m.loss", lambda p: "x.yaml", "role_a")
+
+
+@pytest.mark.parametrize(
+    ("config", "data", "message"),
+    [
+        (
+            "anchorage.plugins.models.style_transfer:StyleTransferConfig",
+            {"tv_loss": {"type": "content"}},
+            "st.tv_loss.type: this slot takes a image_prior_loss, but loss 'content' is style_loss",
+        ),
+        (
+            "anchorage.plugins.models.style_transfer:StyleTransferConfig",
+            {"style_loss": {"type": "total_variation"}},
+            "st.style_loss.type: this slot takes a style_loss",
+        ),
+        (
+            "anchorage.plugins.models.segmentation:SegmentationOptions",
+            {"num_classes": 2, "loss": {"type": "rpn_loss"}},
+            "st.loss.type: this slot takes a segmentation_loss, but loss 'rpn_loss' is rpn_loss",
+        ),
+        (
+            "anchorage.plugins.models.rcnn_stages:MaskStageConfig",
+            {"roi_extractor": {"type": "roi_align"}, "head": {"type": "rpn_head"}},
+            "st.head.type: this slot takes a roi_mask_head, but head 'rpn_head' is rpn_head",
+        ),
+    ],
+)
+def test_real_slots_refuse_other_roles(config: str, data: dict, message: str) -> None:
+    import importlib
+
+    from anchorage.core.config import validate_section
+
+    module, _, name = config.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    with pytest.raises(SpecError, match=message):
+        validate_section(cls, data, "st", lambda p: "x.yaml")

@@ -4,7 +4,7 @@ losses: a RetinaNet / FCOS shaped detector is a spec, not a model class."""
 import pytest
 import torch
 
-from anchorage.core import build_component
+from anchorage.core import CompositionError, build_component
 
 FCOS_LIKE = {
     "num_classes": 2,
@@ -109,5 +109,5 @@ def test_batch_without_boxes_and_eval_contract():
 
 
 def test_neck_levels_must_fit_the_anchor_levels():
-    with pytest.raises(ValueError, match="same number of levels"):
+    with pytest.raises(CompositionError, match="model.anchor_generator: .* model.neck gives 3"):
         _model(neck={"type": "fpn", "out_channels": 16, "extra_block": "none"})

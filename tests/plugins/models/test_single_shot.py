@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from anchorage.core import DataError, build_component
+from anchorage.core import CompositionError, DataError, build_component
 from anchorage.core.data.batching import pad_targets
 from anchorage.core.interfaces import Anchors, GroundTruth
 from anchorage.plugins.models.single_shot import _TINY
@@ -99,5 +99,7 @@ def test_bad_targets_give_clear_errors():
 
 
 def test_level_mismatch_between_backbone_and_anchors():
-    with pytest.raises(ValueError, match="same number of levels"):
+    with pytest.raises(
+        CompositionError, match=r"model.anchor_generator: 2 anchor levels .* model.backbone gives 3"
+    ):
         _model(anchor_generator={"type": "multibox_prior", "sizes": [[0.2], [0.4]]})

@@ -1,0 +1,150 @@
+"""Composition checks: parts that validate one by one but do not fit together.
+
+Validation checks each value against its own declared type; whether an RoI extractor's
+``featmap_names`` are features the neck produces, whether the anchor generator has as many
+levels as the features, or whether ``num_classes`` agrees with the dataset is only known once
+the parts are built. Models raise ``CompositionError`` while they build (naming both key
+paths), and ``check_spec`` — which ``tools/print_spec.py`` and ``tools/train.py`` run before
+anything is trained or written — builds the model, adds the file or ``--set`` that set the
+offending key, and compares ``model.num_classes`` with every data split's classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from .errors import SpecError
+
+
+class CompositionError(SpecError):
+    """Two parts of a spec disagree; the message starts with the first key path.
+
+    ``paths`` are the key paths involved (the first is the one to change, the others what it
+    disagrees with).
+    """
+
+    def __init__(self, message: str, *paths: str) -> None:
+        super().__init__(message)
+        self.paths = paths
+
+
+def node_path(node: Any, default: str) -> str:
+    """Key path of a nested component (a validated ``ComponentSpec``), else ``default``."""
+    path = getattr(node, "path", None)
+    return path if isinstance(path, str) and path else default
+
+
+def parent_path(path: str) -> str:
+    """``"model.rpn.head"`` → ``"model.rpn"``."""
+    return path.rpartition(".")[0]
+
+
+def _names(info: Iterable[Any]) -> str:
+    return ", ".join(getattr(f, "name", str(f)) for f in info)
+
+
+def check_feature_names(
+    names: Sequence[str] | None, names_path: str, info: Sequence[Any], info_path: str
+) -> None:
+    """``names`` (a slot's feature names) must all be names in ``info`` (FeatureSpecs)."""
+    if names is None:
+        return
+    known = {f.name for f in info}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise CompositionError(
+            f"{names_path}: {missing} {'is' if len(missing) == 1 else 'are'} not "
+            f"{'a feature' if len(missing) == 1 else 'features'} of {info_path} ({_names(info)})",
+            names_path,
+            info_path,
+        )
+
+
+def check_levels(
+    count: int, count_path: str, what: str, info: Sequence[Any], info_path: str
+) -> None:
+    """A per-level component (``count`` levels of ``what``) must have one level per feature."""
+    if count != len(info):
+        raise CompositionError(
+            f"{count_path}: {count} {what}, but {info_path} gives {len(info)} feature levels "
+            f"({_names(info)}); give one per feature level",
+            count_path,
+            info_path,
+        )
+
+
+def check_spec(spec: Any, *, build_datasets: bool = False) -> Any:
+    """Build ``spec``'s model and check how its parts and the data fit; return the model.
+
+    Errors are ``SpecError`` prefixed with the file or ``--set`` that set the first key path
+    involved. With ``build_datasets`` a data split whose dataset does not declare ``classes``
+    in its config (e.g. COCO, whose classes are in the annotation file) is built to read its
+    ``class_names``; otherwise such splits are not compared. A spec without a ``model``
+    section gives None.
+    """
+    if spec.get("model") is None:  # e.g. a style-transfer spec: nothing to compose
+        return None
+    try:
+        model = spec.model.build()
+    except CompositionError as exc:
+        raise SpecError(
+            f"{_where(spec, exc.paths[0]) if exc.paths else spec.path}: {exc}"
+        ) from None
+    check_num_classes(spec, build_datasets=build_datasets)
+    return model
+
+
+def _where(spec: Any, path: str) -> str:
+    """Who set ``path`` or a key under it: a ``--set`` override if one did, else the file."""
+    overrides = [
+        v
+        for k, v in spec.sources.items()
+        if (k == path or k.startswith(path + ".") or k.startswith(path + "["))
+        and v.startswith("--set")
+    ]
+    return overrides[-1] if overrides else spec.where(path)
+
+
+def check_num_classes(spec: Any, *, build_datasets: bool = False) -> None:
+    """``model.num_classes`` equals the number of classes of every data split's dataset."""
+    num_classes = spec.model.params.get("num_classes")
+    data = spec.get("data")
+    if not isinstance(num_classes, int) or data is None:
+        return
+    for split in ("train", "val", "test"):
+        cfg = getattr(data, split, None)
+        dataset = None if cfg is None else cfg.dataset
+        if dataset is None:
+            continue
+        names = dataset_classes(dataset, build=build_datasets)
+        if names is None or len(names) == num_classes:
+            continue
+        path = f"data.{split}.dataset"
+        raise SpecError(
+            f"{_where(spec, 'model.num_classes')}: model.num_classes: {num_classes}, but {path} "
+            f"({_where(spec, path)}) has {len(names)} classes ({', '.join(map(str, names))}); "
+            "num_classes counts the classes without background"
+        )
+
+
+def dataset_classes(node: Any, *, build: bool = False) -> tuple[str, ...] | None:
+    """Class names a dataset component declares (its config's ``classes``, defaults included).
+
+    None when the config has no ``classes`` and ``build`` is False; with ``build`` the dataset
+    is built and its ``class_names`` read.
+    """
+    from .registry import registry_for
+
+    entry = registry_for(node.kind).get(node.type)
+    try:
+        config = entry.config(**node.params)
+    except (TypeError, ValueError):
+        config = None
+    classes = getattr(config, "classes", None)
+    if isinstance(classes, (list, tuple)) and classes and isinstance(classes[0], str):
+        return tuple(classes)
+    if not build:
+        return None
+    names = getattr(node.build(), "class_names", None)
+    return None if names is None else tuple(names)
