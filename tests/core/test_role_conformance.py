@@ -11,14 +11,27 @@ import torch
 
 import anchorage.core.registry as registry_module
 from anchorage.core import Head, Loss, Registry, RPNHead, RPNLoss
+from anchorage.core.interfaces import (
+    Assignment,
+    BoxLoss,
+    DenseHead,
+    DenseLoss,
+    DensePostprocessor,
+    DenseTargets,
+    Matcher,
+)
 from anchorage.core.interfaces.roles import ROLE_INTERFACES
 from anchorage.core.testing import ROLE_CHECKS, check_entry
 
 
 @pytest.fixture
 def registries(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Registry]]:
-    """Empty loss and head registries standing in for the real ones during a test."""
-    out = {"loss": Registry("loss", "test", Loss), "head": Registry("head", "test", Head)}
+    """Empty loss, head and matcher registries standing in for the real ones during a test."""
+    out = {
+        "loss": Registry("loss", "test", Loss),
+        "head": Registry("head", "test", Head),
+        "matcher": Registry("matcher", "test", Matcher),
+    }
     for kind, registry in out.items():
         monkeypatch.setitem(registry_module.REGISTRIES, kind, registry)
     yield out
@@ -106,5 +119,154 @@ def test_head_with_wrong_output_shape_fails(registries: dict) -> None:
 
 
 def test_every_role_interface_has_a_check() -> None:
-    missing = [c.role for c in ROLE_INTERFACES if c.role not in ROLE_CHECKS]
+    dense = (DenseHead, DenseLoss, BoxLoss, DensePostprocessor)
+    missing = [c.role for c in (*ROLE_INTERFACES, *dense) if c.role not in ROLE_CHECKS]
     assert not missing, missing
+
+
+# ------------------------------------------------------------------------- dense roles, matcher
+
+
+class _DenseLossBase(DenseLoss):
+    @attrs.frozen(kw_only=True)
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+
+
+class _DenseNotADict(_DenseLossBase):
+    def forward(self, predictions: dict, targets: DenseTargets) -> Any:
+        return ("not a dict", float("nan"))
+
+
+class _DenseNaN(_DenseLossBase):
+    def forward(self, predictions: dict, targets: DenseTargets) -> dict:
+        positive = predictions["cls_logits"][..., 0][targets.positive]
+        return {  # the mean over no positive (a batch without gt) is NaN
+            "loss_classification": positive.mean(),
+            "loss_bbox_regression": predictions["bbox_deltas"].sum() * 0,
+        }
+
+
+class _DenseDetached(_DenseLossBase):
+    def forward(self, predictions: dict, targets: DenseTargets) -> dict:
+        logits = predictions["cls_logits"].detach()
+        return {"loss_classification": logits.logsumexp(-1).mean()}
+
+
+class _DenseTrainsIgnored(_DenseLossBase):
+    def forward(self, predictions: dict, targets: DenseTargets) -> dict:
+        logits, labels = predictions["cls_logits"], targets.labels.clamp(min=0)
+        box = (predictions["bbox_deltas"] - targets.box_targets).abs().sum(-1)
+        return {
+            "loss_classification": torch.nn.functional.cross_entropy(
+                logits.flatten(0, 1), labels.flatten()
+            ),
+            "loss_bbox_regression": torch.where(targets.positive, box, 0.0).sum(),
+        }
+
+
+class _BoxLossSummed(BoxLoss):
+    @attrs.frozen(kw_only=True)
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+
+    def forward(self, deltas: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
+        return (deltas - targets.box_targets).abs().sum()  # a scalar, not [B,A]
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_DenseNotADict, "returns a non-empty dict"),
+        (_DenseNaN, "loss_classification"),
+        (_DenseDetached, "do not depend on the predictions"),
+        (_DenseTrainsIgnored, "ignored anchors"),
+        (_BoxLossSummed, r"per-anchor \[B,A\]"),
+    ],
+)
+def test_broken_dense_losses_fail_the_kit(registries: dict, cls: type, message: str) -> None:
+    registries["loss"].register("broken")(cls)
+    with pytest.raises(AssertionError, match=message):
+        check_entry("loss", "broken")
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    """``[B,K,H,W]`` → ``[B,H·W,K]``."""
+    return x.flatten(2).transpose(1, 2)
+
+
+class _OneAnchorHead(DenseHead):
+    """Ignores ``num_anchors``: one prediction per location."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        in_channels: tuple[int, ...] = (4, 8)
+        num_anchors: tuple[int, ...] = (3, 3)
+        num_classes: int = 2
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cls = torch.nn.ModuleList(
+            torch.nn.Conv2d(c, cfg.num_classes + 1, 1) for c in cfg.in_channels
+        )
+        self.box = torch.nn.ModuleList(torch.nn.Conv2d(c, 4, 1) for c in cfg.in_channels)
+
+    def forward(self, features: dict) -> dict:
+        maps = list(features.values())
+        return {
+            "cls_logits": torch.cat([_flat(c(x)) for c, x in zip(self.cls, maps)], 1),
+            "bbox_deltas": torch.cat([_flat(c(x)) for c, x in zip(self.box, maps)], 1),
+        }
+
+
+def test_dense_head_with_wrong_anchor_count_fails(registries: dict) -> None:
+    registries["head"].register("one_anchor")(_OneAnchorHead)
+    with pytest.raises(AssertionError, match=r"cls_logits: shape \(2, \d+, 3\)"):
+        check_entry("head", "one_anchor")
+
+
+class _MatcherBase(Matcher):
+    @attrs.frozen(kw_only=True)
+    class Config:
+        pass
+
+    def __init__(self, cfg: Config) -> None:
+        pass
+
+
+class _MatcherWrongShape(_MatcherBase):
+    def __call__(self, anchors: Any, gt: Any, *, predictions: Any = None) -> Assignment:
+        b, a = gt.valid.shape[0], anchors.boxes.shape[-2]
+        return Assignment(torch.full((b, a - 1), -1, dtype=torch.int64))  # one anchor short
+
+
+class _MatcherPerAnchorOnly(_MatcherBase):
+    def __call__(self, anchors: Any, gt: Any, *, predictions: Any = None) -> Assignment:
+        return Assignment(torch.full((anchors.boxes.shape[-2],), -1, dtype=torch.int64))  # [A]
+
+
+class _MatcherTakesPadding(_MatcherBase):
+    def __call__(self, anchors: Any, gt: Any, *, predictions: Any = None) -> Assignment:
+        b, g = gt.valid.shape
+        last = torch.full((b, anchors.boxes.shape[-2]), g - 1, dtype=torch.int64)
+        return Assignment(last)  # the last gt row, padded or not
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_MatcherWrongShape, r"Assignment.matched: shape \(3, \d+\), expected \(3, \d+\)"),
+        (_MatcherPerAnchorOnly, r"Assignment.matched: shape \(\d+,\), expected"),
+        (_MatcherTakesPadding, "padded gt rows must never match"),
+    ],
+)
+def test_broken_matchers_fail_the_kit(registries: dict, cls: type, message: str) -> None:
+    registries["matcher"].register("broken")(cls)
+    with pytest.raises(AssertionError, match=message):
+        check_entry("matcher", "broken")
