@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -270,3 +272,22 @@ def test_broken_matchers_fail_the_kit(registries: dict, cls: type, message: str)
     registries["matcher"].register("broken")(cls)
     with pytest.raises(AssertionError, match=message):
         check_entry("matcher", "broken")
+
+
+EXAMPLE_PLUGIN = (
+    Path(__file__).resolve().parents[1] / "data" / "example_plugin" / "anchorage_example"
+)
+
+
+def test_example_plugin_components_pass_the_kit(registries: dict) -> None:
+    """The third-party matcher, box loss and dense loss of the example plugin conform."""
+    for stem in ("matcher", "losses"):
+        spec = importlib.util.spec_from_file_location(
+            f"example_{stem}", EXAMPLE_PLUGIN / f"{stem}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.anchorage_register(registries=registries)
+    check_entry("matcher", "center_matcher")
+    check_entry("loss", "example_giou")
+    check_entry("loss", "example_focal")
