@@ -225,7 +225,9 @@ def _matcher_gt() -> GroundTruth:
     valid[1, 2:] = False
     valid[2] = False
     boxes[1, 2:] = 0
-    return GroundTruth(boxes, torch.randint(1, _C + 1, (3, 4), generator=g), valid)
+    labels = torch.randint(1, _C + 1, (3, 4), generator=g)
+    labels[1, 2:] = -1
+    return GroundTruth(boxes, labels, valid)
 
 
 def _check_assignment(out: Any, b: int, a: int, g: int) -> torch.Tensor:
