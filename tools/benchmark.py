@@ -30,8 +30,7 @@ from typing import Any
 
 import attrs
 
-from anchorage.core import load_spec
-from anchorage.core.benchmarking import (
+from anchorage.benchmarking import (
     EntryRequest,
     Settings,
     environment,
@@ -43,6 +42,7 @@ from anchorage.core.benchmarking import (
     to_json,
     write_json,
 )
+from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
 from anchorage.core.plugins import ensure_plugins_loaded

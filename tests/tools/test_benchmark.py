@@ -15,7 +15,7 @@ from anchorage.core.cli import run_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(ROOT / "tests" / "core" / "benchmarking"))
+sys.path.insert(0, str(ROOT / "tests" / "benchmarking"))
 
 import benchmark  # noqa: E402
 from bench_toys import CONVERTERS, ToyDetector, bench_toys, write_spec  # noqa: E402

@@ -27,8 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import AnchorageError, CheckpointError, SpecError
-from ..spec import SPECS_DIR, Spec, load_spec, resolve_spec_path
+from anchorage.core.errors import AnchorageError, CheckpointError, SpecError
+from anchorage.core.spec import SPECS_DIR, Spec, load_spec, resolve_spec_path
 
 Task = Literal["detection", "instance", "semantic"]
 Converter = Callable[..., Mapping[str, torch.Tensor]]
@@ -273,7 +273,7 @@ def convert_twin_weights(
     The converter takes the torchvision state_dict (and, when it accepts two arguments, the
     target model) and returns a state_dict for ``model``. Errors say what did not fit.
     """
-    from ..checkpoint import check_state_fits
+    from anchorage.core.checkpoint import check_state_fits
 
     conv = converters.get(model_type)
     if conv is None:

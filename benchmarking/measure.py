@@ -203,8 +203,8 @@ def evaluate_checkpoint(
 
     Uses the data subsystem (``build_dataloader``) and the spec's ``eval.metrics``.
     """
-    from ..data import build_dataloader
-    from ..evaluation import build_metrics, evaluate
+    from anchorage.core.data import build_dataloader
+    from anchorage.core.evaluation import build_metrics, evaluate
 
     section = dataset_spec.get("eval")
     split = getattr(section, "split", "val") if section is not None else "val"

@@ -9,8 +9,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from anchorage.core.benchmarking import EntryRequest, Settings, load_suite, make_settings
-from anchorage.core.benchmarking.entries import SegmentationAdapter, build_torchvision
+from anchorage.benchmarking import EntryRequest, Settings, load_suite, make_settings
+from anchorage.benchmarking.entries import SegmentationAdapter, build_torchvision
 from anchorage.core.errors import AnchorageError, SpecError
 
 
