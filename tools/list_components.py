@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.describe import describe_entry
 from anchorage.core.errors import AnchorageError
+from anchorage.core.plugins import ensure_plugins_loaded
 from anchorage.core.registry import REGISTRIES
 
 
@@ -19,6 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kind is not None and args.kind not in REGISTRIES:
         raise AnchorageError(f"unknown kind {args.kind!r}; kinds: {', '.join(REGISTRIES)}")
+    ensure_plugins_loaded()
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     for kind in kinds:
         registry = REGISTRIES[kind]
