@@ -25,7 +25,6 @@ import attrs
 from attrs import validators as v
 
 from ..config import component
-from ..spec import register_section
 
 
 def _regex(_inst: object, _attr: attrs.Attribute, value: str) -> None:
@@ -82,6 +81,3 @@ class TrainConfig:
     device: str = attrs.field(default="auto", validator=v.in_(("auto", "cpu", "cuda")))
     find_unused_parameters: bool = False
     progress: bool = True
-
-
-register_section("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")
