@@ -21,7 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .data.conformance import check_dataset, check_transform
+from .evaluation.conformance import check_metric
 from .interfaces import FeatureSpec
+from .plugins import ensure_plugins_loaded
 from .registry import Entry, registry_for
 
 CHECKS: dict[str, Callable[[Any], None]] = {}
@@ -44,6 +47,7 @@ def build_examples(entry: Entry) -> list[Any]:
 
 def check_entry(kind: str, name: str) -> None:
     """Build registry entry ``kind``/``name`` from its examples and run the kind's checks."""
+    ensure_plugins_loaded()
     entry = registry_for(kind).get(name)
     for obj in build_examples(entry):
         if isinstance(obj, nn.Module):
@@ -196,9 +200,10 @@ def check_lr_scheduler(scheduler: Any) -> None:
     torch.load(buffer, weights_only=True)
 
 
-# Kind-specific checks that live beside the subsystems they check.
-from .data import conformance as _data_conformance  # noqa: E402,F401
-from .evaluation import conformance as _eval_conformance  # noqa: E402,F401
+# Kind-specific checks that live beside the subsystems they check, registered here explicitly.
+conformance_check("dataset")(check_dataset)
+conformance_check("transform")(check_transform)
+conformance_check("metric")(check_metric)
 
 
 @conformance_check("roi_extractor")

@@ -1,6 +1,6 @@
 """Conformance check for the ``metric`` kind (see ``core/testing.py``).
 
-Registered with ``conformance_check`` when imported (``core/testing.py`` imports it).
+``core/testing.py`` registers ``check_metric`` with ``conformance_check``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from typing import Any
 
 import torch
 from torchvision import tv_tensors
-
-from ..testing import conformance_check
 
 
 def _batch(image_id: int) -> tuple[Any, list[dict[str, Any]]]:
@@ -42,7 +40,6 @@ def _batch(image_id: int) -> tuple[Any, list[dict[str, Any]]]:
     return detections, [target]
 
 
-@conformance_check("metric")
 def check_metric(metric: Any) -> None:
     """reset/update/compute/summary give finite floats; merging two ranks' states equals
     updating one metric with both batches."""
