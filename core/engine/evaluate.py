@@ -22,6 +22,7 @@ from ..checkpoint import load_checkpoint
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
+from .device import select_device
 from .visualize import LEGIBLE_SIZE, draw_prediction, split_outputs
 
 
@@ -120,8 +121,6 @@ def evaluate_checkpoint(
     out: str | Path | None = None,
 ) -> EvalResult:
     """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``."""
-    from .trainer import select_device
-
     name = eval_split(spec, split)
     if name is None:
         raise SpecError(
@@ -196,8 +195,6 @@ def predict_images(
     (boxes + "class score" for detection, a colour overlay for segmentation). Images whose
     short side is below ``min_size`` are drawn enlarged by an integer factor (0: never)."""
     from torchvision.transforms.v2.functional import to_pil_image
-
-    from .trainer import select_device
 
     dev = select_device(device)
     images = [read_image(p) for p in paths]  # fail on a bad file before loading the model
