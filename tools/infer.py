@@ -3,8 +3,9 @@
 
     python tools/infer.py SPEC CHECKPOINT img1.jpg img2.png --out preds/ [--score-thresh 0.3]
 
-Detection models get boxes with "class score" captions (instance masks when predicted);
-semantic segmentation models (output ``{"out": logits}``) a colour overlay. Class names
+Every field of a model's per-image output is drawn: boxes with "class score" captions,
+instance masks, and a colour overlay of semantic segmentation logits (``sem_seg``). Images
+go to the model as read (0..1): models normalise inside. Class names
 come from the spec's dataset, or from ``--classes a,b,c`` (label i is the i-th name).
 Images with a short side under ``--min-size`` pixels (default 384) are drawn enlarged by a
 whole factor so the captions stay legible; ``--min-size 0`` keeps every image's own size.

@@ -15,7 +15,6 @@ from typing import Any
 import attrs
 import torch
 from torch import nn
-from torchvision import tv_tensors
 
 from ..build import build_model
 from ..checkpoint import load_checkpoint
@@ -23,7 +22,7 @@ from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
 from .device import select_device
-from .visualize import LEGIBLE_SIZE, draw_prediction, split_outputs
+from .visualize import LEGIBLE_SIZE, draw_prediction
 
 
 @attrs.frozen
@@ -62,8 +61,8 @@ def run_evaluation(
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` with the spec's ``eval.metrics``.
 
-    Under torch.distributed every rank evaluates its shard; ``core.evaluation.evaluate``
-    gathers the metric states, rank 0 computes, and every rank gets the same dict.
+    Under torch.distributed every rank evaluates its shard; the metrics reduce their states
+    over ranks when they compute, and every rank gets the same dict.
     """
     from ..data import build_dataloader
     from ..evaluation import build_metrics, evaluate
@@ -100,7 +99,7 @@ def log_prediction_images(
             break
     if not images:
         return
-    outputs = split_outputs(model([i.to(device) for i in images]), len(images))
+    outputs = model([i.to(device) for i in images])
     logger.images("predictions", images, outputs, result.class_names, iteration, save=save)
 
 
@@ -167,18 +166,6 @@ def read_image(path: str | Path) -> torch.Tensor:
     return data.float() / 255.0
 
 
-def _input_pipeline(spec: Spec) -> Any:
-    """The eval/test split's transforms (segmentation specs normalise there), or None."""
-    from ..data import build_transforms
-
-    data = spec.get("data")
-    for split in ("test", "val"):
-        cfg = getattr(data, split, None) if data is not None else None
-        if cfg is not None:
-            return build_transforms(cfg.transforms)
-    return None
-
-
 @torch.no_grad()
 def predict_images(
     spec: Spec,
@@ -191,24 +178,20 @@ def predict_images(
     device: str | None = None,
     min_size: int = LEGIBLE_SIZE,
 ) -> list[Path]:
-    """Run the model on each image and write ``out_dir/<stem>.png`` with the prediction drawn
-    (boxes + "class score" for detection, a colour overlay for segmentation). Images whose
-    short side is below ``min_size`` are drawn enlarged by an integer factor (0: never)."""
+    """Run the model on each image (0..1, as read: models normalise inside) and write
+    ``out_dir/<stem>.png`` with the prediction drawn (``draw_prediction``). Images whose short
+    side is below ``min_size`` are drawn enlarged by an integer factor (0: never)."""
     from torchvision.transforms.v2.functional import to_pil_image
 
     dev = select_device(device)
     images = [read_image(p) for p in paths]  # fail on a bad file before loading the model
     names = list(class_names) if class_names else class_names_from_spec(spec)
     model = load_model(spec, checkpoint, dev)
-    pipeline = _input_pipeline(spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for path, image in zip(paths, images):
-        x = tv_tensors.Image(image)
-        if pipeline is not None:
-            x, _ = pipeline(x, {})
-        output = split_outputs(model([x.to(dev)]), 1)[0]
+        (output,) = model([image.to(dev)])
         drawn = draw_prediction(image, output, names, score_thresh, min_size)
         target = _unique(out / f"{Path(path).stem}.png", written)
         to_pil_image(drawn).save(target)
