@@ -164,9 +164,14 @@ def peak_step_memory(
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Silence the profiler's warnings about absent GPUs."""
+    """Silence the profiler on machines without a GPU: its Python warnings, and kineto's own
+    log lines on stderr (``USDT: ... profiler_start``, ``ERROR: ... gpuGetDeviceCount failed``),
+    which kineto prints unless ``KINETO_LOG_LEVEL`` is above its last level (6). kineto reads
+    the variable when the profiler first starts; a value the user set is kept."""
+    import os
     import warnings
 
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         yield
