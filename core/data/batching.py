@@ -23,8 +23,9 @@ def collate_detection(
 
     images: list of ``[3,H,W]`` tensors (sizes may differ); targets: list of dicts as the
     dataset returns them, with every ``tv_tensors`` value unwrapped to a plain ``torch.Tensor``
-    (same storage; a box's ``canvas_size`` is the image's size). ``None`` samples (bad files skipped under ``max_bad_samples``) are
-    dropped, so a batch can be shorter than the batch size, or empty (``([], [])``).
+    (same storage; a box's ``canvas_size`` is the image's size). ``None`` samples (bad files
+    skipped under ``max_bad_samples``) are dropped, so a batch can be shorter than the batch
+    size, or empty (``([], [])``).
     """
     images: list[torch.Tensor] = []
     targets: list[dict[str, Any]] = []
