@@ -35,6 +35,8 @@ from anchorage.core.errors import DataError
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
 
+from .state import flat, rows_by_image, table
+
 STAT_NAMES = (
     "AP",
     "AP50",
@@ -186,7 +188,7 @@ class CocoMetric(Metric):
     def _unpack(self) -> dict[int, dict[str, Any]]:
         """Per-image ground truth and detections (numpy, RLE dicts) from the (reduced) state."""
         state = {
-            name: _rows(getattr(self, name), width)
+            name: table(getattr(self, name), width)
             for name, width in _ROWS.items()
             if hasattr(self, name)
         }
@@ -194,12 +196,14 @@ class CocoMetric(Metric):
         masks = {}
         if self.iou_type == "segm":
             masks = {
-                key: _unpack_rles(_flat(getattr(self, f"{key}_rle")), state[f"{key}_rle_meta"])
+                key: _unpack_rles(flat(getattr(self, f"{key}_rle")), state[f"{key}_rle_meta"])
                 for key in ("gt", "dt")
             }
         records: dict[int, dict[str, Any]] = {}
-        for image_id, h, w in state["images"].astype(np.int64).tolist():
-            g, d = gt[:, 0] == image_id, dt[:, 0] == image_id
+        images = state["images"].astype(np.int64)
+        gt_rows, dt_rows = rows_by_image(gt, images[:, 0]), rows_by_image(dt, images[:, 0])
+        for image_id, h, w in images.tolist():
+            g, d = gt_rows[image_id], dt_rows[image_id]
             rec = {
                 "gt": {
                     "boxes": gt[g, 1:5],
@@ -215,8 +219,8 @@ class CocoMetric(Metric):
                 },
             }
             if masks:
-                rec["gt"]["masks"] = [masks["gt"][j] for j in np.flatnonzero(g)]
-                rec["dt"]["masks"] = [masks["dt"][j] for j in np.flatnonzero(d)]
+                rec["gt"]["masks"] = [masks["gt"][j] for j in g]
+                rec["dt"]["masks"] = [masks["dt"][j] for j in d]
             records.setdefault(image_id, rec)
         return records
 
@@ -328,18 +332,6 @@ class CocoMetric(Metric):
         for name, ap, ap50, n in self.per_class():
             lines.append(f"{name:<20} {ap:>7.3f} {ap50:>7.3f} {n:>7d}")
         return "\n".join(lines)
-
-
-def _flat(state: Any) -> torch.Tensor:
-    """A list state (local) or its concatenation (after the cross-rank reduction) as one tensor."""
-    if isinstance(state, list):
-        return torch.cat(state) if state else torch.zeros(0)
-    return state
-
-
-def _rows(state: Any, width: int) -> np.ndarray:
-    """A state of ``[N_i, width]`` rows as one float64 numpy ``[N, width]``."""
-    return _flat(state).detach().cpu().to(torch.float64).reshape(-1, width).numpy()
 
 
 def _pack_rles(rles: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:

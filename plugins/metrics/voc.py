@@ -31,6 +31,8 @@ from anchorage.core.config import injected
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
 
+from .state import rows_by_image, table
+
 
 def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
@@ -85,15 +87,8 @@ def match_image(
     return flags
 
 
-def _rows(*columns: np.ndarray) -> torch.Tensor:
+def _row_tensor(*columns: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.column_stack(columns), dtype=torch.float64)
-
-
-def _table(state: Any, width: int) -> np.ndarray:
-    """A list state (local) or its cross-rank concatenation as float64 numpy ``[N, width]``."""
-    if isinstance(state, list):
-        state = torch.cat(state) if state else torch.zeros(0)
-    return state.detach().cpu().to(torch.float64).reshape(-1, width).numpy()
 
 
 @attrs.frozen(kw_only=True)
@@ -135,15 +130,17 @@ class VocAP(Metric):
             gt = [np.full(n, image_id), _np(tgt["boxes"]).reshape(-1, 4), _np(tgt["labels"])]
             dt = [np.full(k, image_id), _np(out["boxes"]).reshape(-1, 4), _np(out["scores"])]
             self.ids.append(torch.tensor([image_id], dtype=torch.float64, device=self.device))
-            self.gt.append(_rows(*gt, difficult).to(self.device))
-            self.dt.append(_rows(*dt, _np(out["labels"])).to(self.device))
+            self.gt.append(_row_tensor(*gt, difficult).to(self.device))
+            self.dt.append(_row_tensor(*dt, _np(out["labels"])).to(self.device))
 
     def _unpack(self) -> dict[int, dict[str, np.ndarray]]:
         """Per-image arrays from the (reduced) state; boxes back in float32 as recorded."""
-        gt, dt = _table(self.gt, 7), _table(self.dt, 7)
+        gt, dt = table(self.gt, 7), table(self.dt, 7)
+        ids = np.array(list(dict.fromkeys(table(self.ids, 1)[:, 0].astype(np.int64).tolist())))
+        gt_rows, dt_rows = rows_by_image(gt, ids), rows_by_image(dt, ids)
         images = {}
-        for image_id in dict.fromkeys(_table(self.ids, 1)[:, 0].astype(np.int64).tolist()):
-            g, d = gt[:, 0] == image_id, dt[:, 0] == image_id
+        for image_id in ids.tolist():
+            g, d = gt_rows[image_id], dt_rows[image_id]
             images[image_id] = {
                 "gt_boxes": gt[g, 1:5].astype(np.float32),
                 "gt_labels": gt[g, 5].astype(np.int64),
