@@ -99,7 +99,7 @@ def test_ap_from_a_checkpoint_on_a_dataset(tmp_path: Path, monkeypatch, capsys) 
     text = capsys.readouterr().out
     entry = json.loads((tmp_path / "r.json").read_text())["entries"][0]
     assert entry["ap"][0] == "bbox/AP" and 0.0 <= entry["ap"][1] <= 1.0
-    assert "| toy | bbox/AP |" in text
+    assert "| metric | toy |" in text and "| bbox/AP | " in text
 
 
 @pytest.mark.slow
