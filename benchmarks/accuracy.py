@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
+from anchorage.benchmarking import cpu_model
 from anchorage.core import load_spec
-from anchorage.core.benchmarking import cpu_model
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
 

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from anchorage.core.benchmarking import cpu_model
+from anchorage.benchmarking import cpu_model
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.plugins.datasets.shapes import GenParams, ShapesDataset, ensure_generated
 

@@ -1,4 +1,4 @@
-"""Building components from a validated spec."""
+"""Building components from a validated spec (plugins are loaded here if not yet)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ from typing import Any
 from torch import nn
 
 from .config import ComponentSpec, validate_component
+from .plugins import ensure_plugins_loaded
 from .spec import Spec
 
 
 def build_model(spec: Spec) -> nn.Module:
     """Build the spec's ``model`` section (validated when the spec was loaded)."""
+    ensure_plugins_loaded()
     return spec.model.build()
 
 
@@ -20,6 +22,7 @@ def build_component(kind: str, data: dict[str, Any], path: str = "", **injected:
 
     For code and tests; specs go through ``load_spec`` so errors name the file.
     """
+    ensure_plugins_loaded()
     node: ComponentSpec = validate_component(kind, data, path or kind, lambda _p: "<python>")
     return node.build(**injected)
 

@@ -15,6 +15,10 @@ package, which declares an entry point in the group ``anchorage.plugins``:
     def anchorage_register(registries):
         from . import matchers  # modules whose decorators register components
 
+Plugins load at one named point, ``ensure_plugins_loaded()``: ``load_spec``, ``build_model``,
+``build_component`` and ``check_entry`` call it, and so does a tool that lists or looks up
+components without a spec. A registry lookup itself never loads anything.
+
 Setting ``ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD=1`` skips entry points; the built-in plugin is
 always loaded. ``register_plugin`` adds a plugin object by hand (tests, notebooks).
 """
@@ -29,6 +33,7 @@ from typing import Any
 import pluggy
 
 from .errors import AnchorageError
+from .registry import REGISTRIES, current_provider
 
 PROJECT = "anchorage"
 ENTRY_POINT_GROUP = "anchorage.plugins"
@@ -46,7 +51,7 @@ class HookSpecs:
     def anchorage_register(self, registries: Mapping[str, Any]) -> None:
         """Register components into ``registries`` (kind → Registry).
 
-        Called once per plugin when the registries are first used. Import the modules whose
+        Called once per plugin by ``ensure_plugins_loaded``. Import the modules whose
         ``@REGISTRY.register(name)`` decorators define the components, or call
         ``registries["matcher"].register("name")(cls)`` directly.
         """
@@ -118,8 +123,6 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
 
 def _call_register(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
-    from .registry import REGISTRIES, current_provider
-
     impl = getattr(plugin, "anchorage_register", None)
     if impl is None:
         return

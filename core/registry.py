@@ -3,6 +3,9 @@
 A registry maps an explicit name to a factory (usually a class) and the frozen attrs class
 that declares its parameters. A lookup never imports anything: only names that a plugin
 registered can be built, so a spec or a checkpoint cannot make the program import code.
+A lookup has no side effect either: plugins fill the registries at one named point
+(``anchorage.core.plugins.ensure_plugins_loaded``, called by ``load_spec``, ``build_model``,
+``build_component``, ``check_entry`` and the tools), never on the first ``get``.
 
     @MATCHERS.register("max_iou")
     class MaxIoUMatcher(Matcher):
@@ -159,9 +162,6 @@ class Registry:
 
     def get(self, name: str) -> Entry:
         """The entry registered as ``name``; an error with close matches otherwise."""
-        from .plugins import ensure_plugins_loaded
-
-        ensure_plugins_loaded()
         try:
             return self._entries[name]
         except (KeyError, TypeError):
@@ -183,15 +183,9 @@ class Registry:
         return text
 
     def __contains__(self, name: object) -> bool:
-        from .plugins import ensure_plugins_loaded
-
-        ensure_plugins_loaded()
         return name in self._entries
 
     def __iter__(self) -> Iterator[Entry]:
-        from .plugins import ensure_plugins_loaded
-
-        ensure_plugins_loaded()
         return iter(sorted(self._entries.values(), key=lambda e: e.name))
 
     def names(self) -> list[str]:

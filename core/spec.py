@@ -18,43 +18,16 @@ from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import yaml
 
 from .config import ComponentSpec, check_type, to_plain, validate_component, validate_section
 from .errors import SpecError
+from .plugins import ensure_plugins_loaded
+from .sections import SECTIONS, Section, register_section
 
 BASE_KEY = "_base_"
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 """The spec zoo shipped with anchorage (``specs/`` in the source tree and installed package)."""
-
-
-@attrs.frozen
-class Section:
-    """A top-level spec section: its attrs class, or a registry kind for a component."""
-
-    name: str
-    schema: type | None = None
-    component_kind: str | None = None
-    doc: str = ""
-
-
-SECTIONS: dict[str, Section] = {}
-
-
-def register_section(
-    name: str, schema: type | None = None, *, component_kind: str | None = None, doc: str = ""
-) -> None:
-    """Declare a top-level section validated by ``schema`` (attrs) or as a component."""
-    if (schema is None) == (component_kind is None):
-        raise ValueError("give exactly one of schema and component_kind")
-    old = SECTIONS.get(name)
-    if old is not None and (old.schema, old.component_kind) != (schema, component_kind):
-        raise SpecError(f"section {name!r} is declared twice ({old.schema} and {schema})")
-    SECTIONS[name] = Section(name, schema, component_kind, doc)
-
-
-register_section("model", component_kind="model", doc="the pipeline to build")
 
 
 MAX_YAML_NODES = 200_000
@@ -229,7 +202,7 @@ class Spec:
     def class_names(self) -> list[str]:
         """Class names of the spec's dataset (first of the test, val, train splits);
         label ``i`` is ``class_names[i - 1]``. Builds the dataset (reads its annotations)."""
-        from .engine.evaluate import class_names_from_spec
+        from .data import class_names_from_spec
 
         return class_names_from_spec(self)
 
@@ -367,8 +340,7 @@ def _merge(dst: dict, dst_src: dict, src: Mapping, src_src: Mapping, prefix: str
 
 
 def _validate(data: Mapping, where: Any) -> dict[str, Any]:
-    from . import sections  # noqa: F401 - declares the core sections
-
+    ensure_plugins_loaded()  # plugins register components and may declare sections
     out: dict[str, Any] = {}
     for name, value in data.items():
         section = SECTIONS.get(name) if isinstance(name, str) else None
@@ -401,4 +373,4 @@ def _under(key: str, path: str) -> bool:
     return key.startswith(path + ".")
 
 
-__all__ = ["SECTIONS", "Spec", "check_type", "load_spec", "register_section", "to_plain"]
+__all__ = ["SECTIONS", "Section", "Spec", "check_type", "load_spec", "register_section", "to_plain"]

@@ -23,7 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from .interfaces import FeatureSpec
+from .data.conformance import check_dataset, check_transform
+from .evaluation.conformance import check_metric
+from .interfaces import FeatureSpec, dense_conformance
+from .interfaces import conformance as role_conformance
+from .plugins import ensure_plugins_loaded
 from .registry import EmptyConfig, Entry, registry_for
 
 CHECKS: dict[str, Callable[[Any], None]] = {}
@@ -93,6 +97,7 @@ def build_examples(entry: Entry) -> list[Any]:
 def check_entry(kind: str, name: str) -> None:
     """Build registry entry ``kind``/``name`` from its examples and run the kind's checks,
     then the checks of every role it implements."""
+    ensure_plugins_loaded()
     entry = registry_for(kind).get(name)
     for config, obj in build_example_configs(entry):
         if isinstance(obj, nn.Module):
@@ -233,11 +238,14 @@ def check_lr_scheduler(scheduler: Any) -> None:
     torch.load(buffer, weights_only=True)
 
 
-# Kind-specific checks that live beside the subsystems they check.
-from .data import conformance as _data_conformance  # noqa: E402,F401
-from .evaluation import conformance as _eval_conformance  # noqa: E402,F401
-from .interfaces import conformance as _role_conformance  # noqa: E402,F401
-from .interfaces import dense_conformance as _dense_conformance  # noqa: E402,F401
+# Kind-specific checks that live beside the subsystems they check, registered here explicitly.
+conformance_check("dataset")(check_dataset)
+conformance_check("transform")(check_transform)
+conformance_check("metric")(check_metric)
+for _checks in (role_conformance, dense_conformance):
+    ROLE_CHECKS.update(_checks.ROLE_CHECKS)
+    for _kind, _check in _checks.KIND_CHECKS.items():
+        conformance_check(_kind)(_check)
 
 
 @conformance_check("roi_extractor")

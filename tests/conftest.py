@@ -1,5 +1,5 @@
-"""Suite-wide settings: one intra-op thread per test process (the suite runs on 2 cores) and a
-seeded global RNG per test."""
+"""Suite-wide settings: one intra-op thread per test process (the suite runs on 2 cores),
+plugins loaded once, and a seeded global RNG per test."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ import torch
 
 os.environ.setdefault("ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD", "1")
 torch.set_num_threads(1)
+
+from anchorage.core.plugins import ensure_plugins_loaded  # noqa: E402
+
+# The suite's one named loading point: tests look registries up directly, and a lookup
+# never loads plugins by itself.
+ensure_plugins_loaded()
 
 
 @pytest.fixture(autouse=True)

@@ -130,7 +130,7 @@ def setting_args() -> tuple[str, ...]:
     """Every setting has an option of the same name (argparse dest); None = not given."""
     import attrs
 
-    from anchorage.core.benchmarking import Settings
+    from anchorage.benchmarking import Settings
 
     return tuple(f.name for f in attrs.fields(Settings))
 
@@ -139,7 +139,7 @@ def gather_requests(args: argparse.Namespace, suite_entries: Sequence[Any]) -> l
     """Suite entries then command-line ones, with --set, --twin and --checkpoint applied."""
     import attrs
 
-    from anchorage.core.benchmarking import EntryRequest
+    from anchorage.benchmarking import EntryRequest
 
     requests = [*suite_entries, *(EntryRequest(source=e) for e in args.entries)]
     if args.only:
@@ -186,8 +186,7 @@ def converters() -> Mapping[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from anchorage.core import load_spec
-    from anchorage.core.benchmarking import (
+    from anchorage.benchmarking import (
         environment,
         load_suite,
         make_settings,
@@ -197,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         to_json,
         write_json,
     )
+    from anchorage.core import load_spec
 
     suite = load_suite(args.suite) if args.suite else None
     cli = {k: getattr(args, k) for k in setting_args()}  # an option missing here is a bug

@@ -5,17 +5,17 @@ per image beside its PNG with the raw prediction.
     python tools/infer.py SPEC CHECKPOINT img1.jpg img2.png --out preds/ [--score-thresh 0.3]
     python tools/infer.py SPEC CHECKPOINT photos/ 'more/*.jpg' --out preds/
 
-IMAGES are files, folders (their PNG/JPEG/BMP files, sorted) or glob patterns. Detection
-models get boxes with "class score" captions (instance masks when predicted); semantic
-segmentation models (output ``{"out": logits}``) a colour overlay. When no detection reaches
-the score threshold, the picture and the console say so ("0 of 100 detections ≥ 0.30; best
-0.16"). Class names come from the spec's dataset, or from ``--classes a,b,c`` (label i is the
-i-th name). ``--ground-truth COCO.json`` draws an image's annotations (found by file name)
-beside its prediction. Images with a short side under ``--min-size`` pixels (default 384) are
-drawn enlarged by a whole factor so the captions stay legible; ``--min-size 0`` keeps every
-image's own size; no enlargement takes the long side past 4096 pixels. Images over 100
-megapixels or with sides in a ratio over 1000:1 are refused; ``--out`` must be (or become) a
-writable folder.
+IMAGES are files, folders (their PNG/JPEG/BMP files, sorted) or glob patterns. Every field of
+a model's per-image output is drawn: boxes with "class score" captions, instance masks, and a
+colour overlay of semantic segmentation logits (``sem_seg``). Images go to the model as read
+(0..1): models normalise inside. When no detection reaches the score threshold, the picture and
+the console say so ("0 of 100 detections ≥ 0.30; best 0.16"). Class names come from the spec's
+dataset, or from ``--classes a,b,c`` (label i is the i-th name). ``--ground-truth COCO.json``
+draws an image's annotations (found by file name) beside its prediction. Images with a short
+side under ``--min-size`` pixels (default 384) are drawn enlarged by a whole factor so the
+captions stay legible; ``--min-size 0`` keeps every image's own size; no enlargement takes the
+long side past 4096 pixels. Images over 100 megapixels or with sides in a ratio over 1000:1 are
+refused; ``--out`` must be (or become) a writable folder.
 """
 
 from __future__ import annotations

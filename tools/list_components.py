@@ -19,10 +19,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from anchorage.core.describe import describe_entry
+    from anchorage.core.plugins import ensure_plugins_loaded
     from anchorage.core.registry import REGISTRIES
 
     if args.kind is not None and args.kind not in REGISTRIES:
         raise AnchorageError(f"unknown kind {args.kind!r}; kinds: {', '.join(REGISTRIES)}")
+    ensure_plugins_loaded()
     kinds = [args.kind] if args.kind else list(REGISTRIES)
     for kind in kinds:
         registry = REGISTRIES[kind]

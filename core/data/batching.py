@@ -1,7 +1,9 @@
 """Batching detection samples: a list-of-tensors collate and a padded-target form.
 
 ``collate_detection`` keeps images of different sizes as a list (torchvision style); the
-model's preprocessor resizes and pads them. ``pad_targets`` turns the per-image target dicts
+model's preprocessor resizes and pads them. tv_tensors (``Image``, ``BoundingBoxes``,
+``Mask``), which the transform pipeline needs, end here: models, losses and metrics get plain
+tensors. ``pad_targets`` turns the per-image target dicts
 into padded tensors so that matching, encoding and losses run on the whole batch at once.
 """
 
@@ -20,8 +22,10 @@ def collate_detection(
     """Collate ``(image, target)`` samples into ``(images, targets)`` lists.
 
     images: list of ``[3,H,W]`` tensors (sizes may differ); targets: list of dicts as the
-    dataset returns them. ``None`` samples (bad files skipped under ``max_bad_samples``) are
-    dropped, so a batch can be shorter than the batch size, or empty (``([], [])``).
+    dataset returns them, with every ``tv_tensors`` value unwrapped to a plain ``torch.Tensor``
+    (same storage; a box's ``canvas_size`` is the image's size). ``None`` samples (bad files
+    skipped under ``max_bad_samples``) are dropped, so a batch can be shorter than the batch
+    size, or empty (``([], [])``).
     """
     images: list[torch.Tensor] = []
     targets: list[dict[str, Any]] = []
@@ -29,9 +33,13 @@ def collate_detection(
         if sample is None:
             continue
         image, target = sample
-        images.append(image)
-        targets.append(target)
+        images.append(_plain(image))
+        targets.append({k: _plain(v) for k, v in target.items()})
     return images, targets
+
+
+def _plain(value: Any) -> Any:
+    return value.as_subclass(torch.Tensor) if isinstance(value, torch.Tensor) else value
 
 
 def pad_targets(
@@ -53,15 +61,15 @@ def pad_targets(
             torch.zeros(0, 0, dtype=torch.int64),
             torch.zeros(0, 0, dtype=torch.bool),
         )
-    boxes = [t["boxes"].as_subclass(torch.Tensor).reshape(-1, 4).float() for t in targets]
-    labels = [t["labels"].as_subclass(torch.Tensor).reshape(-1).long() for t in targets]
+    boxes = [t["boxes"].reshape(-1, 4).float() for t in targets]
+    labels = [t["labels"].reshape(-1).long() for t in targets]
     valid = []
     for t, b in zip(targets, boxes):
         crowd = t.get("iscrowd")
         if crowd is None:
             valid.append(torch.ones(b.shape[0], dtype=torch.bool, device=b.device))
         else:
-            valid.append(crowd.as_subclass(torch.Tensor).reshape(-1).to(b.device) == 0)
+            valid.append(crowd.reshape(-1).to(b.device) == 0)
     padded_boxes = pad_sequence(boxes, batch_first=True, padding_value=0.0)
     padded_labels = pad_sequence(labels, batch_first=True, padding_value=-1)
     padded_valid = pad_sequence(valid, batch_first=True, padding_value=False)

@@ -1,9 +1,8 @@
 """Conformance checks for the ``dataset`` and ``transform`` kinds (see ``core/testing.py``).
 
-Registered with ``conformance_check`` when this module is imported (``core/testing.py``
-imports it), so ``check_entry("dataset", name)`` checks the sample contract of every
-registered dataset and ``check_entry("transform", name)`` that a transform keeps a target
-consistent.
+``core/testing.py`` registers these checks with ``conformance_check``, so
+``check_entry("dataset", name)`` checks the sample contract of every registered dataset and
+``check_entry("transform", name)`` that a transform keeps a target consistent.
 """
 
 from __future__ import annotations
@@ -12,8 +11,6 @@ from typing import Any
 
 import torch
 from torchvision import tv_tensors
-
-from ..testing import conformance_check
 
 
 def check_sample(sample: Any, num_classes: int) -> None:
@@ -44,7 +41,6 @@ def check_sample(sample: Any, num_classes: int) -> None:
         assert ok.all(), "semantic_mask values outside 0..C and 255"
 
 
-@conformance_check("dataset")
 def check_dataset(dataset: Any) -> None:
     """``class_names`` is a list of str; the first samples honour the sample contract."""
     names = dataset.class_names
@@ -76,7 +72,6 @@ def _toy_sample() -> tuple[tv_tensors.Image, dict[str, Any]]:
     ), target
 
 
-@conformance_check("transform")
 def check_transform(transform: Any) -> None:
     """Applied to (image, target): boxes, labels, iscrowd, area and masks stay aligned with
     each other and with the image size; ``image_id`` and ``orig_size`` pass through."""

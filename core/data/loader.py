@@ -29,7 +29,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from ..errors import SpecError
+from ..errors import DataError, SpecError
 from .batching import collate_detection
 from .dataset import DetectionDataset
 from .section import SPLITS, DataSection, SplitConfig
@@ -141,3 +141,19 @@ def build_dataloader(
         generator=generator,
         persistent_workers=cfg.num_workers > 0,
     )
+
+
+def class_names_from_spec(spec: Any) -> list[str]:
+    """Class names of the spec's first available split (test, val, train)."""
+    data = spec.get("data")
+    for split in ("test", "val", "train"):
+        if data is None or getattr(data, split, None) is None:
+            continue
+        try:
+            dataset = build_dataset(spec, split, transforms=False)
+        except (DataError, OSError) as exc:
+            raise DataError(
+                f"cannot read class names from data.{split} ({exc}); pass --classes"
+            ) from None
+        return list(getattr(dataset, "class_names", []))
+    raise SpecError(f"{spec.path or 'spec'}: no data split to take class names from; use --classes")

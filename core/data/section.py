@@ -16,7 +16,6 @@ from __future__ import annotations
 import attrs
 
 from ..config import component, component_list
-from ..spec import register_section
 
 SPLITS = ("train", "val", "test")
 
@@ -46,6 +45,3 @@ class DataSection:
     train: SplitConfig = None  # type: ignore[assignment]
     val: SplitConfig = None  # type: ignore[assignment]
     test: SplitConfig = None  # type: ignore[assignment]
-
-
-register_section("data", DataSection, doc="datasets, transforms and loaders per split")

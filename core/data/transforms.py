@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from ..config import ComponentSpec
@@ -64,8 +63,3 @@ def build_transforms(specs: Sequence[ComponentSpec]) -> Pipeline | None:
     if not specs:
         return None
     return Pipeline([s.build() for s in specs])
-
-
-def to_image(x: torch.Tensor) -> tv_tensors.Image:
-    """Wrap a [3,H,W] tensor as ``tv_tensors.Image`` (a no-op for an Image)."""
-    return x if isinstance(x, tv_tensors.Image) else tv_tensors.Image(x)

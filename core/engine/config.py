@@ -30,7 +30,6 @@ import attrs
 from attrs import validators as v
 
 from ..config import component
-from ..spec import register_section
 
 
 def _regex(_inst: object, _attr: attrs.Attribute, value: str) -> None:
@@ -123,6 +122,3 @@ class TrainConfig:
     ema: EmaConfig | None = None
     accumulate_steps: int = attrs.field(default=1, validator=v.ge(1))
     early_stopping: EarlyStopping | None = None
-
-
-register_section("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")

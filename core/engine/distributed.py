@@ -2,14 +2,13 @@
 
 ``tools/train.py`` runs unchanged under ``torchrun --nproc-per-node N``: torchrun sets
 ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; ``init_distributed`` then starts the process
-group (NCCL on CUDA, gloo on CPU). Rank 0 writes logs and checkpoints; logged losses are
-averaged over ranks; evaluation gathers predictions from every rank (core.evaluation).
+group (NCCL on CUDA, gloo on CPU). Rank 0 writes logs and checkpoints; metric states are
+reduced over ranks by torchmetrics (core.evaluation).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -96,25 +95,6 @@ def convert_sync_batchnorm(model: nn.Module, info: DistInfo, device: torch.devic
             f"{info.world_size} processes on {device.type}: set train.sync_batchnorm false"
         )
     return nn.SyncBatchNorm.convert_sync_batchnorm(model)
-
-
-def reduce_mean(values: Mapping[str, float], device: torch.device) -> dict[str, float]:
-    """Average scalar ``values`` over ranks (same keys, same order on every rank)."""
-    if not (dist.is_available() and dist.is_initialized()) or not values:
-        return dict(values)
-    t = torch.tensor([float(values[k]) for k in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    t /= dist.get_world_size()
-    return dict(zip(values, t.tolist()))
-
-
-def any_rank(flag: bool, device: torch.device) -> bool:
-    """True on every rank when ``flag`` is true on any rank (stop requests, NaN)."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def gather_objects(obj: Any) -> list[Any]:

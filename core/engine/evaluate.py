@@ -15,13 +15,13 @@ from typing import Any
 import attrs
 import torch
 from torch import nn
-from torchvision import tv_tensors
 
 from ..build import build_model
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
-from .visualize import LEGIBLE_SIZE, draw_prediction, split_outputs
+from .device import select_device
+from .visualize import LEGIBLE_SIZE, draw_prediction
 
 
 @attrs.frozen
@@ -62,8 +62,8 @@ def run_evaluation(
     """Evaluate ``model`` on ``split`` with the spec's ``eval.metrics`` (and
     ``extra_metrics``, e.g. a ``DetectionCollector``, updated in the same pass).
 
-    Under torch.distributed every rank evaluates its shard; ``core.evaluation.evaluate``
-    gathers the metric states, rank 0 computes, and every rank gets the same dict.
+    Under torch.distributed every rank evaluates its shard; the metrics reduce their states
+    over ranks when they compute, and every rank gets the same dict.
     """
     from ..data import build_dataloader
     from ..evaluation import build_metrics, evaluate
@@ -102,7 +102,7 @@ def log_prediction_images(
             break
     if not images:
         return
-    outputs = split_outputs(model([i.to(device) for i in images]), len(images))
+    outputs = model([i.to(device) for i in images])
     logger.images(
         "predictions", images, outputs, result.class_names, iteration, save=save, targets=targets
     )
@@ -138,8 +138,6 @@ def evaluate_checkpoint(
     """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``
     and, with ``detections``, every detection as a COCO results list (see
     ``core.evaluation.export``: category ids are the dataset's, boxes xywh original pixels)."""
-    from .trainer import select_device
-
     name = eval_split(spec, split)
     if name is None:
         raise SpecError(
@@ -170,24 +168,6 @@ def _label_to_category(dataset: Any) -> dict[int, Any] | None:
             return dict(mapping)
         dataset = getattr(dataset, "dataset", None)
     return None
-
-
-def class_names_from_spec(spec: Spec) -> list[str]:
-    """Class names of the spec's first available split (test, val, train)."""
-    from ..data import build_dataset
-
-    data = spec.get("data")
-    for split in ("test", "val", "train"):
-        if data is None or getattr(data, split, None) is None:
-            continue
-        try:
-            dataset = build_dataset(spec, split, transforms=False)
-        except (DataError, OSError) as exc:
-            raise DataError(
-                f"cannot read class names from data.{split} ({exc}); pass --classes"
-            ) from None
-        return list(getattr(dataset, "class_names", []))
-    raise SpecError(f"{spec.path or 'spec'}: no data split to take class names from; use --classes")
 
 
 def read_image(path: str | Path) -> torch.Tensor:
@@ -221,18 +201,6 @@ def check_input_size(size: tuple[int, int], path: str | Path) -> None:
         )
 
 
-def _input_pipeline(spec: Spec) -> Any:
-    """The eval/test split's transforms (segmentation specs normalise there), or None."""
-    from ..data import build_transforms
-
-    data = spec.get("data")
-    for split in ("test", "val"):
-        cfg = getattr(data, split, None) if data is not None else None
-        if cfg is not None:
-            return build_transforms(cfg.transforms)
-    return None
-
-
 @torch.no_grad()
 def predict_images(
     spec: Spec,
@@ -247,8 +215,8 @@ def predict_images(
     ground_truth: Mapping[str, Mapping[str, Any]] | None = None,
     notify: Callable[[Path, str], None] | None = None,
 ) -> list[Path]:
-    """Run the model on each image and write ``out_dir/<stem>.png`` with the prediction drawn
-    (boxes + "class score" for detection, a colour overlay for segmentation) and
+    """Run the model on each image (0..1, as read: models normalise inside) and write
+    ``out_dir/<stem>.png`` with the prediction drawn (``draw_prediction``) and
     ``out_dir/<stem>.json`` with the raw prediction (``predictions_json``). Images whose
     short side is below ``min_size`` are drawn enlarged by an integer factor (0: never).
     ``ground_truth`` maps an image's file name to a target dict (``boxes`` xyxy, ``labels``)
@@ -257,21 +225,16 @@ def predict_images(
     from torchvision.transforms.v2.functional import to_pil_image
 
     from .pictures import nothing_passes, with_ground_truth
-    from .trainer import select_device
 
     dev = select_device(device)
     images = [read_image(p) for p in paths]  # fail on a bad file before loading the model
-    names = list(class_names) if class_names else class_names_from_spec(spec)
+    names = list(class_names) if class_names else spec.class_names
     model = load_model(spec, checkpoint, dev)
-    pipeline = _input_pipeline(spec)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for path, image in zip(paths, images):
-        x = tv_tensors.Image(image)
-        if pipeline is not None:
-            x, _ = pipeline(x, {})
-        output = split_outputs(model([x.to(dev)]), 1)[0]
+        (output,) = model([image.to(dev)])
         drawn = draw_prediction(image, output, names, score_thresh, min_size)
         target = (ground_truth or {}).get(Path(path).name)
         if target is not None:
@@ -307,7 +270,7 @@ def predictions_json(
         "score_thresh": score_thresh,
     }
     if "boxes" not in output:
-        logits = output["out"].detach().float().cpu()
+        logits = output["sem_seg"].detach().float().cpu()
         pred = logits.reshape(logits.shape[-3], -1).argmax(0)
         counts = torch.bincount(pred, minlength=logits.shape[-3]).double() / max(len(pred), 1)
         info["classes"] = {

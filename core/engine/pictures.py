@@ -7,6 +7,7 @@ so every drawing of a small image is enlarged the same way.
 
 from __future__ import annotations
 
+import colorsys
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -15,6 +16,23 @@ import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 GT_COLOUR = (40, 220, 40)
+
+
+def palette(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct RGB colours (golden-ratio hues), deterministic."""
+    out = []
+    for i in range(n):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.75, 0.95)
+        out.append((int(r * 255), int(g * 255), int(b * 255)))
+    return out
+
+
+def to_uint8(image: torch.Tensor) -> torch.Tensor:
+    """A [3,H,W] image (float 0..1 or uint8) as uint8 on the CPU."""
+    image = image.detach().cpu()
+    if image.dtype == torch.uint8:
+        return image
+    return (image.float().clamp(0, 1) * 255).round().to(torch.uint8)
 
 
 MAX_DRAWN_SIDE = 4096
@@ -156,8 +174,6 @@ def with_ground_truth(
     """``drawn`` (a prediction drawn on ``image`` enlarged for ``min_size``) to the right of
     the same image with ``target``'s ground truth drawn (each class in the colour its
     predictions get); both panels captioned."""
-    from .visualize import palette, to_uint8
-
     base, scale = enlarge(to_uint8(image), min_size)
     colours = palette(len(class_names) + 1)  # the prediction drawer's colour per class
     truth = draw_target(base, target, class_names, scale, lambda c: colours[c % len(colours)])

@@ -31,6 +31,7 @@ from ..spec import Spec
 from . import distributed as ddp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
+from .device import select_device
 from .extras import TrainingExtras
 from .health import confirmed_nonfinite, describe_nonfinite, nonfinite_flag
 from .logging import RunLogger
@@ -62,16 +63,6 @@ class Counters:
     epoch: int = 0
     iteration: int = 0
     epoch_iter: int = 0
-
-
-def select_device(requested: str | None) -> torch.device:
-    """``cpu`` / ``cuda`` / ``cuda:N`` as asked; ``auto`` or None: CUDA when available."""
-    if requested in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise AnchorageError(f"device {requested!r} asked for, but CUDA is not available")
-    return device
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -89,12 +89,12 @@ class DetectionCollector(Metric):
 
     def update(self, outputs: Any, targets: Sequence[dict[str, Any]]) -> None:
         """Record one batch of per-image detection dicts (semantic outputs are refused)."""
-        if isinstance(outputs, Mapping):
-            raise AnchorageError(
-                "--detections: the model predicts semantic maps ({'out': logits}), not "
-                "detections; COCO results need boxes"
-            )
         for out, tgt in zip(outputs, targets):
+            if "boxes" not in out:
+                raise AnchorageError(
+                    "--detections: the model predicts semantic maps ({'sem_seg': logits}), "
+                    "not detections; COCO results need boxes"
+                )
             image_id = int(tgt["image_id"])
             if image_id not in self.images:
                 self.images[image_id] = coco_results(out, image_id)

@@ -12,7 +12,6 @@ from typing import Literal
 import attrs
 
 from ..config import component_list
-from ..spec import register_section
 
 
 @attrs.frozen(kw_only=True)
@@ -21,6 +20,3 @@ class EvalSection:
 
     metrics: tuple = component_list("metric")
     split: Literal["train", "val", "test"] = "val"
-
-
-register_section("eval", EvalSection, doc="metrics and the split they are computed on")

@@ -1,6 +1,6 @@
 """Conformance checks for the role interfaces (``roles.py``) and for whole models.
 
-Registered when this module is imported (``core/testing.py`` imports it): ``check_entry``
+``core/testing.py`` registers the checks listed at the bottom: ``check_entry``
 runs the check of every role a component implements, with inputs built from the role's
 signature and sized from the component's config (injected ``in_channels``, ``num_classes``,
 ...), and the ``model`` check runs a forward pass on a tiny batch in train and eval mode.
@@ -14,8 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-
-from ..testing import conformance_check, role_check
 
 _C = 3  # classes (without background) for components that do not fix them
 
@@ -69,7 +67,6 @@ def _shape(out: dict, key: str, expected: tuple[int, ...]) -> None:
     assert got == expected, f"{key}: shape {got}, expected {expected}"
 
 
-@role_check("rpn_head")
 def check_rpn_head(head: Any, cfg: Any) -> None:
     """``objectness [B,A]``, ``bbox_deltas [B,A,4]``, ``num_anchors_per_level`` per level."""
     c, n = cfg.in_channels, cfg.num_anchors
@@ -84,7 +81,6 @@ def check_rpn_head(head: Any, cfg: Any) -> None:
     assert torch.isfinite(out["objectness"]).all() and torch.isfinite(out["bbox_deltas"]).all()
 
 
-@role_check("roi_box_head")
 def check_roi_box_head(head: Any, cfg: Any) -> None:
     """``cls_logits [R,C+1]``, ``bbox_deltas [R,(C+1)*4]``, also for R = 0."""
     c1 = cfg.num_classes + 1
@@ -97,7 +93,6 @@ def check_roi_box_head(head: Any, cfg: Any) -> None:
         assert torch.isfinite(out["cls_logits"]).all()
 
 
-@role_check("roi_mask_head")
 def check_roi_mask_head(head: Any, cfg: Any) -> None:
     """``mask_logits [R,C+1,M,M]`` (square), also for R = 0."""
     head.eval()
@@ -112,7 +107,6 @@ def check_roi_mask_head(head: Any, cfg: Any) -> None:
     assert shapes[0] == shapes[1], shapes
 
 
-@role_check("segmentation_head")
 def check_segmentation_head(head: Any, cfg: Any) -> None:
     """``{"logits": [B,C+1,H,W]}`` at ``image_size``, or at the feature size × stride."""
     feats = {cfg.in_feature: _randn(2, cfg.in_channels, 5, 6)}
@@ -129,7 +123,6 @@ def check_segmentation_head(head: Any, cfg: Any) -> None:
 # ------------------------------------------------------------------------------------- losses
 
 
-@role_check("rpn_loss")
 def check_rpn_loss(loss: Any, cfg: Any) -> None:
     """Sampled anchors with positives; no positive (images without boxes); nothing sampled."""
     a = 40
@@ -145,7 +138,6 @@ def check_rpn_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(objectness, deltas, none, none, targets))
 
 
-@role_check("roi_box_loss")
 def check_roi_box_loss(loss: Any, cfg: Any) -> None:
     """Sampled RoIs with positives; only background; no RoI at all."""
     labels = torch.tensor([0, 1, 2, 3, 0, 1])
@@ -158,7 +150,6 @@ def check_roi_box_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(*empty, labels[:0], targets[:0]))
 
 
-@role_check("mask_loss")
 def check_mask_loss(loss: Any, cfg: Any) -> None:
     """Positive RoIs with mask targets; no positive RoI."""
     logits = _randn(3, _C + 1, 14, 14, grad=True)
@@ -168,7 +159,6 @@ def check_mask_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(empty, torch.zeros(0, dtype=torch.int64), targets[:0]))
 
 
-@role_check("segmentation_loss")
 def check_segmentation_loss(loss: Any, cfg: Any) -> None:
     """One term; labelled and ignored pixels; every pixel ignored."""
     ignore = int(getattr(cfg, "ignore_index", 255))
@@ -179,7 +169,6 @@ def check_segmentation_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(logits, torch.full_like(target, ignore)), exactly_one=True)
 
 
-@role_check("style_loss")
 def check_style_loss(loss: Any, cfg: Any) -> None:
     """``prepare`` on reference features, then one term whose gradient reaches the image's."""
     reference = {"a": _randn(1, 4, 8, 8), "b": _randn(1, 6, 4, 4)}
@@ -190,7 +179,6 @@ def check_style_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(features, targets), tuple(features.values()), exactly_one=True)
 
 
-@role_check("image_prior_loss")
 def check_image_prior_loss(loss: Any, cfg: Any) -> None:
     """One term of an image ``[B,3,H,W]`` whose gradient reaches the image."""
     image = torch.rand(1, 3, 8, 9, generator=_gen()).requires_grad_(True)
@@ -217,7 +205,6 @@ def _check_detections(found: Any, b: int, sizes: list[tuple[int, int]], num_clas
             assert ((labels >= 1) & (labels <= num_classes)).all(), labels
 
 
-@role_check("rpn_proposals")
 def check_proposal_generator(proposals: Any, cfg: Any) -> None:
     """Per-image proposals in the image, best first, in train and eval mode."""
     counts, sizes = [60, 15], [(64, 80), (48, 50)]
@@ -227,7 +214,6 @@ def check_proposal_generator(proposals: Any, cfg: Any) -> None:
         _check_detections(found, 2, sizes, 0)
 
 
-@role_check("rcnn_postprocessor")
 def check_rcnn_postprocessor(post: Any, cfg: Any) -> None:
     """Detections per image with labels 1..C; nothing from padding; no proposal → none."""
     r, c1, sizes = 6, _C + 1, [(64, 80), (48, 50)]
@@ -247,7 +233,6 @@ def check_rcnn_postprocessor(post: Any, cfg: Any) -> None:
     assert all(d["boxes"].shape[0] == 0 for d in found), "detections without proposals"
 
 
-@role_check("mask_postprocessor")
 def check_mask_postprocessor(paste: Any, cfg: Any) -> None:
     """``masks [K,1,M,M]`` → ``[K,1,H,W]`` in 0..1; K = 0 gives ``[0,1,H,W]``."""
     sizes = [(40, 50), (30, 20)]
@@ -295,11 +280,10 @@ def tiny_batch(num_classes: int) -> tuple[list[torch.Tensor], list[dict[str, tor
     return images, targets
 
 
-@conformance_check("model")
 def check_model(model: Any) -> None:
     """Train mode: scalar finite ``loss_*`` terms, gradients reach parameters (the second
     image has no boxes). Eval mode: detection results per image in original pixels (+ masks
-    ``[K,1,H,W]``), or ``{"out": [B,C+1,H,W]}`` for semantic segmentation."""
+    ``[K,1,H,W]``), or ``{"sem_seg": [C+1,H,W]}`` per image for semantic segmentation."""
     num_classes = _num_classes(model)
     images, targets = tiny_batch(num_classes)
     torch.manual_seed(0)
@@ -312,14 +296,37 @@ def check_model(model: Any) -> None:
     model.eval()
     with torch.no_grad():
         out = model(images)
-    if isinstance(out, dict):
-        logits = out["out"]
-        assert logits.shape[:2] == (2, num_classes + 1), logits.shape
-        assert logits.shape[2] >= 64 and logits.shape[3] >= 80, logits.shape
-        assert torch.isfinite(logits).all()
-        return
     sizes = [tuple(im.shape[-2:]) for im in images]
+    assert isinstance(out, list) and len(out) == 2, "eval mode returns one dict per image"
+    if all("sem_seg" in d for d in out):
+        for d, size in zip(out, sizes):
+            assert d["sem_seg"].shape == (num_classes + 1, *size), d["sem_seg"].shape
+            assert torch.isfinite(d["sem_seg"]).all()
+        return
     _check_detections(out, 2, sizes, num_classes)
     for d, size in zip(out, sizes):
         if "masks" in d:
             assert d["masks"].shape == (d["boxes"].shape[0], 1, *size), d["masks"].shape
+
+
+ROLE_CHECKS = {
+    "rpn_head": check_rpn_head,
+    "roi_box_head": check_roi_box_head,
+    "roi_mask_head": check_roi_mask_head,
+    "segmentation_head": check_segmentation_head,
+    "rpn_loss": check_rpn_loss,
+    "roi_box_loss": check_roi_box_loss,
+    "mask_loss": check_mask_loss,
+    "segmentation_loss": check_segmentation_loss,
+    "style_loss": check_style_loss,
+    "image_prior_loss": check_image_prior_loss,
+    "rpn_proposals": check_proposal_generator,
+    "rcnn_postprocessor": check_rcnn_postprocessor,
+    "mask_postprocessor": check_mask_postprocessor,
+}
+"""Role name → check(component, config)."""
+
+KIND_CHECKS = {
+    "model": check_model,
+}
+"""Registry kind → check(component)."""

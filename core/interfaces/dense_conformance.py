@@ -1,6 +1,6 @@
 """Conformance checks for the dense-detector roles (``dense.py``) and the matcher contract.
 
-Registered when this module is imported (``core/testing.py`` imports it). The inputs are a
+``core/testing.py`` registers the checks listed at the bottom. The inputs are a
 small batch on a 64×80 image: anchors on three levels (strides 8, 16, 32, one per location),
 a padded ``GroundTruth`` of two images whose second has no box, an ``Assignment`` with
 positive, background and ignored anchors, and ``DenseTargets.from_assignment`` encoded with the
@@ -16,7 +16,6 @@ import attrs
 import torch
 
 from ..registry import registry_for
-from ..testing import conformance_check, role_check
 from .conformance import _check_detections, check_loss_terms
 from .dense import DenseTargets
 from .matching import Anchors, Assignment, GroundTruth, Matcher, batched_box_iou
@@ -116,7 +115,6 @@ def _check_dense_outputs(out: Any, a: int, columns: tuple[int, ...]) -> None:
             assert torch.isfinite(value).all(), f"{key} has NaN/Inf"
 
 
-@role_check("dense_head")
 def check_dense_head(head: Any, cfg: Any) -> None:
     """``cls_logits [B,A,K]`` (K = C+1 with a background column, else C), ``bbox_deltas
     [B,A,4]``, extra tensors ``[B,A,...]``, all finite; A = Σ h_l·w_l·num_anchors[l]. In
@@ -159,7 +157,6 @@ def _without_weights(targets: DenseTargets) -> DenseTargets:
     return attrs.evolve(targets, assignment=Assignment(targets.assignment.matched))
 
 
-@role_check("dense_loss")
 def check_dense_loss(loss: Any, cfg: Any) -> None:
     """Scalar finite ``loss_*`` terms reaching ``cls_logits`` and ``bbox_deltas`` for a batch
     whose second image has no box (with and without assignment weights); reaching
@@ -175,7 +172,6 @@ def check_dense_loss(loss: Any, cfg: Any) -> None:
     check_loss_terms(loss(predictions, dense_targets(empty=True)), (predictions["cls_logits"],))
 
 
-@role_check("box_loss")
 def check_box_loss(loss: Any, cfg: Any) -> None:
     """``forward(deltas, targets)`` → float ``[B,A]``, finite on every anchor, with a finite
     gradient to the deltas; also when the batch has no gt."""
@@ -196,7 +192,6 @@ def check_box_loss(loss: Any, cfg: Any) -> None:
 # ----------------------------------------------------------------------------- postprocessors
 
 
-@role_check("dense_postprocessor")
 def check_dense_postprocessor(post: Any, cfg: Any) -> None:
     """B dicts: ``boxes [K,4]`` inside each image, ``scores [K]`` best first, ``labels [K]``
     int64 in 1..C; some detections for confident logits. Logits have C columns when the
@@ -245,7 +240,6 @@ def _check_assignment(out: Any, b: int, a: int, g: int) -> torch.Tensor:
     return matched
 
 
-@conformance_check("matcher")
 def check_matcher(matcher: Any) -> None:
     """``Assignment.matched`` int64 [B,A] in {-2,-1} ∪ [0,G); padded / invalid gt rows never
     match; background everywhere for an image whose gt are all invalid and for G = 0; weights
@@ -269,3 +263,17 @@ def check_matcher(matcher: Any) -> None:
     two = {k: v[:2] for k, v in predictions.items()}
     none = _check_assignment(matcher(anchors, empty, predictions=two), 2, a, 0)
     assert (none == Matcher.BACKGROUND).all(), "zero gt must give background (-1)"
+
+
+ROLE_CHECKS = {
+    "dense_head": check_dense_head,
+    "dense_loss": check_dense_loss,
+    "box_loss": check_box_loss,
+    "dense_postprocessor": check_dense_postprocessor,
+}
+"""Role name → check(component, config)."""
+
+KIND_CHECKS = {
+    "matcher": check_matcher,
+}
+"""Registry kind → check(component)."""

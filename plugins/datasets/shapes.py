@@ -30,7 +30,7 @@ from pycocotools import mask as mask_utils
 
 from anchorage.core.errors import SpecError
 from anchorage.core.registry import DATASETS
-from anchorage.plugins.datasets.coco import CocoDataset, load_coco
+from anchorage.plugins.datasets.coco import CocoDataset
 
 GENERATOR_VERSION = 2
 """Bumped whenever the drawing code changes, so stale caches are never reused."""
@@ -284,7 +284,8 @@ def _check_classes(_: Any, __: Any, value: tuple[str, ...]) -> None:
     ),
 )
 class ShapesDataset(CocoDataset):
-    """Synthetic shapes (see the module docstring), loaded through the coco code path."""
+    """Synthetic shapes (see the module docstring): generated once into a cache folder, then
+    read by the ``coco`` dataset's own constructor from that folder's COCO JSON."""
 
     @attrs.frozen(kw_only=True)
     class Config:
@@ -320,14 +321,12 @@ class ShapesDataset(CocoDataset):
             )
         params = GenParams(**{f.name: getattr(cfg, f.name) for f in attrs.fields(GenParams)})
         folder = ensure_generated(params, cache_root(cfg.root), cfg.workers)
-        index = load_coco(folder / "annotations.json", folder)
-        super(CocoDataset, self).__init__(
-            index.records,
-            index.class_names,
-            report=index.report,
-            label_to_category=index.label_to_category,
-            masks=cfg.masks,
-            semantic_masks=cfg.semantic_masks,
+        super().__init__(
+            CocoDataset.Config(
+                ann_file=str(folder / "annotations.json"),
+                img_dir=str(folder),
+                masks=cfg.masks,
+                semantic_masks=cfg.semantic_masks,
+            )
         )
-        self.ann_file = str(folder / "annotations.json")
         self.folder = folder

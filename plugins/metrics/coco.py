@@ -8,6 +8,12 @@ in a direct COCOeval call on the same data. ``compute`` returns the 12 COCO summ
 ``bbox/AR1``, ``bbox/AR10``, ``bbox/AR100``, ``bbox/ARs``, ``bbox/ARm``, ``bbox/ARl``; ``segm/``
 for masks); ``summary`` prints them and a per-class AP / AP50 table. Undefined numbers
 (e.g. no ground truth of a size) are -1, as pycocotools reports them.
+
+State: ``torchmetrics`` list states of float64 rows, concatenated across ranks before
+``compute`` (each image is evaluated on one rank; an image id seen twice on a rank keeps its
+first record): images ``(id, h, w)``, ground truth ``(id, x1, y1, x2, y2, label, iscrowd,
+area)``, detections ``(id, x1, y1, x2, y2, score, label)``; for ``segm`` the RLE strings as
+bytes with one ``(length, h, w)`` row per mask. pycocotools computes the numbers.
 """
 
 from __future__ import annotations
@@ -25,8 +31,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from anchorage.core.config import injected
+from anchorage.core.errors import DataError
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
+
+from .state import flat, rows_by_image, table
 
 STAT_NAMES = (
     "AP",
@@ -79,32 +88,66 @@ class CocoConfig:
     )
 
 
+_ROWS = {"images": 3, "gt": 8, "dt": 7, "gt_rle_meta": 3, "dt_rle_meta": 3}
+
+
 class CocoMetric(Metric):
     """COCOeval over accumulated per-image ground truth and detections."""
 
     iou_type = "bbox"
 
     def __init__(self, cfg: CocoConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.class_names = list(cfg.class_names)
-        self.reset()
+        for name in ("images", "gt", "dt"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+        if self.iou_type == "segm":
+            for name in ("gt_rle", "gt_rle_meta", "dt_rle", "dt_rle_meta"):
+                self.add_state(name, [], dist_reduce_fx="cat")
+        self._reset_local()
+
+    def _reset_local(self) -> None:
+        self._seen: set[int] = set()
+        self.records: dict[int, dict[str, Any]] = {}
+        self._eval: COCOeval | None = None
 
     def reset(self) -> None:
         """Forget every image (and the last result)."""
-        self.images: dict[int, dict[str, Any]] = {}
-        self._eval: COCOeval | None = None
-        self._results: dict[str, float] | None = None
+        super().reset()
+        self._reset_local()
 
     def update(self, outputs: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
         """Record one batch; an image id seen twice keeps its first record."""
         for out, tgt in zip(outputs, targets):
             image_id = int(tgt["image_id"])
-            if image_id in self.images:
+            if image_id in self._seen:
                 continue
-            self.images[image_id] = {"gt": self._gt(tgt), "dt": self._dt(out)}
-        self._results = None
+            self._seen.add(image_id)
+            self._append(image_id, self._gt(tgt), self._dt(out))
+
+    def _append(self, image_id: int, gt: dict[str, Any], dt: dict[str, Any]) -> None:
+        def rows(*columns: Any) -> torch.Tensor:
+            return torch.as_tensor(np.column_stack(columns), dtype=torch.float64).to(self.device)
+
+        n, k = len(gt["labels"]), len(dt["labels"])
+        self.images.append(rows([image_id], [gt["size"][0]], [gt["size"][1]]))
+        self.gt.append(
+            rows(np.full(n, image_id), gt["boxes"], gt["labels"], gt["iscrowd"], gt["area"])
+        )
+        self.dt.append(rows(np.full(k, image_id), dt["boxes"], dt["scores"], dt["labels"]))
+        if self.iou_type == "segm":
+            for key, rles in (("gt", gt["masks"]), ("dt", dt["masks"])):
+                data, meta = _pack_rles(rles)
+                getattr(self, f"{key}_rle").append(data.to(self.device))
+                getattr(self, f"{key}_rle_meta").append(meta.to(self.device))
 
     def _gt(self, tgt: dict[str, Any]) -> dict[str, Any]:
+        missing = [k for k in ("image_id", "boxes", "labels") if k not in tgt]
+        if self.iou_type == "segm" and "masks" not in tgt:
+            missing.append("masks")
+        if missing:
+            raise DataError(f"coco_{self.iou_type}: targets lack {missing} (keys {sorted(tgt)})")
         boxes = _np(tgt["boxes"]).astype(np.float64).reshape(-1, 4)
         n = len(boxes)
         wh = boxes[:, 2:] - boxes[:, :2]
@@ -122,6 +165,10 @@ class CocoMetric(Metric):
         return gt
 
     def _dt(self, out: dict[str, Any]) -> dict[str, Any]:
+        needed = ("boxes", "scores", "labels", *(("masks",) if self.iou_type == "segm" else ()))
+        missing = [k for k in needed if k not in out]
+        if missing:
+            raise DataError(f"coco_{self.iou_type}: outputs lack {missing} (keys {sorted(out)})")
         dt = {
             "boxes": _np(out["boxes"]).astype(np.float64).reshape(-1, 4),
             "scores": _np(out["scores"]).astype(np.float64).reshape(-1),
@@ -138,25 +185,51 @@ class CocoMetric(Metric):
         canvas = getattr(tgt["boxes"], "canvas_size", None)
         return tuple(canvas) if canvas is not None else tuple(tgt.get("orig_size", (0, 0)))
 
-    def state(self) -> dict[int, dict[str, Any]]:
-        """Per-image ground truth and detections (numpy and RLE: picklable)."""
-        return self.images
-
-    def merge(self, states: Sequence[dict[int, dict[str, Any]]]) -> None:
-        """Union of every rank's images (first record of an image id wins)."""
-        merged: dict[int, dict[str, Any]] = {}
-        for s in states:
-            for k, v in s.items():
-                merged.setdefault(k, v)
-        self.images = merged
-        self._results = None
+    def _unpack(self) -> dict[int, dict[str, Any]]:
+        """Per-image ground truth and detections (numpy, RLE dicts) from the (reduced) state."""
+        state = {
+            name: table(getattr(self, name), width)
+            for name, width in _ROWS.items()
+            if hasattr(self, name)
+        }
+        gt, dt = state["gt"], state["dt"]
+        masks = {}
+        if self.iou_type == "segm":
+            masks = {
+                key: _unpack_rles(flat(getattr(self, f"{key}_rle")), state[f"{key}_rle_meta"])
+                for key in ("gt", "dt")
+            }
+        records: dict[int, dict[str, Any]] = {}
+        images = state["images"].astype(np.int64)
+        gt_rows, dt_rows = rows_by_image(gt, images[:, 0]), rows_by_image(dt, images[:, 0])
+        for image_id, h, w in images.tolist():
+            g, d = gt_rows[image_id], dt_rows[image_id]
+            rec = {
+                "gt": {
+                    "boxes": gt[g, 1:5],
+                    "labels": gt[g, 5].astype(np.int64),
+                    "iscrowd": gt[g, 6].astype(np.int64),
+                    "area": gt[g, 7],
+                    "size": (h, w),
+                },
+                "dt": {
+                    "boxes": dt[d, 1:5],
+                    "scores": dt[d, 5],
+                    "labels": dt[d, 6].astype(np.int64),
+                },
+            }
+            if masks:
+                rec["gt"]["masks"] = [masks["gt"][j] for j in g]
+                rec["dt"]["masks"] = [masks["dt"][j] for j in d]
+            records.setdefault(image_id, rec)
+        return records
 
     def category_ids(self) -> list[int]:
         """Category ids: 1..C from ``class_names``, else every label seen."""
         if self.class_names:
             return list(range(1, len(self.class_names) + 1))
         seen = set()
-        for rec in self.images.values():
+        for rec in self.records.values():
             seen.update(rec["gt"]["labels"].tolist())
             seen.update(rec["dt"]["labels"].tolist())
         return sorted(seen)
@@ -165,7 +238,7 @@ class CocoMetric(Metric):
         """A pycocotools COCO object of the accumulated ground truth."""
         cats = [{"id": c, "name": self._name(c)} for c in self.category_ids()]
         images, anns = [], []
-        for image_id, rec in sorted(self.images.items()):
+        for image_id, rec in sorted(self.records.items()):
             gt = rec["gt"]
             h, w = gt["size"]
             images.append({"id": image_id, "height": h, "width": w})
@@ -190,7 +263,7 @@ class CocoMetric(Metric):
     def results(self) -> list[dict[str, Any]]:
         """Detections in COCO results format (xywh boxes, category ids = labels)."""
         out = []
-        for image_id, rec in sorted(self.images.items()):
+        for image_id, rec in sorted(self.records.items()):
             dt = rec["dt"]
             for j, xywh in enumerate(xyxy_to_xywh(dt["boxes"])):
                 res = {
@@ -211,12 +284,11 @@ class CocoMetric(Metric):
 
     def compute(self) -> dict[str, float]:
         """The 12 COCO summary numbers under ``<iou_type>/<name>`` keys."""
-        if self._results is not None:
-            return self._results
         prefix = self.iou_type
-        if not self.images:
-            self._results = {f"{prefix}/{n}": -1.0 for n in STAT_NAMES}
-            return self._results
+        self.records = self._unpack()
+        self._eval = None
+        if not self.records:
+            return {f"{prefix}/{n}": -1.0 for n in STAT_NAMES}
         gt = self.coco_gt()
         dets = self.results()
         with contextlib.redirect_stdout(io.StringIO()) as text:
@@ -229,8 +301,7 @@ class CocoMetric(Metric):
         self._text = "\n".join(
             line for line in text.getvalue().splitlines() if line.lstrip().startswith("Average")
         )
-        self._results = {f"{prefix}/{n}": float(v) for n, v in zip(STAT_NAMES, coco_eval.stats)}
-        return self._results
+        return {f"{prefix}/{n}": float(v) for n, v in zip(STAT_NAMES, coco_eval.stats)}
 
     def per_class(self) -> list[tuple[str, float, float, int]]:
         """(class name, AP, AP50, number of non-crowd gt) per category; AP -1 when undefined."""
@@ -246,7 +317,7 @@ class CocoMetric(Metric):
             ap50 = float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0
             n_gt = sum(
                 int(((rec["gt"]["labels"] == cat) & (rec["gt"]["iscrowd"] == 0)).sum())
-                for rec in self.images.values()
+                for rec in self.records.values()
             )
             rows.append((self._name(cat), ap, ap50, n_gt))
         return rows
@@ -256,11 +327,33 @@ class CocoMetric(Metric):
         self.compute()
         if self._eval is None:
             return f"{self.iou_type}: no images evaluated"
-        lines = [f"COCO {self.iou_type} ({len(self.images)} images)", self._text.rstrip()]
+        lines = [f"COCO {self.iou_type} ({len(self.records)} images)", self._text.rstrip()]
         lines.append(f"{'class':<20} {'AP':>7} {'AP50':>7} {'#gt':>7}")
         for name, ap, ap50, n in self.per_class():
             lines.append(f"{name:<20} {ap:>7.3f} {ap50:>7.3f} {n:>7d}")
         return "\n".join(lines)
+
+
+def _pack_rles(rles: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """COCO RLE dicts → their ``counts`` bytes (uint8 [L]) and ``(length, h, w)`` rows."""
+    counts = [r["counts"].encode("ascii") for r in rles]
+    data = torch.frombuffer(bytearray(b"".join(counts)), dtype=torch.uint8) if counts else None
+    meta = [[len(c), *r["size"]] for c, r in zip(counts, rles)]
+    return (
+        data if data is not None else torch.zeros(0, dtype=torch.uint8),
+        torch.tensor(meta, dtype=torch.float64).reshape(-1, 3),
+    )
+
+
+def _unpack_rles(data: torch.Tensor, meta: np.ndarray) -> list[dict[str, Any]]:
+    """Inverse of ``_pack_rles`` (after concatenation of many images' packs)."""
+    raw = bytes(data.detach().cpu().to(torch.uint8).numpy().tobytes())
+    ends = np.cumsum(meta[:, 0].astype(np.int64))
+    starts = ends - meta[:, 0].astype(np.int64)
+    return [
+        {"size": [int(h), int(w)], "counts": raw[a:b].decode("ascii")}
+        for a, b, (_, h, w) in zip(starts, ends, meta)
+    ]
 
 
 def _empty_results(gt: COCO) -> COCO:

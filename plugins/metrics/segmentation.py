@@ -1,10 +1,9 @@
 """``seg_miou``: semantic segmentation mean IoU, pixel accuracy and per-class IoU.
 
-Accumulates a confusion matrix over every pixel whose target label is not ``ignore_index``
-(255). Predictions are the argmax of the model's ``{"out": [B,K,H,W]}`` logits, K = C + 1
-classes including background 0; targets are ``semantic_mask`` int64 [H,W] (0 background,
-1..C). When images of a batch differ in size, each prediction is cropped to its target's
-size (the top-left part, as batched padding puts the image there).
+Accumulates a confusion matrix (a summed ``torchmetrics`` state, so ranks reduce by one
+all-reduce) over every pixel whose target label is not ``ignore_index`` (255). Predictions are
+the argmax of each image's ``sem_seg`` logits [K,H,W], K = C + 1 classes including background 0;
+targets are ``semantic_mask`` int64 [H,W] (0 background, 1..C) of the same size.
 
 Keys: ``seg/mIoU`` (mean over classes that occur in targets or predictions, background
 included, as torchvision's segmentation references), ``seg/pixel_acc``, ``seg/mean_acc``.
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from anchorage.core.config import injected
+from anchorage.core.errors import DataError
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
 
@@ -37,44 +37,44 @@ class SegConfig:
 class SegMIoU(Metric):
     """Confusion-matrix mIoU (see the module docstring)."""
 
-    task = "semantic"
-
     def __init__(self, cfg: SegConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.names = ["background", *cfg.class_names]
         self.k = cfg.num_classes or len(cfg.class_names) + 1
         if self.k < 2:
             raise ValueError("seg_miou needs class_names (from the dataset) or num_classes >= 2")
-        self.reset()
+        # rows: target class, columns: predicted class
+        self.add_state(
+            "confusion", torch.zeros(self.k, self.k, dtype=torch.int64), dist_reduce_fx="sum"
+        )
 
-    def reset(self) -> None:
-        """Zero the confusion matrix (rows: target class, columns: predicted class)."""
-        self.confusion = torch.zeros(self.k, self.k, dtype=torch.int64)
-
-    def update(self, outputs: Any, targets: Sequence[dict[str, Any]]) -> None:
-        """Add one batch: ``outputs["out"]`` [B,K,H,W] logits, targets' ``semantic_mask``."""
-        logits = outputs["out"] if isinstance(outputs, dict) else outputs
-        pred = logits.detach().argmax(1).cpu()
-        for p, t in zip(pred, targets):
-            gt = t["semantic_mask"].as_subclass(torch.Tensor).cpu().long()
-            p = p[: gt.shape[-2], : gt.shape[-1]]
+    def update(self, outputs: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
+        """Add one batch: each output's ``sem_seg`` [K,H,W] against its target's
+        ``semantic_mask`` [H,W]."""
+        for i, (out, t) in enumerate(zip(outputs, targets)):
+            if "sem_seg" not in out or "semantic_mask" not in t:
+                raise DataError(
+                    f"seg_miou needs 'sem_seg' in outputs and 'semantic_mask' in targets; image "
+                    f"{i} has outputs {sorted(out)} and targets {sorted(t)}"
+                )
+            pred = out["sem_seg"].detach().argmax(0).to(self.device)
+            gt = t["semantic_mask"].to(self.device, torch.int64)
+            if pred.shape != gt.shape:
+                raise DataError(
+                    f"seg_miou: sem_seg of image {i} is {tuple(pred.shape)}, its semantic_mask "
+                    f"{tuple(gt.shape)}; a model returns logits at its input image's size"
+                )
             keep = gt != self.cfg.ignore_index
             if ((gt[keep] < 0) | (gt[keep] >= self.k)).any():
                 raise ValueError(f"semantic_mask has labels outside 0..{self.k - 1} (and 255)")
-            idx = gt[keep] * self.k + p[keep]
-            self.confusion += torch.bincount(idx, minlength=self.k * self.k).reshape(self.k, self.k)
-
-    def state(self) -> np.ndarray:
-        """The confusion matrix (numpy)."""
-        return self.confusion.numpy()
-
-    def merge(self, states: Sequence[np.ndarray]) -> None:
-        """Sum of every rank's confusion matrix."""
-        self.confusion = torch.from_numpy(np.sum(np.stack(states), 0)).to(torch.int64)
+            idx = gt[keep] * self.k + pred[keep]
+            counts = torch.bincount(idx, minlength=self.k * self.k).reshape(self.k, self.k)
+            self.confusion += counts
 
     def per_class(self) -> tuple[np.ndarray, np.ndarray]:
         """IoU and accuracy (recall) per class [K], NaN where the class never occurs."""
-        cm = self.confusion.double().numpy()
+        cm = self.confusion.double().cpu().numpy()
         tp = np.diag(cm)
         union = cm.sum(0) + cm.sum(1) - tp
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -85,19 +85,20 @@ class SegMIoU(Metric):
     def compute(self) -> dict[str, float]:
         """``seg/mIoU``, ``seg/pixel_acc``, ``seg/mean_acc`` (-1 before any pixel)."""
         total = int(self.confusion.sum())
+        self._rows = self.per_class()  # from the reduced matrix, for summary()
         if total == 0:
             return {"seg/mIoU": -1.0, "seg/pixel_acc": -1.0, "seg/mean_acc": -1.0}
-        iou, acc = self.per_class()
+        iou, acc = self._rows
         return {
             "seg/mIoU": float(np.nanmean(iou)),
-            "seg/pixel_acc": float(np.trace(self.confusion.numpy()) / total),
+            "seg/pixel_acc": float(np.trace(self.confusion.cpu().numpy()) / total),
             "seg/mean_acc": float(np.nanmean(acc)),
         }
 
     def summary(self) -> str:
         """mIoU, pixel accuracy and per-class IoU / accuracy rows."""
         res = self.compute()
-        iou, acc = self.per_class()
+        iou, acc = self._rows
         lines = [
             f"segmentation: mIoU {res['seg/mIoU']:.4f}, pixel acc {res['seg/pixel_acc']:.4f}, "
             f"mean acc {res['seg/mean_acc']:.4f}",

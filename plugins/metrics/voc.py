@@ -10,6 +10,11 @@ devkit-converted ones on tiny boxes.
 
 Keys: ``voc/mAP`` (all-point interpolation, VOC2010+), ``voc/mAP11`` (11-point, VOC2007); a
 class without ground truth is left out of the means. ``summary`` lists both per class.
+
+State: ``torchmetrics`` list states of float64 rows, concatenated across ranks before
+``compute`` (each image on one rank; an image id seen twice on a rank keeps its first record):
+image ids, ground truth ``(id, x1, y1, x2, y2, label, difficult)``, detections
+``(id, x1, y1, x2, y2, score, label)``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ from torchvision.ops import box_iou
 from anchorage.core.config import injected
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
+
+from .state import rows_by_image, table
 
 
 def _np(x: Any) -> np.ndarray:
@@ -80,6 +87,10 @@ def match_image(
     return flags
 
 
+def _row_tensor(*columns: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.column_stack(columns), dtype=torch.float64)
+
+
 @attrs.frozen(kw_only=True)
 class VocConfig:
     class_names: tuple[str, ...] = injected(default=())
@@ -93,37 +104,52 @@ class VocAP(Metric):
     """Pascal VOC AP per class (see the module docstring): ``voc/mAP``, ``voc/mAP11``."""
 
     def __init__(self, cfg: VocConfig) -> None:
+        super().__init__()
         self.cfg = cfg
         self.class_names = list(cfg.class_names)
-        self.reset()
+        for name in ("ids", "gt", "dt"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+        self._seen: set[int] = set()
+        self.images: dict[int, dict[str, np.ndarray]] = {}
 
     def reset(self) -> None:
         """Forget every image."""
-        self.images: dict[int, dict[str, np.ndarray]] = {}
+        super().reset()
+        self._seen = set()
+        self.images = {}
 
     def update(self, outputs: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]]) -> None:
         """Record ground truth (boxes, labels, iscrowd = difficult) and detections per image."""
         for out, tgt in zip(outputs, targets):
-            n = len(tgt["labels"])
-            self.images.setdefault(
-                int(tgt["image_id"]),
-                {
-                    "gt_boxes": _np(tgt["boxes"]).astype(np.float32).reshape(-1, 4),
-                    "gt_labels": _np(tgt["labels"]).astype(np.int64).reshape(-1),
-                    "difficult": _np(tgt.get("iscrowd", np.zeros(n))).astype(bool).reshape(-1),
-                    "dt_boxes": _np(out["boxes"]).astype(np.float32).reshape(-1, 4),
-                    "scores": _np(out["scores"]).astype(np.float64).reshape(-1),
-                    "dt_labels": _np(out["labels"]).astype(np.int64).reshape(-1),
-                },
-            )
+            image_id = int(tgt["image_id"])
+            if image_id in self._seen:
+                continue
+            self._seen.add(image_id)
+            n, k = len(tgt["labels"]), len(out["labels"])
+            difficult = _np(tgt.get("iscrowd", np.zeros(n))).astype(bool).reshape(-1)
+            gt = [np.full(n, image_id), _np(tgt["boxes"]).reshape(-1, 4), _np(tgt["labels"])]
+            dt = [np.full(k, image_id), _np(out["boxes"]).reshape(-1, 4), _np(out["scores"])]
+            self.ids.append(torch.tensor([image_id], dtype=torch.float64, device=self.device))
+            self.gt.append(_row_tensor(*gt, difficult).to(self.device))
+            self.dt.append(_row_tensor(*dt, _np(out["labels"])).to(self.device))
 
-    def state(self) -> dict[int, dict[str, np.ndarray]]:
-        """Per-image numpy arrays (picklable)."""
-        return self.images
-
-    def merge(self, states: Sequence[dict[int, dict[str, np.ndarray]]]) -> None:
-        """Union of every rank's images."""
-        self.images = {k: v for s in reversed(states) for k, v in s.items()}
+    def _unpack(self) -> dict[int, dict[str, np.ndarray]]:
+        """Per-image arrays from the (reduced) state; boxes back in float32 as recorded."""
+        gt, dt = table(self.gt, 7), table(self.dt, 7)
+        ids = np.array(list(dict.fromkeys(table(self.ids, 1)[:, 0].astype(np.int64).tolist())))
+        gt_rows, dt_rows = rows_by_image(gt, ids), rows_by_image(dt, ids)
+        images = {}
+        for image_id in ids.tolist():
+            g, d = gt_rows[image_id], dt_rows[image_id]
+            images[image_id] = {
+                "gt_boxes": gt[g, 1:5].astype(np.float32),
+                "gt_labels": gt[g, 5].astype(np.int64),
+                "difficult": gt[g, 6].astype(bool),
+                "dt_boxes": dt[d, 1:5].astype(np.float32),
+                "scores": dt[d, 5],
+                "dt_labels": dt[d, 6].astype(np.int64),
+            }
+        return images
 
     def _labels(self) -> list[int]:
         if self.class_names:
@@ -165,7 +191,9 @@ class VocAP(Metric):
 
     def compute(self) -> dict[str, float]:
         """``voc/mAP`` (all-point) and ``voc/mAP11`` (11-point); -1 without any gt."""
-        rows = [r for r in self.per_class() if r[3] > 0]
+        self.images = self._unpack()
+        self._rows = self.per_class()
+        rows = [r for r in self._rows if r[3] > 0]
         if not rows:
             return {"voc/mAP": -1.0, "voc/mAP11": -1.0}
         return {
@@ -181,7 +209,7 @@ class VocAP(Metric):
             f"mAP {res['voc/mAP']:.4f}, mAP11 {res['voc/mAP11']:.4f}",
             f"{'class':<20} {'AP':>7} {'AP11':>7} {'#gt':>7}",
         ]
-        for c, ap, ap11, n in self.per_class():
+        for c, ap, ap11, n in self._rows:
             name = self.class_names[c - 1] if 1 <= c <= len(self.class_names) else str(c)
             lines.append(f"{name:<20} {ap:>7.4f} {ap11:>7.4f} {n:>7d}")
         return "\n".join(lines)

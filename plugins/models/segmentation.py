@@ -1,16 +1,19 @@
 """Semantic segmentation models: ``semantic_segmentation`` (backbone + head (+ aux head)).
 
-``SegmentationModel`` holds what every dense-prediction model shares (``unet`` reuses it):
+``SegmentationModel`` holds what every dense-prediction model shares (``unet`` reuses it). It
+follows the contract of every anchorage model:
 
-- train mode: each (image, ``semantic_mask``) pair is randomly cropped to ``crop_size`` with
-  ``transforms.v2.RandomCrop`` (padding images with 0 and masks with the loss's ignore label
-  when they are smaller), so labels are never interpolated; the loss is a registered
-  ``loss`` component (``cross_entropy`` by default).
-- eval mode: images are padded bottom/right to the batch's largest size; when that exceeds
-  ``tile_size`` (default: ``crop_size``) the logits come from overlapping tiles of that size
-  averaged where they overlap (``tiling.sliding_window``), else from one forward pass.
-
-Images are normalised by the data pipeline (segmentation specs put ``Normalize`` there).
+- images come as given by the data pipeline (float 0..1, plain tensors) and are normalised
+  inside the model (``mean``/``std``), as detection models do;
+- augmentation, random crops included, belongs to the data pipeline (the ``random_crop``
+  transform crops image and ``semantic_mask`` together, so labels are never interpolated);
+- train mode: images (and masks) are padded bottom/right to the batch's largest size (masks
+  with the loss's ignore label); the loss is a registered ``loss`` component
+  (``cross_entropy`` by default);
+- eval mode: one dict per image, ``{"sem_seg": [C+1,H_i,W_i]}`` logits at the image's own
+  size. The batch is padded to its largest size; above ``tile_size`` the logits come from
+  overlapping tiles of that size averaged where they overlap (``tiling.sliding_window``),
+  else from one forward pass.
 """
 
 from __future__ import annotations
@@ -22,8 +25,6 @@ import attrs
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import tv_tensors
-from torchvision.transforms import v2
 
 from anchorage.core import component
 from anchorage.core.build import build_child  # re-exported: older imports use this path
@@ -41,11 +42,16 @@ def _positive_pair(_inst: object, attribute: Any, value: tuple[int, int] | None)
 
 @attrs.frozen(kw_only=True)
 class SegmentationOptions:
-    """Options every segmentation model shares (classes, loss, cropping, tiling)."""
+    """Options every segmentation model shares (classes, normalisation, loss, tiling).
+
+    ``mean``/``std``: per-channel normalisation of 0..1 images, inside the model.
+    ``tile_size``: eval images larger than this are predicted tile by tile (None: one pass).
+    """
 
     num_classes: int = attrs.field(validator=attrs.validators.gt(0))
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     loss: Any = component("loss", optional=True, role="segmentation_loss")
-    crop_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_size: tuple[int, int] | None = attrs.field(default=None, validator=_positive_pair)
     tile_overlap: float = attrs.field(
         default=1 / 3, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
@@ -56,11 +62,10 @@ class SegmentationOptions:
 class SegmentationModel(nn.Module):
     """Dense-prediction I/O shared by segmentation models (see the module docstring).
 
-    ``forward(images, targets=None)``: ``images`` list of B float ``[3, H_i, W_i]``.
+    ``forward(images, targets=None)``: ``images`` list of B float ``[3, H_i, W_i]`` (0..1).
     Train mode: ``targets[i]["semantic_mask"]`` int64 ``[H_i, W_i]`` (0 background, 1..C,
-    ignore label); returns ``{"loss_seg": scalar}`` (+ ``loss_aux``). Eval mode: returns
-    ``{"out": [B, C+1, H, W]}`` logits, H, W the largest image size of the batch; image i's
-    pixels are ``out[i, :, :H_i, :W_i]``. Subclasses implement ``predict``.
+    ignore label); returns ``{"loss_seg": scalar}`` (+ ``loss_aux``). Eval mode: returns one
+    dict per image, ``{"sem_seg": [C+1, H_i, W_i]}`` logits. Subclasses implement ``predict``.
     """
 
     def __init__(self, cfg: SegmentationOptions) -> None:
@@ -69,6 +74,8 @@ class SegmentationModel(nn.Module):
         self.loss = build_child("loss", cfg.loss or {"type": "cross_entropy"})
         self.ignore_index = int(getattr(getattr(self.loss, "cfg", None), "ignore_index", 255))
         self.aux_weight = 0.0
+        self.register_buffer("mean", torch.tensor(cfg.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std).view(3, 1, 1), persistent=False)
 
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x`` float ``[B,3,H,W]`` → ``{"out": [B,C+1,H,W]}`` (+ ``"aux"`` in train mode)."""
@@ -76,19 +83,19 @@ class SegmentationModel(nn.Module):
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict] | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        # each image is normalised before padding, so padding is 0 in normalised space
+        x = _pad_stack([(im - self.mean) / self.std for im in images], 0)
         if self.training:
             if targets is None:
                 raise DataError("a segmentation model in train mode needs targets")
-            x, masks = self.crop_batch(images, targets)
-            return self.compute_loss(self.predict(x), masks)
-        x = _pad_stack([_plain(im) for im in images], 0)
-        return {"out": self.infer(x)}
+            return self.compute_loss(self.predict(x), self.stack_masks(targets))
+        logits = self.infer(x)
+        sizes = [im.shape[-2:] for im in images]
+        return [{"sem_seg": lg[:, :h, :w]} for lg, (h, w) in zip(logits, sizes)]
 
-    def crop_batch(
-        self, images: list[torch.Tensor], targets: list[dict]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Random ``crop_size`` crops of images and masks → ``[B,3,h,w]``, ``[B,h,w]`` int64."""
+    def stack_masks(self, targets: list[dict]) -> torch.Tensor:
+        """``semantic_mask`` of every target, padded with the ignore label → ``[B,H,W]`` int64."""
         masks = []
         for i, t in enumerate(targets):
             if "semantic_mask" not in t:
@@ -96,19 +103,8 @@ class SegmentationModel(nn.Module):
                     f"target {i} has no 'semantic_mask' (keys {sorted(t)}); ask the dataset "
                     "for semantic masks"
                 )
-            masks.append(_plain(t["semantic_mask"]).to(torch.int64))
-        if self.cfg.crop_size is None:
-            return _pad_stack([_plain(im) for im in images], 0), _pad_stack(
-                masks, self.ignore_index
-            )
-        crop = v2.RandomCrop(
-            self.cfg.crop_size,
-            pad_if_needed=True,
-            fill={tv_tensors.Image: 0, tv_tensors.Mask: self.ignore_index},
-        )
-        pairs = [crop(tv_tensors.Image(im), tv_tensors.Mask(m)) for im, m in zip(images, masks)]
-        x = torch.stack([_plain(p[0]) for p in pairs])
-        return x, torch.stack([_plain(p[1]) for p in pairs])
+            masks.append(t["semantic_mask"].to(torch.int64))
+        return _pad_stack(masks, self.ignore_index)
 
     def compute_loss(
         self, outputs: dict[str, torch.Tensor], masks: torch.Tensor
@@ -122,22 +118,18 @@ class SegmentationModel(nn.Module):
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
         """Eval logits ``[B,C+1,H,W]`` for ``x`` ``[B,3,H,W]``, tiled above the tile size."""
-        crop = self.cfg.tile_size or self.cfg.crop_size
-        if crop is None or (x.shape[-2] <= crop[0] and x.shape[-1] <= crop[1]):
+        tile = self.cfg.tile_size
+        if tile is None or (x.shape[-2] <= tile[0] and x.shape[-1] <= tile[1]):
             return self.predict(x)["out"]
         keep = 1.0 - self.cfg.tile_overlap
-        stride = (max(1, math.floor(crop[0] * keep)), max(1, math.floor(crop[1] * keep)))
+        stride = (max(1, math.floor(tile[0] * keep)), max(1, math.floor(tile[1] * keep)))
         return sliding_window(
             lambda t: self.predict(t)["out"],
             x,
-            crop,
+            tile,
             stride,
             tiles_per_batch=self.cfg.tiles_per_batch,
         )
-
-
-def _plain(t: torch.Tensor) -> torch.Tensor:
-    return t.as_subclass(torch.Tensor)
 
 
 def _pad_stack(items: list[torch.Tensor], value: float) -> torch.Tensor:
@@ -161,7 +153,7 @@ _BACKBONE_EXAMPLE = {"type": "resnet18", "norm": "bn", "return_layers": ("layer3
             "backbone": _BACKBONE_EXAMPLE,
             "head": {"type": "tv_fcn_head"},
             "aux_head": {"type": "tv_fcn_head"},
-            "crop_size": (64, 64),
+            "tile_size": (64, 64),
         },
     ),
 )

@@ -7,7 +7,8 @@ feature map of the same resolution (the skip), two conv blocks. A 1×1 conv give
 Convolutions are padded ("same"), so the output has the input's size; inputs are zero-padded
 bottom/right to a multiple of 2^depth and the logits cropped back.
 
-Training crops, the loss and tiled inference come from ``SegmentationModel``.
+Normalisation, the loss, tiled inference and the per-image eval output come from
+``SegmentationModel``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def double_conv(in_channels: int, out_channels: int, norm: bool) -> nn.Sequentia
     "unet",
     examples=(
         {"num_classes": 2, "base_channels": 4, "depth": 2},
-        {"num_classes": 1, "base_channels": 4, "depth": 1, "norm": False, "crop_size": (32, 32)},
+        {"num_classes": 1, "base_channels": 4, "depth": 1, "norm": False, "tile_size": (32, 32)},
     ),
 )
 class UNet(SegmentationModel):

@@ -9,7 +9,7 @@ degenerate, together with their labels, iscrowd, area and instance masks.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -54,6 +54,44 @@ class ResizedCropConfig:
 def random_resized_crop(cfg: ResizedCropConfig) -> v2.Transform:
     """Crop a random area/aspect part and resize it to ``size`` (v2.RandomResizedCrop)."""
     return v2.RandomResizedCrop(cfg.size, scale=cfg.scale, ratio=cfg.ratio, antialias=cfg.antialias)
+
+
+class PaddedRandomCrop(v2.RandomCrop):
+    """``v2.RandomCrop`` with ``pad_if_needed`` that pads a semantic mask (a 2-D
+    ``tv_tensors.Mask`` ``[H,W]``) with ``ignore_index`` and instance masks ``[N,H,W]`` with 0,
+    so padded pixels are never scored and never become an instance."""
+
+    def __init__(
+        self, size: tuple[int, int], image_fill: tuple[float, ...], ignore_index: int
+    ) -> None:
+        super().__init__(
+            list(size), pad_if_needed=True, fill={tv_tensors.Image: list(image_fill), "others": 0}
+        )
+        self.ignore_index = ignore_index
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        if isinstance(inpt, tv_tensors.Mask) and inpt.ndim == 2 and params["needs_pad"]:
+            inpt = self._call_kernel(
+                v2.functional.pad, inpt, padding=params["padding"], fill=self.ignore_index
+            )
+            params = {**params, "needs_pad": False}
+        return super().transform(inpt, params)
+
+
+@attrs.frozen(kw_only=True)
+class RandomCropConfig:
+    size: tuple[int, int]  # (H, W)
+    # the ImageNet mean: what in-model normalisation maps to 0, so padding is neutral
+    fill: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    ignore_index: int = 255
+
+
+@TRANSFORMS.register("random_crop", config=RandomCropConfig, examples=({"size": (32, 36)},))
+def random_crop(cfg: RandomCropConfig) -> v2.Transform:
+    """A random ``size`` crop of image, boxes and masks (v2.RandomCrop), padding smaller images
+    bottom/right first: the image with ``fill``, ``semantic_mask`` with ``ignore_index``,
+    instance masks with 0. Labels are cut, never resampled (segmentation training crops)."""
+    return PaddedRandomCrop(cfg.size, cfg.fill, cfg.ignore_index)
 
 
 @attrs.frozen(kw_only=True)
@@ -152,8 +190,8 @@ class NormalizeConfig:
 
 @TRANSFORMS.register("normalize", config=NormalizeConfig)
 def normalize(cfg: NormalizeConfig) -> v2.Transform:
-    """(image - mean) / std on float images (v2.Normalize); for segmentation pipelines only —
-    detection models normalise inside the model."""
+    """(image - mean) / std on float images (v2.Normalize). anchorage's models normalise inside
+    the model (their ``mean``/``std``); this is for models that expect normalised input."""
     return v2.Normalize(list(cfg.mean), list(cfg.std))
 
 

@@ -134,3 +134,22 @@ def test_register_plugin_by_hand() -> None:
     finally:
         MATCHERS.unregister("hand_matcher")
         unregister_plugin(name)
+
+
+def test_a_lookup_loads_no_plugin() -> None:
+    """Registries fill at the named loading point only, never as a side effect of a lookup."""
+    code = textwrap.dedent(
+        """
+        from anchorage.core.plugins import ensure_plugins_loaded
+        from anchorage.core.registry import MODELS
+        before = (len(MODELS.names()), "ssd" in MODELS)
+        ensure_plugins_loaded()
+        print(*before, len(MODELS.names()) > 0)
+        """
+    )
+    env = {**os.environ, "ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["0", "False", "True"]

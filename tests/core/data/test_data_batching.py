@@ -20,12 +20,22 @@ def _target(n: int, crowd: tuple[int, ...] = ()) -> dict:
 
 
 def test_collate_keeps_sizes_and_drops_skipped_samples():
-    a = (torch.zeros(3, 10, 12), _target(1))
-    b = (torch.zeros(3, 20, 8), _target(2))
+    a = (tv_tensors.Image(torch.zeros(3, 10, 12)), _target(1))
+    b = (torch.zeros(3, 20, 8), {**_target(2), "image_id": 7})
     images, targets = collate_detection([a, None, b])
     assert [im.shape for im in images] == [(3, 10, 12), (3, 20, 8)]
-    assert targets[1] is b[1]
+    assert list(targets[1]) == list(b[1]) and targets[1]["image_id"] == 7
+    assert torch.equal(targets[1]["boxes"], b[1]["boxes"])
     assert collate_detection([None]) == ([], [])
+
+
+def test_collate_unwraps_tv_tensors_once_for_the_models():
+    mask = tv_tensors.Mask(torch.zeros(5, 5, dtype=torch.int64))
+    images, targets = collate_detection(
+        [(tv_tensors.Image(torch.zeros(3, 5, 5)), {**_target(1), "semantic_mask": mask})]
+    )
+    assert type(images[0]) is torch.Tensor
+    assert all(type(v) is torch.Tensor for v in targets[0].values())
 
 
 def test_pad_targets_pads_with_minus_one_and_marks_crowd_invalid():

@@ -1,4 +1,4 @@
-"""Drawing dispatches on the output type: detection boxes, semantic overlays, new kinds."""
+"""Drawing one image's output: each field it has is a layer (semantic overlay, masks, boxes)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import torch
 from torchvision.utils import draw_bounding_boxes
 
 from anchorage.core.engine import visualize
-from anchorage.core.engine.visualize import draw_prediction, split_outputs
+from anchorage.core.engine.visualize import draw_prediction
 
 
 def test_detection_matches_torchvision_drawing_above_threshold() -> None:
@@ -28,35 +28,36 @@ def test_detection_matches_torchvision_drawing_above_threshold() -> None:
 
 def test_semantic_overlay_colours_predicted_classes_only() -> None:
     image = torch.zeros(3, 8, 8)
-    logits = torch.zeros(1, 3, 8, 8)
-    logits[0, 2, :4] = 5.0  # top half: class 2; bottom half: background
-    got = draw_prediction(image, {"out": logits}, ["a", "b"])
+    logits = torch.zeros(3, 8, 8)
+    logits[2, :4] = 5.0  # top half: class 2; bottom half: background
+    got = draw_prediction(image, {"sem_seg": logits}, ["a", "b"])
     assert got.dtype == torch.uint8 and got.shape == (3, 8, 8)
     assert (got[:, :4] != 0).any(dim=0).all() and (got[:, 4:] == 0).all()
 
 
-def test_semantic_logits_of_another_size_are_resized() -> None:
-    got = draw_prediction(torch.zeros(3, 16, 16), {"out": torch.randn(3, 8, 8)}, ["a", "b"])
+def test_semantic_overlay_follows_an_enlarged_drawing() -> None:
+    logits = torch.randn(3, 8, 8)
+    got = draw_prediction(torch.zeros(3, 8, 8), {"sem_seg": logits}, ["a", "b"], min_size=16)
     assert got.shape == (3, 16, 16)
 
 
-def test_split_outputs_for_both_kinds() -> None:
-    seg = split_outputs({"out": torch.zeros(2, 3, 4, 4)}, 2)
-    assert len(seg) == 2 and seg[1]["out"].shape == (3, 4, 4)
-    det = [{"boxes": torch.zeros(0, 4)}] * 2
-    assert split_outputs(det, 2) == det
-
-
-def test_new_output_kind_registers_a_drawer(monkeypatch) -> None:
-    monkeypatch.setattr(visualize, "_DRAWERS", list(visualize._DRAWERS))
-    with pytest.raises(TypeError, match="no drawer"):
+def test_an_output_with_nothing_to_draw_names_its_keys() -> None:
+    with pytest.raises(TypeError, match="keypoints"):
         draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, [])
 
-    @visualize.register_drawer(lambda o: "keypoints" in o)
-    def draw(image, output, names, thresh, scale):
-        return image + 1
 
-    assert (draw_prediction(torch.zeros(3, 4, 4), {"keypoints": 1}, []) == 1).all()
+def test_fields_are_layers_semantic_under_boxes() -> None:
+    logits = torch.zeros(3, 20, 30)
+    logits[1] = 5.0  # every pixel class 1
+    boxes = {
+        "boxes": torch.tensor([[2.0, 3.0, 12.0, 15.0]]),
+        "scores": torch.tensor([0.9]),
+        "labels": torch.tensor([2]),
+    }
+    seg = draw_prediction(torch.zeros(3, 20, 30), {"sem_seg": logits}, ["a", "b"])
+    both = draw_prediction(torch.zeros(3, 20, 30), {"sem_seg": logits, **boxes}, ["a", "b"])
+    expected = draw_prediction(seg.float() / 255, boxes, ["a", "b"])
+    assert torch.equal(both, expected)
 
 
 def test_instance_masks_are_overlaid_with_their_boxes() -> None:

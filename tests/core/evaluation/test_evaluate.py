@@ -1,6 +1,12 @@
-"""build_metrics, evaluate() over a loader, and the cross-rank gather path."""
+"""build_metrics, evaluate() over a loader, and the cross-rank reduction (two gloo ranks)."""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +16,6 @@ from anchorage.core import Spec
 from anchorage.core.data import build_dataloader, build_dataset
 from anchorage.core.errors import SpecError
 from anchorage.core.evaluation import build_metrics, evaluate
-from anchorage.core.evaluation import loop as evaluate_module
 
 
 class Oracle(nn.Module):
@@ -70,8 +75,32 @@ def test_evaluate_with_oracle_gives_perfect_scores(spec):
     assert "rectangle" in metrics[0].summary()
 
 
-def test_gather_path_merges_rank_states(spec, monkeypatch):
-    """Two fake ranks evaluate disjoint halves; rank 0's merged result equals one pass."""
+DDP_SCRIPT = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+from anchorage.core import Spec
+from anchorage.core.data import build_dataloader, build_dataset
+from anchorage.core.evaluation import build_metrics, evaluate
+sys.path.insert(0, sys.argv[3])
+from test_evaluate import Oracle
+
+dist.init_process_group("gloo")
+spec = Spec.from_dict(json.loads(sys.argv[1]))
+dataset = build_dataset(spec, "val")
+model = Oracle(dataset, drop_every=3)
+loader = build_dataloader(spec, "val", dataset=dataset, distributed=True)
+assert len(loader.sampler) == 5  # each rank sees its half
+res = evaluate(model, loader, build_metrics(spec, dataset.class_names), "cpu", progress=False)
+with open(f"{sys.argv[2]}.{dist.get_rank()}", "w") as f:
+    json.dump(res, f)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_two_ranks_reduce_metric_states_to_the_single_process_numbers(spec, tmp_path):
+    """torchrun with 2 CPU ranks (gloo): every rank's numbers equal one pass over the data."""
     dataset = build_dataset(spec, "val")
     model = Oracle(dataset, drop_every=3)
     loader = build_dataloader(spec, "val", dataset=dataset)
@@ -79,32 +108,20 @@ def test_gather_path_merges_rank_states(spec, monkeypatch):
         model, loader, build_metrics(spec, dataset.class_names), "cpu", progress=False
     )
     assert 0 < single["bbox/AP"] < 1
-
-    halves = [list(range(0, 10, 2)), list(range(1, 10, 2))]
-    other_states = []
-    other = build_metrics(spec, dataset.class_names)
-    for m in other:
-        for i in halves[1]:
-            image, t = dataset[i]
-            m.update(model.eval()([image]), [t])
-        other_states.append(m.state())
-    calls = iter(other_states)
-
-    def all_gather_object(out, obj):
-        out[0], out[1] = obj, next(calls)
-
-    monkeypatch.setattr(evaluate_module, "_distributed", lambda: True)
-    monkeypatch.setattr(evaluate_module.dist, "get_world_size", lambda: 2)
-    monkeypatch.setattr(evaluate_module.dist, "get_rank", lambda: 0)
-    monkeypatch.setattr(evaluate_module.dist, "all_gather_object", all_gather_object)
-    monkeypatch.setattr(evaluate_module.dist, "broadcast_object_list", lambda box, src: None)
-    shard = torch.utils.data.DataLoader(
-        torch.utils.data.Subset(dataset, halves[0]),
-        batch_size=2,
-        collate_fn=lambda b: tuple(map(list, zip(*b))),
-    )
-    merged = evaluate(model, shard, build_metrics(spec, dataset.class_names), "cpu", progress=False)
-    assert merged == pytest.approx(single)
+    script = tmp_path / "ddp_eval.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "res"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+         "--standalone", str(script), json.dumps(spec.to_dict()), str(out),
+         str(Path(__file__).parent)],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for rank in (0, 1):
+        got = json.loads(Path(f"{out}.{rank}").read_text())
+        assert got == pytest.approx(single)
 
 
 def test_eval_section_errors():

@@ -1,10 +1,17 @@
-"""fcn_resnet50: converted torchvision weights give torchvision's logits (spec + converter)."""
+"""FCN: converted torchvision weights give torchvision's logits (spec + converter).
+
+Checked on a ResNet-18 twin (torchvision's ``FCN`` class over ResNet-18 without dilation, which
+``BasicBlock`` does not support) and, marked slow, on ``fcn_resnet50`` and its spec.
+"""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torchvision.models import resnet18
+from torchvision.models._utils import IntermediateLayerGetter
 from torchvision.models.segmentation import fcn_resnet50
+from torchvision.models.segmentation.fcn import FCN, FCNHead
 
 from anchorage.core import build_model, load_spec
 from anchorage.core.errors import CheckpointError
@@ -23,20 +30,35 @@ def _randomize_batchnorm(model: torch.nn.Module) -> None:
                 m.bias.uniform_(-0.2, 0.2)
 
 
-def test_fcn_resnet50_matches_torchvision() -> None:
+def _twin(depth: int) -> tuple[torch.nn.Module, list[str]]:
+    """torchvision FCN (aux head, 21 classes) and the overrides that make our spec its twin."""
+    if depth == 50:
+        return fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True, num_classes=21), []
+    body = IntermediateLayerGetter(resnet18(weights=None), {"layer3": "aux", "layer4": "out"})
+    overrides = [
+        "model.backbone.type=resnet18",
+        "model.backbone.replace_stride_with_dilation=[false,false,false]",
+    ]
+    return FCN(body, FCNHead(512, 21), FCNHead(256, 21)), overrides
+
+
+@pytest.mark.parametrize("depth", [18, pytest.param(50, marks=pytest.mark.slow)])
+def test_fcn_matches_torchvision(depth: int) -> None:
     torch.manual_seed(0)
-    tv = fcn_resnet50(weights=None, weights_backbone=None, aux_loss=True, num_classes=21)
+    tv, overrides = _twin(depth)
     _randomize_batchnorm(tv)
     tv.eval()
-    model = build_model(load_spec("specs/fcn_resnet50_coco.yaml")).eval()
+    model = build_model(load_spec("specs/fcn_resnet50_coco.yaml", overrides)).eval()
     model.load_state_dict(convert_fcn(tv.state_dict()))
-    x = torch.randn(1, 3, 96, 128)
+    image = torch.rand(3, 96, 128)
+    # torchvision's FCN takes normalised input; ours normalises inside (ImageNet mean/std)
+    x = ((image - model.mean) / model.std)[None]
     with torch.no_grad():
         ref = tv(x)
-        out = model([x[0]])["out"]
+        (out,) = model([image])
         aux = model.aux_head(model.backbone(x), (96, 128))["logits"]
-    assert out.shape == (1, 21, 96, 128)
-    assert (out - ref["out"]).abs().max() <= 1e-4
+    assert out["sem_seg"].shape == (21, 96, 128)
+    assert (out["sem_seg"] - ref["out"][0]).abs().max() <= 1e-4
     assert (aux - ref["aux"]).abs().max() <= 1e-4
 
 

@@ -1,9 +1,11 @@
-"""semantic_segmentation: crops (labels never interpolated), tiled eval, losses, aux head."""
+"""semantic_segmentation: normalisation inside, per-image eval output, tiled eval, losses, aux
+head; the random_crop transform (labels never interpolated)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torchvision import tv_tensors
 
 from anchorage.core import build_component
 from anchorage.core.errors import DataError, SpecError
@@ -26,38 +28,56 @@ class RampModel(SegmentationModel):
         return {"out": x[:, :2] + rows}
 
 
-def _ramp_model(crop: tuple[int, int] | None, tile: tuple[int, int] | None = None) -> RampModel:
-    options = SegmentationOptions(num_classes=1, crop_size=crop, tile_size=tile, tile_overlap=0.5)
+def _ramp_model(tile: tuple[int, int] | None) -> RampModel:
+    # identity normalisation: the ramp sees the input as given
+    options = SegmentationOptions(
+        num_classes=1, tile_size=tile, tile_overlap=0.5, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
+    )
     return RampModel(options)
 
 
-def test_train_crop_keeps_labels_exact() -> None:
+def test_random_crop_transform_keeps_labels_exact() -> None:
     torch.manual_seed(0)
-    model = _ramp_model((16, 12)).train()
+    crop = build_component("transform", {"type": "random_crop", "size": [16, 12]})
     masks = [torch.randint(0, 4, (30, 40)), torch.randint(0, 4, (10, 9))]
-    images = [m.float().expand(3, -1, -1) / 10 for m in masks]  # image encodes its label
-    x, y = model.crop_batch(images, [{"semantic_mask": m} for m in masks])
-    assert x.shape == (2, 3, 16, 12) and y.shape == (2, 16, 12) and y.dtype == torch.int64
-    valid = y != 255
-    torch.testing.assert_close(x[:, 0][valid] * 10, y[valid].float())  # aligned, not resampled
-    assert set(y[0].unique().tolist()) <= {0, 1, 2, 3}  # large image: a crop, no padding
-    assert (y[1] == 255).sum() == 16 * 12 - 10 * 9  # small image: padded with ignore
-    assert (x[1][:, y[1] == 255] == 0).all()
+    for m in masks:
+        image = tv_tensors.Image(m.float().expand(3, -1, -1) / 10)  # image encodes its label
+        instances = tv_tensors.Mask(torch.ones(1, *m.shape, dtype=torch.uint8))
+        x, t = crop(image, {"semantic_mask": tv_tensors.Mask(m), "masks": instances})
+        y = t["semantic_mask"]
+        assert x.shape == (3, 16, 12) and y.shape == (16, 12) and y.dtype == torch.int64
+        valid = y != 255
+        torch.testing.assert_close(x[0][valid] * 10, y[valid].float())  # aligned, not resampled
+        assert (t["masks"][0] == valid).all()  # instance masks padded with 0
+        if m.shape[0] > 16:  # large image: a crop, no padding
+            assert valid.all()
+        else:  # small image: padded with ignore; the image with the mean colour
+            assert (~valid).sum() == 16 * 12 - 10 * 9
+            mean = torch.tensor([0.485, 0.456, 0.406])
+            torch.testing.assert_close(x[:, ~valid], mean[:, None].expand(3, int((~valid).sum())))
 
 
-def test_eval_tiles_large_images_and_pads_batches() -> None:
+def test_images_are_normalised_inside_before_padding() -> None:
+    model = SegmentationModel(SegmentationOptions(num_classes=1, mean=(0.5, 0.5, 0.5)))
+    seen = []
+    model.predict = lambda x: seen.append(x) or {"out": x[:, :2]}
+    model.eval()([torch.full((3, 4, 4), 0.5), torch.full((3, 2, 6), 0.5)])
+    assert seen[0].shape == (2, 3, 4, 6) and (seen[0] == 0).all()  # padding is 0 too
+
+
+def test_eval_tiles_large_images_and_returns_each_image_at_its_size() -> None:
     model = _ramp_model((8, 8)).eval()
     big = torch.rand(3, 20, 13)
-    out = model([big])["out"]
+    (out,) = model([big])
     expected = sliding_window(lambda t: model.predict(t)["out"], big[None], (8, 8), (4, 4))
-    torch.testing.assert_close(out, expected)
-    assert not torch.allclose(out, model.predict(big[None])["out"])  # tiles differ from 1 pass
-    whole = _ramp_model((8, 8), tile=(20, 16)).eval()  # tiles larger than the training crop
-    torch.testing.assert_close(whole([big])["out"], model.predict(big[None])["out"])
+    torch.testing.assert_close(out["sem_seg"], expected[0])
+    assert not torch.allclose(out["sem_seg"], model.predict(big[None])["out"][0])  # tiles differ
+    whole = _ramp_model((20, 16)).eval()  # tiles larger than the image: one pass
+    torch.testing.assert_close(whole([big])[0]["sem_seg"], model.predict(big[None])["out"][0])
     small = [torch.rand(3, 6, 5), torch.rand(3, 8, 7)]
-    out = model(small)["out"]
-    assert out.shape == (2, 2, 8, 7)
-    torch.testing.assert_close(out[0, :, :6, :5], model.predict(small[0][None])["out"][0])
+    out = model(small)
+    assert [tuple(o["sem_seg"].shape) for o in out] == [(2, 6, 5), (2, 8, 7)]
+    torch.testing.assert_close(out[0]["sem_seg"], model.predict(small[0][None])["out"][0])
 
 
 def test_fcn_model_losses_aux_and_eval_shape() -> None:
@@ -71,7 +91,7 @@ def test_fcn_model_losses_aux_and_eval_shape() -> None:
             "head": {"type": "fcn_head"},
             "aux_head": {"type": "tv_fcn_head"},
             "aux_weight": 0.4,
-            "crop_size": [64, 64],
+            "tile_size": [64, 64],
         },
     )
     assert model.head.cfg.in_feature == "c5" and model.head.cfg.stride == 32
@@ -83,8 +103,9 @@ def test_fcn_model_losses_aux_and_eval_shape() -> None:
     sum(losses.values()).backward()
     assert model.backbone.body.conv1.weight.grad is not None
     with torch.no_grad():
-        out = model.eval()(images)["out"]
-    assert out.shape == (2, 4, 90, 80) and torch.isfinite(out).all()
+        out = model.eval()(images)
+    assert [tuple(o["sem_seg"].shape) for o in out] == [(4, 50, 70), (4, 90, 80)]
+    assert all(torch.isfinite(o["sem_seg"]).all() for o in out)
     with pytest.raises(DataError, match="semantic_mask"):
         model.train()(images, [{}, {}])
 

@@ -2,7 +2,10 @@
 
 Random init (fixed seed, ``weights=None``, ``weights_backbone=None``; torchvision then uses
 plain BatchNorm and trains every layer, so our specs are overridden to ``norm: bn``,
-``trainable_layers: 5``), small images of different sizes, ``min_size`` 192.
+``trainable_layers: 5``), small images of different sizes, ``min_size`` 192. Every property is
+checked on a ResNet-18 FPN twin (torchvision's ``FasterRCNN`` / ``MaskRCNN`` classes over
+``resnet_fpn_backbone("resnet18")``, built as ``*_resnet50_fpn`` builds its ResNet-50) and,
+marked slow, on the full-size ResNet-50 models of the specs.
 
 Train mode: both samplers are made deterministic — ours with ``order: first``, torchvision's
 ``BalancedPositiveNegativeSampler`` replaced by ``FirstSampler`` below (the same rule: the
@@ -16,14 +19,18 @@ import attrs
 import pytest
 import torch
 import torchvision
+from torch import nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 
 from anchorage.core import build_model, load_spec
 from anchorage.plugins.models.convert_rcnn import convert_torchvision_rcnn
 
 C = 4
 MIN, MAX = 192, 256
-POST_NMS_TEST, DETS = 300, 40
+# proposals kept after the RPN's NMS at test time, detections per image: fewer on the quick
+# ResNet-18 twin (its RoI heads dominate its time), the earlier values on ResNet-50
+LIMITS = {18: (100, 20), 50: (300, 40)}
 TOL = 1e-4
 
 
@@ -44,20 +51,31 @@ class FirstSampler(BalancedPositiveNegativeSampler):
         return pos_masks, neg_masks
 
 
-def _pair(masks: bool, dets: int = DETS) -> tuple[torch.nn.Module, torch.nn.Module]:
-    torch.manual_seed(0)
-    ctor = (
-        torchvision.models.detection.maskrcnn_resnet50_fpn
-        if masks
-        else torchvision.models.detection.fasterrcnn_resnet50_fpn
+DEPTHS = [18, pytest.param(50, marks=pytest.mark.slow)]
+
+
+def _torchvision(masks: bool, depth: int, **kwargs: object) -> torch.nn.Module:
+    detection = torchvision.models.detection
+    if depth == 50:
+        ctor = detection.maskrcnn_resnet50_fpn if masks else detection.fasterrcnn_resnet50_fpn
+        return ctor(weights=None, weights_backbone=None, **kwargs)
+    # what *_resnet50_fpn(weights=None) does, over another ResNet
+    backbone = resnet_fpn_backbone(
+        backbone_name=f"resnet{depth}", weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
     )
-    tv = ctor(
-        weights=None,
-        weights_backbone=None,
+    return (detection.MaskRCNN if masks else detection.FasterRCNN)(backbone, **kwargs)
+
+
+def _pair(masks: bool, depth: int) -> tuple[torch.nn.Module, torch.nn.Module]:
+    post_nms, dets = LIMITS[depth]
+    torch.manual_seed(0)
+    tv = _torchvision(
+        masks,
+        depth,
         num_classes=C + 1,
         min_size=MIN,
         max_size=MAX,
-        rpn_post_nms_top_n_test=POST_NMS_TEST,
+        rpn_post_nms_top_n_test=post_nms,
         box_detections_per_img=dets,
     )
     with torch.no_grad():  # random fc layers saturate the softmax: exact ties, ill-defined NMS
@@ -71,9 +89,10 @@ def _pair(masks: bool, dets: int = DETS) -> tuple[torch.nn.Module, torch.nn.Modu
             f"model.num_classes={C}",
             f"model.preprocess.min_size=[{MIN}]",
             f"model.preprocess.max_size={MAX}",
+            f"model.backbone.type=resnet{depth}",
             "model.backbone.norm=bn",
             "model.backbone.trainable_layers=5",
-            f"model.rpn.proposals.post_nms_top_n_test={POST_NMS_TEST}",
+            f"model.rpn.proposals.post_nms_top_n_test={post_nms}",
             f"model.roi_box.postprocessor.nms.detections_per_img={dets}",
             "model.rpn.sampler.order=first",
             "model.roi_box.sampler.order=first",
@@ -116,9 +135,9 @@ def _assert_same(expected: list[dict], got: list[dict]) -> None:
                 assert diff <= TOL, f"{key}: max abs difference {diff}"
 
 
-@pytest.fixture(scope="module")
-def mask_pair() -> tuple[torch.nn.Module, torch.nn.Module]:
-    return _pair(masks=True)
+@pytest.fixture(scope="module", params=DEPTHS, ids=lambda d: f"r{d}")
+def mask_pair(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, torch.nn.Module]:
+    return _pair(masks=True, depth=request.param)
 
 
 def test_mask_rcnn_eval_matches_torchvision_with_an_empty_image(mask_pair: tuple) -> None:
@@ -177,12 +196,13 @@ def test_mask_rcnn_train_losses_match_torchvision(mask_pair: tuple) -> None:
         assert want > 0, key
 
 
-def test_faster_rcnn_eval_matches_torchvision() -> None:
-    tv, ours = _pair(masks=False)
+@pytest.mark.parametrize("depth", DEPTHS, ids=lambda d: f"r{d}")
+def test_faster_rcnn_eval_matches_torchvision(depth: int) -> None:
+    tv, ours = _pair(masks=False, depth=depth)
     tv.eval()
     ours.eval()
     images = _images()
     with torch.no_grad():
         expected, got = tv(images), ours(images)
-    assert all(len(r["boxes"]) == DETS for r in expected)
+    assert all(len(r["boxes"]) == LIMITS[depth][1] for r in expected)
     _assert_same(expected, got)

@@ -16,13 +16,14 @@ def test_shapes_and_structure() -> None:
     assert [m.in_channels for m in model.ups] == [32, 16, 8]  # transposed convs halve
     assert model.decoders[0][0][0].in_channels == 32  # 16 (skip) + 16 (upsampled)
     with torch.no_grad():
-        out = model([torch.rand(3, 37, 50), torch.rand(3, 20, 21)])["out"]
-    assert out.shape == (2, 3, 37, 50) and torch.isfinite(out).all()
+        out = model([torch.rand(3, 37, 50), torch.rand(3, 20, 21)])
+    assert [tuple(o["sem_seg"].shape) for o in out] == [(3, 37, 50), (3, 20, 21)]
+    assert all(torch.isfinite(o["sem_seg"]).all() for o in out)
 
 
 def test_overfits_a_square() -> None:
     torch.manual_seed(0)
-    model = _unet(base_channels=4, depth=2, crop_size=(24, 24)).train()
+    model = _unet(base_channels=4, depth=2, tile_size=(24, 24)).train()
     mask = torch.zeros(24, 24, dtype=torch.int64)
     mask[6:14, 8:18] = 1
     mask[16:22, 2:8] = 2
@@ -37,6 +38,6 @@ def test_overfits_a_square() -> None:
         optimizer.step()
     model.eval()
     with torch.no_grad():
-        pred = model([image])["out"].argmax(1)[0]
+        pred = model([image])[0]["sem_seg"].argmax(0)
     assert loss.item() < 0.5 * first
     assert (pred == mask).float().mean() > 0.9

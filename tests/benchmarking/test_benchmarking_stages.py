@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
 
-from anchorage.core.benchmarking.stages import measure_stages, stage_targets
+from anchorage.benchmarking.stages import measure_stages, stage_targets
 
 CPU = torch.device("cpu")
 

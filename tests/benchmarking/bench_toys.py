@@ -18,7 +18,7 @@ import attrs
 import torch
 from torch import nn
 
-from anchorage.core.benchmarking import entries
+from anchorage.benchmarking import entries
 from anchorage.core.registry import MODELS
 
 NUM_DETECTIONS = 5

@@ -4,7 +4,8 @@ An entry string is either a spec path (``specs/ssd300_vgg16_coco.yaml``, also fo
 shipped zoo by file name) or ``tv:NAME`` for a torchvision detection or segmentation model
 built with ``weights=None, weights_backbone=None`` (no download). Every model is driven through
 anchorage's model I/O: ``model(images: list[Tensor[3,H,W]], targets)``; train mode returns a
-dict of ``loss_*`` tensors, eval mode detections per image or ``{"out": [B,C+1,H,W]}``.
+dict of ``loss_*`` tensors, eval mode one dict per image (detections, or ``{"sem_seg":
+[C+1,H,W]}``).
 torchvision's segmentation models take a batched tensor and return no loss, so they are wrapped
 in ``SegmentationAdapter``.
 
@@ -27,8 +28,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import AnchorageError, CheckpointError, SpecError
-from ..spec import SPECS_DIR, Spec, load_spec, resolve_spec_path
+from anchorage.core.errors import AnchorageError, CheckpointError, SpecError
+from anchorage.core.spec import SPECS_DIR, Spec, load_spec, resolve_spec_path
 
 Task = Literal["detection", "instance", "semantic"]
 Converter = Callable[..., Mapping[str, torch.Tensor]]
@@ -100,26 +101,35 @@ class BenchEntry:
         return self.request.name
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
 class SegmentationAdapter(nn.Module):
     """Gives a torchvision segmentation model anchorage's model I/O.
 
-    ``forward(images: list[Tensor[3,H,W]] | Tensor[B,3,H,W], targets=None)``: eval mode →
-    ``{"out": [B,C+1,H,W]}`` logits; train mode with targets (``semantic_mask`` int64 [H,W],
-    255 = ignore) → ``{"loss_seg": ...}``: cross-entropy on ``out`` plus 0.5 × the auxiliary
-    head's, as torchvision's reference training script computes it.
+    ``forward(images: list[Tensor[3,H,W]] | Tensor[B,3,H,W], targets=None)`` with 0..1
+    images of one size, normalised here with ImageNet's mean/std (torchvision's segmentation
+    models take normalised input; anchorage's normalise inside, as torchvision's detection
+    models do). Eval mode → one ``{"sem_seg": [C+1,H,W]}`` logits dict per image; train mode
+    with targets (``semantic_mask`` int64 [H,W], 255 = ignore) → ``{"loss_seg": ...}``:
+    cross-entropy on ``out`` plus 0.5 × the auxiliary head's, as torchvision's reference
+    training script computes it.
     """
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)
 
     def forward(
         self, images: Sequence[torch.Tensor] | torch.Tensor, targets: list[dict] | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
         x = images if isinstance(images, torch.Tensor) else torch.stack(list(images))
-        out = self.model(x)
+        out = self.model((x - self.mean) / self.std)
         if not self.training:
-            return {"out": out["out"]}
+            return [{"sem_seg": logits} for logits in out["out"]]
         if targets is None:
             raise ValueError("train mode needs targets with 'semantic_mask'")
         mask = torch.stack([t["semantic_mask"] for t in targets]).to(x.device).long()
@@ -273,7 +283,7 @@ def convert_twin_weights(
     The converter takes the torchvision state_dict (and, when it accepts two arguments, the
     target model) and returns a state_dict for ``model``. Errors say what did not fit.
     """
-    from ..checkpoint import check_state_fits
+    from anchorage.core.checkpoint import check_state_fits
 
     conv = converters.get(model_type)
     if conv is None:

@@ -9,8 +9,8 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from anchorage.core.benchmarking import EntryRequest, Settings, load_suite, make_settings
-from anchorage.core.benchmarking.entries import SegmentationAdapter, build_torchvision
+from anchorage.benchmarking import EntryRequest, Settings, load_suite, make_settings
+from anchorage.benchmarking.entries import SegmentationAdapter, build_torchvision
 from anchorage.core.errors import AnchorageError, SpecError
 
 
@@ -22,15 +22,18 @@ def test_segmentation_adapter_gives_anchorage_io_and_torchvision_reference_loss(
     masks = torch.randint(0, 3, (2, 32, 32))
     masks[:, :4] = 255  # ignored pixels
     model.eval()
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
     with torch.no_grad():
         out = model(images)
-        ref = model.model(torch.stack(images))
-    assert list(out) == ["out"] and torch.equal(out["out"], ref["out"])
+        ref = model.model((torch.stack(images) - mean) / std)  # torchvision: normalised input
+    assert [list(o) for o in out] == [["sem_seg"]] * 2
+    assert torch.equal(torch.stack([o["sem_seg"] for o in out]), ref["out"])
     model.train()
     torch.manual_seed(1)
     loss = model(images, [{"semantic_mask": m} for m in masks])
     torch.manual_seed(1)
-    raw = model.model(torch.stack(images))
+    raw = model.model((torch.stack(images) - mean) / std)
     expected = F.cross_entropy(raw["out"], masks, ignore_index=255) + 0.5 * F.cross_entropy(
         raw["aux"], masks, ignore_index=255
     )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from anchorage.core.benchmarking.timing import (
+from anchorage.benchmarking.timing import (
     CLOCKS,
     TimedTask,
     is_out_of_memory,

@@ -27,9 +27,10 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-from ..config import validate_section
-from ..errors import SpecError
-from ..spec import read_yaml, resolve_spec_path
+from anchorage.core.config import validate_section
+from anchorage.core.errors import SpecError
+from anchorage.core.spec import read_yaml, resolve_spec_path
+
 from .entries import TV_PREFIX, EntryRequest
 
 _sizes = v.deep_iterable(member_validator=v.ge(1), iterable_validator=v.min_len(1))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from anchorage.core.benchmarking import (
+from anchorage.benchmarking import (
     EntryRequest,
     Settings,
     environment,

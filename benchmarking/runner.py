@@ -18,8 +18,9 @@ import attrs
 import torch
 from torch import nn
 
-from ..checkpoint import check_state_fits, model_state, read_checkpoint
-from ..errors import AnchorageError
+from anchorage.core.checkpoint import check_state_fits, model_state, read_checkpoint
+from anchorage.core.errors import AnchorageError
+
 from .entries import BenchEntry, Converter, EntryRequest, convert_twin_weights, resolve_entry
 from .measure import (
     compare_outputs,

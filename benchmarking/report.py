@@ -104,6 +104,40 @@ def twin_pairs(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
     return pairs
 
 
+def noisy_comparisons(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
+    """Comparisons the timings cannot support: pairs (each entry with its twin, and each entry
+    with the first entry) and batch sizes where the larger p90 − p50 spread of the two exceeds
+    the difference of their p50s, so the reported ratio is within run-to-run noise."""
+    by_source = {r.source: r for r in results}
+    pairs = []
+    for r in results:
+        twin = by_source.get(r.twin or "")
+        if twin is not None and twin is not r:
+            pairs.append((r, twin, "twin"))
+        if results and r is not results[0] and results[0] is not twin:
+            pairs.append((r, results[0], "first"))
+    found = []
+    for a, b, role in pairs:
+        for kind in ("infer", "train"):
+            ta, tb = getattr(a, kind), getattr(b, kind)
+            for bs in ta:
+                spread, diff = _spread_and_diff(ta.get(bs, {}), tb.get(bs, {}))
+                if spread is not None and spread > diff:
+                    found.append(
+                        {"entry": a.name, "other": b.name, "role": role, "kind": kind,
+                         "batch": bs, "spread_ms": spread, "p50_diff_ms": diff}
+                    )  # fmt: skip
+    return found
+
+
+def _spread_and_diff(a: dict, b: dict) -> tuple[float | None, float]:
+    keys = ("p50_ms", "p90_ms")
+    if not all(isinstance(t.get(k), (int, float)) for t in (a, b) for k in keys):
+        return None, 0.0
+    spread = max(a["p90_ms"] - a["p50_ms"], b["p90_ms"] - b["p50_ms"])
+    return spread, abs(a["p50_ms"] - b["p50_ms"])
+
+
 def _ratio(a: dict, b: dict, bs: int) -> float | None:
     x, y = a.get(bs, {}).get("p50_ms"), b.get(bs, {}).get("p50_ms")
     return x / y if x and y else None
@@ -150,6 +184,7 @@ def markdown(results: Sequence[EntryResult], settings: Settings, env: dict[str, 
     if settings.train:
         lines += _train_table(results, settings)
     lines += _twin_table(results)
+    lines += _noise_notes(results, settings)
     lines += _stage_table(results, settings)
     lines += _ap_table(results)
     notes = [f"- {r.name}: {e}" for r in results for e in r.errors]
@@ -209,6 +244,30 @@ def _twin_table(results: Sequence[EntryResult]) -> list[str]:
     return lines
 
 
+def _noise_notes(results: Sequence[EntryResult], settings: Settings) -> list[str]:
+    found = noisy_comparisons(results)
+    if not found:
+        return []
+    clock = "process CPU time" if settings.clock == "cpu" else "wall clock"
+    lines = [
+        "",
+        "### Timing noise",
+        "",
+        f"These differences are smaller than the p90 − p50 spread of the timings ({clock}): "
+        "the ratio is within run-to-run noise; use more rounds"
+        + (", or --clock cpu --threads 1 on a shared CPU," if settings.clock != "cpu" else "")
+        + " before reading it.",
+        "",
+    ]
+    for n in found:
+        what = "inference" if n["kind"] == "infer" else "train step"
+        lines.append(
+            f"- WARNING {n['entry']} vs {n['other']} ({what}, batch {n['batch']}): p50 "
+            f"difference {n['p50_diff_ms']:.2f} ms < spread {n['spread_ms']:.2f} ms"
+        )
+    return lines
+
+
 def _stage_table(results: Sequence[EntryResult], settings: Settings) -> list[str]:
     seen = {s for r in results for s in r.stages} - {"other", "total"}
     names = [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
@@ -229,13 +288,21 @@ def _stage_table(results: Sequence[EntryResult], settings: Settings) -> list[str
 
 
 def _ap_table(results: Sequence[EntryResult]) -> list[str]:
-    rows = [r for r in results if r.metrics]
-    if not rows:
+    """Accuracy side by side: one row per metric, one column per entry that has metrics."""
+    entries = [r for r in results if r.metrics]
+    if not entries:
         return []
-    lines = ["", "### Accuracy", "", "| entry | metric | value |", "|---|---|---:|"]
-    for r in rows:
-        for key, value in r.metrics.items():
-            lines.append(f"| {r.name} | {key} | {_fmt(value, 4)} |")
+    keys = list(dict.fromkeys(k for r in entries for k in r.metrics))
+    lines = [
+        "",
+        "### Accuracy",
+        "",
+        "| metric | " + " | ".join(r.name for r in entries) + " |",
+        "|---|" + "---:|" * len(entries),
+    ]
+    for key in keys:
+        cells = [_fmt(r.metrics.get(key), 4) for r in entries]
+        lines.append(f"| {key} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -248,6 +315,7 @@ def to_json(
         "settings": attrs.asdict(settings),
         "entries": [attrs.asdict(r) for r in results],
         "twins": twin_pairs(results),
+        "timing_noise": noisy_comparisons(results),
     }
 
 
