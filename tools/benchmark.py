@@ -30,7 +30,6 @@ from typing import Any
 
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
-from anchorage.core.plugins import ensure_plugins_loaded
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -174,6 +173,8 @@ def converters() -> Mapping[str, Any]:
     the benchmark's twins are torchvision models, so only that source is kept. Model modules
     register their converters when imported, so the plugins are loaded first.
     """
+    from anchorage.core.plugins import ensure_plugins_loaded
+
     ensure_plugins_loaded()
     try:
         from anchorage.plugins.models.convert import CONVERTERS
