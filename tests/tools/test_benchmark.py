@@ -119,9 +119,11 @@ def test_tool_runs_a_torchvision_baseline_end_to_end(tmp_path: Path) -> None:
 
 
 def test_converters_load_the_plugins_that_register_them(monkeypatch) -> None:
+    import anchorage.core.plugins as plugins
+
     calls = []
-    real = benchmark.ensure_plugins_loaded
-    monkeypatch.setattr(benchmark, "ensure_plugins_loaded", lambda: calls.append(real()))
+    real = plugins.ensure_plugins_loaded
+    monkeypatch.setattr(plugins, "ensure_plugins_loaded", lambda: calls.append(real()))
     table = benchmark.converters()
     assert calls == [None]  # model modules register their converters when the plugins load
     assert {"single_shot", "two_stage", "semantic_segmentation"} <= set(table)
