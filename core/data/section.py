@@ -17,6 +17,7 @@ import attrs
 
 from ..config import component, component_list
 from ..spec import register_section
+from .multiscale import MultiScaleConfig
 
 SPLITS = ("train", "val", "test")
 
@@ -26,7 +27,9 @@ class SplitConfig:
     """One split: the dataset component, its transform pipeline and loader options.
 
     ``shuffle`` defaults to True for ``train`` and False otherwise. ``drop_last`` drops a
-    last incomplete batch (training only makes sense).
+    last incomplete batch (training only makes sense). ``multi_scale``
+    (``{sizes: [...], every: N}``, train only) resizes each batch to a square size drawn every N
+    batches (``core/data/multiscale.py``).
     """
 
     dataset: object = component("dataset", optional=True)
@@ -35,6 +38,7 @@ class SplitConfig:
     num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     shuffle: bool | None = None
     drop_last: bool = False
+    multi_scale: MultiScaleConfig = None  # type: ignore[assignment]
 
 
 # The split fields are annotated ``SplitConfig`` (not ``SplitConfig | None``) so that an error
