@@ -1,15 +1,24 @@
 """anchorage core: interfaces, registries, specs, plugins, checkpoints (no concrete model)."""
 
-from .build import build_component, build_model
+from .build import build_child, build_component, build_model
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .config import ComponentSpec, component, component_list, injected
 from .errors import AnchorageError, CheckpointError, DataError, RegistryError, SpecError
 from .interfaces import (
     AnchorGenerator,
+    Anchors,
+    Assignment,
     Backbone,
     BoxCoder,
+    BoxLoss,
+    DenseHead,
+    DenseLoss,
+    DensePostprocessor,
+    DenseTargets,
     FeatureSpec,
+    GroundTruth,
     Head,
+    IoUMatcher,
     Loss,
     Matcher,
     Neck,
@@ -25,13 +34,22 @@ __all__ = [
     "REGISTRIES",
     "AnchorGenerator",
     "AnchorageError",
+    "Anchors",
+    "Assignment",
     "Backbone",
     "BoxCoder",
+    "BoxLoss",
     "CheckpointError",
     "ComponentSpec",
     "DataError",
+    "DenseHead",
+    "DenseLoss",
+    "DensePostprocessor",
+    "DenseTargets",
     "FeatureSpec",
+    "GroundTruth",
     "Head",
+    "IoUMatcher",
     "Loss",
     "Matcher",
     "Neck",
@@ -42,6 +60,7 @@ __all__ = [
     "Sampler",
     "Spec",
     "SpecError",
+    "build_child",
     "build_component",
     "build_model",
     "component",

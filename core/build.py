@@ -22,3 +22,14 @@ def build_component(kind: str, data: dict[str, Any], path: str = "", **injected:
     """
     node: ComponentSpec = validate_component(kind, data, path or kind, lambda _p: "<python>")
     return node.build(**injected)
+
+
+def build_child(kind: str, value: Any, **injected: Any) -> Any:
+    """Build a nested component given as a validated ``ComponentSpec`` or as plain data.
+
+    Models build their sub-components with it: specs hand them ``ComponentSpec`` nodes,
+    Python callers (defaults, examples) plain ``{"type": ...}`` mappings.
+    """
+    if isinstance(value, ComponentSpec):
+        return value.build(**injected)
+    return build_component(kind, dict(value), **injected)

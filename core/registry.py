@@ -215,7 +215,11 @@ NECKS = Registry("neck", "features dict -> features dict (e.g. FPN)", Neck)
 ANCHOR_GENERATORS = Registry(
     "anchor_generator", "image size + feature shapes -> anchors [A,4]", AnchorGenerator
 )
-MATCHERS = Registry("matcher", "IoU [B,G,A] -> matched gt index [B,A] (-1 bg, -2 ignore)", Matcher)
+MATCHERS = Registry(
+    "matcher",
+    "Anchors + padded GroundTruth (+ predictions) -> Assignment: gt index [B,A] (-1 bg, -2 ignore)",
+    Matcher,
+)
 BOX_CODERS = Registry(
     "box_coder", "encode(gt, anchors) -> deltas; decode(deltas, anchors)", BoxCoder
 )

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .interfaces import FeatureSpec
+from .interfaces import Anchors, Assignment, FeatureSpec, GroundTruth
 from .registry import Entry, registry_for
 
 CHECKS: dict[str, Callable[[Any], None]] = {}
@@ -124,18 +124,31 @@ def check_anchor_generator(gen: Any) -> None:
 
 @conformance_check("matcher")
 def check_matcher(matcher: Any) -> None:
-    """Shape/dtype [B,A] int64, range -2..G-1, all -1 for zero gt, batch == per image."""
+    """``Assignment.matched`` [B,A] int64 in -2..G-1, invalid gt never matched, all -1 for zero
+    gt, batch == per image; anchors in 3 levels with strides, gt padded."""
     g = torch.Generator().manual_seed(0)
-    iou = torch.rand(3, 4, 50, generator=g)
-    iou[1, 2:] = -1  # padded gt rows
-    out = matcher(iou)
-    assert out.shape == (3, 50) and out.dtype == torch.int64
-    assert ((out >= -2) & (out < 4)).all()
-    assert not (out[1] >= 2).any(), "padded gt rows (IoU -1) must never match"
+    xy = torch.rand(3, 4, 2, generator=g) * 48
+    boxes = torch.cat([xy, xy + 8 + torch.rand(3, 4, 2, generator=g) * 24], -1)
+    valid = torch.ones(3, 4, dtype=torch.bool)
+    valid[1, 2:] = False  # padded gt rows
+    gt = GroundTruth(boxes, torch.randint(1, 3, (3, 4), generator=g), valid)
+    centres = torch.rand(56, 2, generator=g) * 80
+    sizes = torch.tensor([8.0] * 32 + [16.0] * 16 + [32.0] * 8)[:, None]
+    anchors = Anchors(torch.cat([centres - sizes, centres + sizes], -1), (32, 16, 8), (8, 16, 32))
+    out = matcher(anchors, gt)
+    assert isinstance(out, Assignment), f"a matcher returns an Assignment, got {type(out)}"
+    matched = out.matched
+    assert matched.shape == (3, 56) and matched.dtype == torch.int64
+    assert ((matched >= -2) & (matched < 4)).all()
+    assert not (matched[1] >= 2).any(), "invalid (padded) gt rows must never match"
+    if out.weights is not None:
+        assert out.weights.shape == (3, 56) and torch.isfinite(out.weights).all()
     for b in range(3):
-        assert torch.equal(matcher(iou[b : b + 1])[0], out[b]), "batched != per-image"
-    empty = matcher(torch.zeros(2, 0, 50))
-    assert empty.shape == (2, 50) and (empty == -1).all(), "zero gt must give background"
+        single = matcher(anchors, gt.slice(b, b + 1)).matched[0]
+        assert torch.equal(single, matched[b]), "batched != per-image"
+    empty = GroundTruth(torch.zeros(2, 0, 4), torch.zeros(2, 0, dtype=torch.int64), valid[:2, :0])
+    none = matcher(anchors, empty).matched
+    assert none.shape == (2, 56) and (none == -1).all(), "zero gt must give background"
 
 
 @conformance_check("box_coder")

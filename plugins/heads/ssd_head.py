@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import DenseHead
 from anchorage.core.registry import HEADS
 
 
@@ -23,7 +23,7 @@ def _flatten(x: torch.Tensor, columns: int) -> torch.Tensor:
     "ssd_head",
     examples=({"in_channels": (8, 16), "num_anchors": (4, 6), "num_classes": 3},),
 )
-class SSDHead(Head):
+class SSDHead(DenseHead):
     """Per level l: a conv with ``a_l·(C+1)`` outputs (class logits) and one with ``4·a_l``.
 
     ``forward(features)``: dict of ``[B, in_channels[l], h_l, w_l]`` fine → coarse. Returns

@@ -1,78 +1,85 @@
-"""Single-shot detector losses over assigned anchor targets: ``multibox`` and ``masked_l1``.
+"""Dense-detector losses over ``DenseTargets``: ``multibox``, ``masked_l1`` and ``sigmoid_focal``.
 
-Both take the head's predictions and the targets a single-shot model assigns per anchor:
-
-- ``predictions``: ``cls_logits [B,A,C+1]`` (column 0 = background), ``bbox_deltas [B,A,4]``.
-- ``cls_targets``: int64 ``[B,A]``: class 1..C for positive anchors, 0 background, -1 ignore.
-- ``box_targets``: float ``[B,A,4]`` encoded regression targets (read at positives only).
-
-They return ``loss_classification`` and ``loss_bbox_regression`` (scalars, finite when
-images have no boxes).
+Each is a ``DenseLoss``: ``forward(predictions, targets)`` with ``predictions`` the dense head's
+``cls_logits [B,A,K]`` and ``bbox_deltas [B,A,4]`` and ``targets`` the ``DenseTargets``
+(``labels [B,A]``: 1..C positive, 0 background, -1 ignore; encoded ``box_targets``; matched
+``boxes``; ``decode``). They return ``loss_classification`` and ``loss_bbox_regression``
+(scalars, finite when images have no boxes). ``multibox`` and ``sigmoid_focal`` delegate the box
+term to a ``box_loss`` component (``smooth_l1``, ``l1``, ``giou``, ``diou``).
 """
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 import attrs
 import torch
 import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
 
-from anchorage.core.interfaces import Loss
+from anchorage.core import component
+from anchorage.core.build import build_child
+from anchorage.core.interfaces import DenseLoss, DenseTargets
 from anchorage.core.registry import LOSSES
 
 
-def _check(predictions: dict[str, torch.Tensor], cls_targets: torch.Tensor) -> None:
-    logits = predictions["cls_logits"]
-    if (
-        logits.shape[:2] != cls_targets.shape
-        or predictions["bbox_deltas"].shape[:2] != cls_targets.shape
-    ):
+def _check(predictions: dict[str, torch.Tensor], targets: DenseTargets) -> None:
+    logits, labels = predictions["cls_logits"], targets.labels
+    if logits.shape[:2] != labels.shape or predictions["bbox_deltas"].shape[:2] != labels.shape:
         raise ValueError(
             f"loss: predictions {tuple(logits.shape)} / {tuple(predictions['bbox_deltas'].shape)} "
-            f"do not fit targets {tuple(cls_targets.shape)} (anchors of head and generator differ?)"
+            f"do not fit targets {tuple(labels.shape)} (anchors of head and generator differ?)"
         )
 
 
-@LOSSES.register("multibox", examples=({}, {"neg_pos_ratio": 2.0, "smooth_l1_beta": 0.5}))
-class MultiboxLoss(Loss):
-    """SSD's loss: softmax cross-entropy with hard-negative mining + smooth L1 on positives.
+def _box_loss(default: dict[str, Any]) -> Any:
+    return component("loss", role="box_loss", factory=lambda: dict(default))
 
-    Numerics of torchvision ``SSD.compute_loss``: per image the ``neg_pos_ratio × #positives``
-    background anchors with the largest cross-entropy are the negatives; both terms are sums
-    divided by the number of positives in the batch (at least 1). Ignored anchors (-1) are
-    neither positive nor negative. An image without positives contributes nothing (its
-    negatives are not mined, as in torchvision), so the losses stay finite.
+
+def _box_term(box_loss: Any, deltas: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
+    """float ``[B,A]``: the box loss of positive anchors (× assignment weights), 0 elsewhere."""
+    per_anchor = box_loss(deltas, targets)
+    if targets.assignment.weights is not None:
+        per_anchor = per_anchor * targets.assignment.weights
+    return torch.where(targets.positive, per_anchor, 0.0)
+
+
+@LOSSES.register("multibox", examples=({}, {"neg_pos_ratio": 2.0, "box_loss": {"type": "giou"}}))
+class MultiboxLoss(DenseLoss):
+    """SSD's loss: softmax cross-entropy with hard-negative mining + a box loss on positives.
+
+    Numerics of torchvision ``SSD.compute_loss`` (with the default ``box_loss: smooth_l1``,
+    beta 1): per image the ``neg_pos_ratio × #positives`` background anchors with the largest
+    cross-entropy are the negatives; both terms are sums divided by the number of positives in
+    the batch (at least 1). Ignored anchors (-1) are neither positive nor negative. An image
+    without positives contributes nothing, so the losses stay finite. Logits ``[B,A,C+1]``.
     """
 
     @attrs.frozen(kw_only=True)
     class Config:
         neg_pos_ratio: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
-        smooth_l1_beta: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+        box_loss: Any = _box_loss({"type": "smooth_l1", "beta": 1.0})
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.cfg = cfg
+        self.box_loss = build_child("loss", cfg.box_loss)
 
     def forward(
-        self,
-        predictions: dict[str, torch.Tensor],
-        cls_targets: torch.Tensor,
-        box_targets: torch.Tensor,
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
     ) -> dict[str, torch.Tensor]:
-        _check(predictions, cls_targets)
-        logits, deltas = predictions["cls_logits"], predictions["bbox_deltas"]
-        positive = cls_targets > 0
-        normaliser = positive.sum().clamp(min=1)
-        box_loss = F.smooth_l1_loss(
-            deltas[positive], box_targets[positive], reduction="sum", beta=self.cfg.smooth_l1_beta
-        )
+        _check(predictions, targets)
+        logits, cls_targets = predictions["cls_logits"], targets.labels
+        normaliser = targets.num_positive()
+        box = _box_term(self.box_loss, predictions["bbox_deltas"], targets).sum()
         ce = F.cross_entropy(
             logits.flatten(0, 1), cls_targets.clamp(min=0).flatten(), reduction="none"
         ).view_as(cls_targets)
-        negative = self._hard_negatives(ce, cls_targets)
-        cls_loss = ce[positive].sum() + ce[negative].sum()
+        chosen = targets.positive | self._hard_negatives(ce, cls_targets)
+        cls_loss = torch.where(chosen, ce, 0.0).sum()
         return {
             "loss_classification": cls_loss / normaliser,
-            "loss_bbox_regression": box_loss / normaliser,
+            "loss_bbox_regression": box / normaliser,
         }
 
     def _hard_negatives(self, ce: torch.Tensor, cls_targets: torch.Tensor) -> torch.Tensor:
@@ -86,13 +93,13 @@ class MultiboxLoss(Loss):
 
 
 @LOSSES.register("masked_l1", examples=({}, {"bbox_weight": 2.0}))
-class MaskedL1Loss(Loss):
+class MaskedL1Loss(DenseLoss):
     """d2l TinySSD's loss: cross-entropy over all anchors + L1 on positive anchors only.
 
-    ``loss_classification``: mean cross-entropy over the non-ignored anchors of the batch.
-    ``loss_bbox_regression``: ``bbox_weight ×`` the L1 distance of positive anchors' deltas,
-    averaged over all ``B·A·4`` coordinates (background coordinates count as zero, as d2l's
-    ``bbox_masks`` do).
+    ``loss_classification``: mean cross-entropy over the non-ignored anchors of the batch
+    (logits ``[B,A,C+1]``). ``loss_bbox_regression``: ``bbox_weight ×`` the L1 distance of
+    positive anchors' deltas to ``box_targets``, averaged over all ``B·A·4`` coordinates
+    (background coordinates count as zero, as d2l's ``bbox_masks`` do).
     """
 
     @attrs.frozen(kw_only=True)
@@ -104,20 +111,84 @@ class MaskedL1Loss(Loss):
         self.cfg = cfg
 
     def forward(
-        self,
-        predictions: dict[str, torch.Tensor],
-        cls_targets: torch.Tensor,
-        box_targets: torch.Tensor,
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
     ) -> dict[str, torch.Tensor]:
-        _check(predictions, cls_targets)
-        logits, deltas = predictions["cls_logits"], predictions["bbox_deltas"]
+        _check(predictions, targets)
+        logits, deltas, cls_targets = (
+            predictions["cls_logits"],
+            predictions["bbox_deltas"],
+            targets.labels,
+        )
         ce = F.cross_entropy(
             logits.flatten(0, 1), cls_targets.flatten(), ignore_index=-1, reduction="sum"
         )
         counted = (cls_targets >= 0).sum().clamp(min=1)
-        mask = (cls_targets > 0).unsqueeze(-1)
-        l1 = (deltas - box_targets).abs().masked_fill(~mask, 0.0)
+        mask = targets.positive.unsqueeze(-1)
+        l1 = (deltas - targets.box_targets).abs().masked_fill(~mask, 0.0)
         return {
             "loss_classification": ce / counted,
             "loss_bbox_regression": self.cfg.bbox_weight * l1.sum() / deltas.numel(),
         }
+
+
+@LOSSES.register(
+    "sigmoid_focal",
+    examples=({}, {"normalize": "batch", "box_loss": {"type": "giou"}, "gamma": 1.5}),
+)
+class SigmoidFocalLoss(DenseLoss):
+    """RetinaNet's loss: sigmoid focal loss over the C class logits + a box loss on positives.
+
+    Classification: ``torchvision.ops.sigmoid_focal_loss`` (``alpha``, ``gamma``) against one-hot
+    targets (all zeros for background), summed over the non-ignored anchors. Logits are
+    ``[B,A,C]``; with ``[B,A,C+1]`` (a softmax head's layout) column 0 is left out. Box term:
+    ``box_loss`` (default ``l1`` on encoded deltas, torchvision RetinaNet's) summed over
+    positives. ``normalize: per_image`` divides each image's sums by its positives (at least 1)
+    and averages over images (torchvision RetinaNet); ``batch`` divides by the batch's positives
+    (torchvision FCOS).
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        alpha: float = attrs.field(
+            default=0.25, validator=[attrs.validators.ge(-1.0), attrs.validators.le(1.0)]
+        )
+        gamma: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
+        normalize: Literal["per_image", "batch"] = "per_image"
+        box_loss: Any = _box_loss({"type": "l1"})
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.box_loss = build_child("loss", cfg.box_loss)
+
+    def forward(
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
+    ) -> dict[str, torch.Tensor]:
+        _check(predictions, targets)
+        logits = self._class_logits(predictions["cls_logits"], targets.num_classes)
+        labels = targets.labels
+        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1)[..., 1:].to(logits)
+        focal = sigmoid_focal_loss(
+            logits, onehot, alpha=self.cfg.alpha, gamma=self.cfg.gamma, reduction="none"
+        ).sum(dim=-1)
+        cls = torch.where(labels >= 0, focal, 0.0)
+        box = _box_term(self.box_loss, predictions["bbox_deltas"], targets)
+        if self.cfg.normalize == "batch":
+            n = targets.num_positive()
+            return {"loss_classification": cls.sum() / n, "loss_bbox_regression": box.sum() / n}
+        per_image = targets.positive.sum(dim=1).clamp(min=1).to(cls.dtype)
+        return {
+            "loss_classification": (cls.sum(dim=1) / per_image).mean(),
+            "loss_bbox_regression": (box.sum(dim=1) / per_image).mean(),
+        }
+
+    @staticmethod
+    def _class_logits(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+        if logits.shape[-1] == num_classes:
+            return logits
+        if logits.shape[-1] == num_classes + 1:
+            return logits[..., 1:]
+        raise ValueError(
+            f"sigmoid_focal: cls_logits have {logits.shape[-1]} columns, expected C = "
+            f"{num_classes} (or C+1 with a background column)"
+        )

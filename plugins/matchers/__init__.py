@@ -1,1 +1,1 @@
-"""Matchers: IoU matrix [B,G,A] → matched gt index per anchor (and the batched IoU helper)."""
+"""Matchers: anchors + padded ground truth (+ predictions) → matched gt index per anchor."""

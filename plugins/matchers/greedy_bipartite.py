@@ -5,19 +5,19 @@ from __future__ import annotations
 import attrs
 import torch
 
-from anchorage.core.interfaces import Matcher
+from anchorage.core.interfaces import IoUMatcher
 from anchorage.core.registry import MATCHERS
 
 
 @MATCHERS.register("greedy_bipartite", examples=({}, {"threshold": 0.3}))
-class GreedyBipartiteMatcher(Matcher):
+class GreedyBipartiteMatcher(IoUMatcher):
     """Greedy bipartite matching (d2l ``assign_anchor_to_bbox``).
 
     Repeatedly take the largest IoU left in each image's gt × anchor matrix, assign that
     anchor to that gt and remove its row and column, until no positive IoU is left (each gt
     gets at most one anchor this way; a gt overlapping no anchor gets none). Every anchor not
     assigned so far takes its best gt when that IoU is ``>= threshold``, else ``-1``.
-    Never returns ``-2``. Input float ``[B,G,A]`` (padded rows = -1), output int64 ``[B,A]``;
+    Never returns ``-2``. ``match_iou``: float ``[B,G,A]`` (padded rows = -1) → int64 ``[B,A]``;
     loops over at most G rounds, each vectorized over the batch and the anchors.
     """
 
@@ -30,7 +30,7 @@ class GreedyBipartiteMatcher(Matcher):
     def __init__(self, cfg: Config) -> None:
         self.threshold = cfg.threshold
 
-    def __call__(self, iou: torch.Tensor) -> torch.Tensor:
+    def match_iou(self, iou: torch.Tensor) -> torch.Tensor:
         if iou.dim() != 3:
             raise ValueError(
                 f"greedy_bipartite: expected IoU [B,G,A], got shape {tuple(iou.shape)}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from anchorage.core.interfaces import Matcher
+from anchorage.core.interfaces import IoUMatcher
 from anchorage.core.registry import MATCHERS
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
@@ -27,7 +27,7 @@ def _low_le_high(inst: MaxIoUMatcher.Config, _attr: attrs.Attribute, value: floa
         {"high_threshold": 0.5, "keep_best_anchor": True},
     ),
 )
-class MaxIoUMatcher(Matcher):
+class MaxIoUMatcher(IoUMatcher):
     """Each anchor takes the gt it overlaps most; thresholds split positive/ignore/background.
 
     ``iou >= high_threshold`` → that gt's index; ``low_threshold <= iou < high_threshold`` →
@@ -38,7 +38,7 @@ class MaxIoUMatcher(Matcher):
       equals that gt's best IoU (ties included) takes its own best gt, whatever its IoU.
     - ``keep_best_anchor`` (``SSDMatcher``): every gt's single best anchor is assigned to it.
 
-    Input float ``[B,G,A]`` (padded rows = -1, see ``batched_box_iou``), output int64 ``[B,A]``.
+    ``match_iou``: float ``[B,G,A]`` (padded rows = -1, see ``batched_box_iou``) → int64 ``[B,A]``.
     """
 
     @attrs.frozen(kw_only=True)
@@ -56,7 +56,7 @@ class MaxIoUMatcher(Matcher):
         self.high = cfg.high_threshold
         self.low = cfg.high_threshold if cfg.low_threshold is None else cfg.low_threshold
 
-    def __call__(self, iou: torch.Tensor) -> torch.Tensor:
+    def match_iou(self, iou: torch.Tensor) -> torch.Tensor:
         if iou.dim() != 3:
             raise ValueError(f"max_iou: expected IoU [B,G,A], got shape {tuple(iou.shape)}")
         b, g, a = iou.shape

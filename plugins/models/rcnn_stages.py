@@ -18,10 +18,9 @@ from torch.nn.utils.rnn import pad_sequence
 from torchvision.ops import roi_align
 
 from anchorage.core import component
-from anchorage.core.data.batching import pad_targets
-from anchorage.core.errors import DataError
-from anchorage.plugins.matchers.iou import batched_box_iou
-from anchorage.plugins.models.segmentation import build_child
+from anchorage.core.build import build_child
+from anchorage.core.interfaces import Anchors, GroundTruth
+from anchorage.core.interfaces.matching import gather_rows
 
 
 @attrs.frozen(kw_only=True)
@@ -61,24 +60,12 @@ class MaskStageConfig:
     paste: Any = component("postprocessor")
 
 
-def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``values[b, index[b, n]]`` for ``values [B,G,...]`` and ``index [B,N]`` (clamped >= 0).
-
-    With G = 0 the result is zeros (nothing can be matched).
-    """
-    b, n = index.shape
-    if values.shape[1] == 0:
-        return values.new_zeros((b, n, *values.shape[2:]))
-    rows = torch.arange(b, device=index.device)[:, None]
-    return values[rows, index.clamp(min=0)]
-
-
 class RPNStage(nn.Module):
     """Features → proposals (+ RPN losses in train mode).
 
     ``forward(features, batch_size_hw, image_sizes, gt)``: ``features`` dict fine → coarse,
     ``batch_size_hw`` the padded batch ``(H, W)``, ``image_sizes`` per image, ``gt`` the
-    ``pad_targets`` triple (train mode) or None. Returns per-image proposal boxes ``[R_i,4]``
+    padded ``GroundTruth`` (train mode) or None. Returns per-image proposal boxes ``[R_i,4]``
     (batch pixels, best first) and a dict of losses (empty in eval mode).
     """
 
@@ -102,7 +89,7 @@ class RPNStage(nn.Module):
         features: dict[str, torch.Tensor],
         batch_size_hw: tuple[int, int],
         image_sizes: list[tuple[int, int]],
-        gt: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        gt: GroundTruth | None,
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         out = self.head(features)
         sizes = [tuple(f.shape[-2:]) for f in features.values()]
@@ -117,10 +104,10 @@ class RPNStage(nn.Module):
         proposals = [p["boxes"] for p in found]
         if gt is None:
             return proposals, {}
-        gt_boxes, _, valid = gt
-        matched = self.matcher(batched_box_iou(gt_boxes, valid, anchors))
+        levels = Anchors(anchors, tuple(out["num_anchors_per_level"]))
+        matched = self.matcher(levels, gt, predictions=out).matched
         positive, negative = self.sampler(matched)
-        targets = self.box_coder.encode(gather_rows(gt_boxes, matched), anchors)
+        targets = self.box_coder.encode(gather_rows(gt.boxes, matched), anchors)
         losses = self.loss(out["objectness"], out["bbox_deltas"], positive, negative, targets)
         return proposals, losses
 
@@ -165,16 +152,14 @@ class BoxStage(nn.Module):
             "postprocessor", cfg.postprocessor, box_coder=self.box_coder
         )
 
-    def sample(
-        self, proposals: list[torch.Tensor], gt: tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-    ) -> Sampled:
+    def sample(self, proposals: list[torch.Tensor], gt: GroundTruth) -> Sampled:
         """Match proposals (+ gt boxes) to gt, sample them, encode their regression targets."""
-        gt_boxes, gt_labels, valid = gt
+        gt_boxes, gt_labels = gt.boxes, gt.labels
         refs, ref_valid = _pad_boxes(proposals, gt_boxes.device)
         if self.cfg.add_gt_as_proposals:
             refs = torch.cat([refs, gt_boxes.to(refs)], dim=1)
-            ref_valid = torch.cat([ref_valid, valid], dim=1)
-        matched = self.matcher(batched_box_iou(gt_boxes, valid, refs))
+            ref_valid = torch.cat([ref_valid, gt.valid], dim=1)
+        matched = self.matcher(Anchors.single_level(refs), gt).matched
         matched = matched.masked_fill(~ref_valid, self.matcher.IGNORE)
         positive, negative = self.sampler(matched)
         chosen = positive | negative
@@ -302,11 +287,3 @@ def _mask_targets(
         ref = boxes[0] if boxes else torch.zeros(0)
         return ref.new_zeros((0, size, size))
     return torch.cat(out)
-
-
-def padded_gt(targets: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``pad_targets`` (boxes ``[B,G,4]``, labels ``[B,G]``, valid ``[B,G]``; crowd invalid)."""
-    for i, t in enumerate(targets):
-        if "labels" not in t:
-            raise DataError(f"targets[{i}] has no 'labels' (int64 [N], 1..num_classes)")
-    return pad_targets(targets)

@@ -25,18 +25,12 @@ from torch import nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from anchorage.core import ComponentSpec, build_component, component
+from anchorage.core import component
+from anchorage.core.build import build_child  # re-exported: older imports use this path
 from anchorage.core.errors import DataError, SpecError
 from anchorage.core.registry import MODELS
 
 from .tiling import sliding_window
-
-
-def build_child(kind: str, value: Any, **injected: Any) -> Any:
-    """Build a nested component given as a validated ``ComponentSpec`` or as plain data."""
-    if isinstance(value, ComponentSpec):
-        return value.build(**injected)
-    return build_component(kind, dict(value), **injected)
 
 
 def _positive_pair(_inst: object, attribute: Any, value: tuple[int, int] | None) -> None:

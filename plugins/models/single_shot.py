@@ -1,9 +1,12 @@
-"""``single_shot``: SSD-style detectors assembled from registered parts.
+"""``single_shot``: the dense-detector skeleton (SSD, TinySSD; RetinaNet, FCOS, YOLO by spec).
 
-Named stages (torchvision ``SSD`` semantics, every collaborator a spec component):
-``preprocess`` → ``features`` (backbone) → ``head`` → ``anchors``, then in train mode
-``assign`` (IoU → ``matcher`` → ``box_coder.encode``) → ``loss``, in eval mode
-``postprocessor`` (decode, per-class top-k, NMS) → ``rescale`` to the original image sizes.
+Named stages, every collaborator a spec component:
+``prepare_batch`` (checks, preprocess, padded ``GroundTruth``) → ``features`` (backbone, then
+the optional ``neck``, e.g. FPN with P6/P7) → ``head`` (a ``dense_head``) → ``anchors``
+(``Anchors`` with per-level counts and strides), then in train mode ``targets`` (``matcher`` →
+``DenseTargets`` encoded by ``box_coder``) → ``loss`` (a ``dense_loss``), in eval mode
+``postprocessor`` (a ``dense_postprocessor``: decode, select, NMS) → rescale to the original
+image sizes. With SSD's components the numbers are torchvision ``SSD``'s.
 """
 
 from __future__ import annotations
@@ -15,14 +18,12 @@ import torch
 from torch import nn
 
 from anchorage.core import component
+from anchorage.core.build import build_child
 from anchorage.core.config import validate_section
-from anchorage.core.data.batching import pad_targets
-from anchorage.core.errors import DataError
-from anchorage.core.interfaces import Matcher
+from anchorage.core.interfaces import Anchors, DenseTargets, GroundTruth
 from anchorage.core.registry import MODELS
-from anchorage.plugins.matchers.iou import batched_box_iou
+from anchorage.plugins.models.detection_batch import prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
-from anchorage.plugins.models.segmentation import build_child
 
 SSD_PREPROCESS = PreprocessConfig(fixed_size=(300, 300), size_divisible=1)
 
@@ -35,31 +36,36 @@ _TINY = {
 }
 
 
-def _default(kind: str, data: dict) -> Any:
-    return component(kind, factory=lambda: dict(data))
+def _default(kind: str, data: dict, role: str | None = None) -> Any:
+    return component(kind, role=role, factory=lambda: dict(data))
 
 
 @MODELS.register("single_shot", examples=(_TINY,))
 class SingleShotDetector(nn.Module):
-    """One-stage detector (SSD, TinySSD) with torchvision detection I/O.
+    """Dense (single-shot) detector with torchvision detection I/O.
 
     ``forward(images, targets=None)``: ``images`` list of float ``[3,H_i,W_i]`` in 0..1.
     Train mode: ``targets[i]`` has ``boxes [N,4]`` xyxy pixels, ``labels [N]`` int64 in 1..C,
-    optional ``iscrowd [N]`` (never matched); returns ``loss_classification`` and
-    ``loss_bbox_regression``. Eval mode: one dict per image with ``boxes [K,4]`` (original
-    pixels), ``scores [K]``, ``labels [K]``. ``num_classes`` = C (background not counted).
+    optional ``iscrowd [N]`` (never matched); returns the loss's ``loss_*`` terms
+    (``loss_classification``, ``loss_bbox_regression`` for the built-in losses). Eval mode: one
+    dict per image with ``boxes [K,4]`` (original pixels), ``scores [K]``, ``labels [K]``.
+    ``num_classes`` = C (background not counted). The head is built with ``in_channels`` (one
+    per feature level), ``num_anchors`` (per location, per level) and ``num_classes``.
     """
 
     @attrs.frozen(kw_only=True)
     class Config:
         num_classes: int = attrs.field(validator=attrs.validators.ge(1))
         backbone: Any = component("backbone")
+        neck: Any = component("neck", optional=True)
         anchor_generator: Any = component("anchor_generator")
-        head: Any = _default("head", {"type": "ssd_head"})
+        head: Any = _default("head", {"type": "ssd_head"}, "dense_head")
         matcher: Any = _default("matcher", {"type": "max_iou", "keep_best_anchor": True})
         box_coder: Any = _default("box_coder", {"type": "delta_xywh"})
-        loss: Any = _default("loss", {"type": "multibox"})
-        postprocessor: Any = _default("postprocessor", {"type": "multiclass_nms"})
+        loss: Any = _default("loss", {"type": "multibox"}, "dense_loss")
+        postprocessor: Any = _default(
+            "postprocessor", {"type": "multiclass_nms"}, "dense_postprocessor"
+        )
         preprocess: PreprocessConfig = SSD_PREPROCESS
 
     def __init__(self, cfg: Config) -> None:
@@ -70,11 +76,17 @@ class SingleShotDetector(nn.Module):
             pre = validate_section(PreprocessConfig, pre, "model.preprocess", lambda _p: "<python>")
         self.preprocess = ImagePreprocessor(pre)
         self.backbone = build_child("backbone", cfg.backbone)
+        info = tuple(self.backbone.feature_info)
+        self.neck = None
+        if cfg.neck is not None:
+            self.neck = build_child("neck", cfg.neck, in_feature_info=info)
+            info = tuple(self.neck.feature_info)
+        self.strides = tuple(f.stride for f in info)
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
         self.head = build_child(
             "head",
             cfg.head,
-            in_channels=tuple(f.channels for f in self.backbone.feature_info),
+            in_channels=tuple(f.channels for f in info),
             num_anchors=tuple(self.anchor_generator.num_anchors_per_location()),
             num_classes=cfg.num_classes,
         )
@@ -88,67 +100,56 @@ class SingleShotDetector(nn.Module):
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training and targets is None:
-            raise DataError("single_shot: train mode needs targets (one dict per image)")
-        batch = self.preprocess(images, targets if self.training else None)
-        features = self.backbone(batch.images)
+        batch = prepare_batch(
+            self.preprocess,
+            images,
+            targets,
+            model="single_shot",
+            num_classes=self.num_classes,
+            training=self.training,
+        )
+        features = self.features(batch.images)
         predictions = self.head(features)
         anchors = self.anchors(batch.images, features, predictions)
         if self.training:
-            cls_targets, box_targets = self.assign(batch.targets, anchors)
-            return self.loss(predictions, cls_targets, box_targets)
+            return self.loss(predictions, self.targets(anchors, batch.gt, predictions))
         detections = self.postprocessor(predictions, anchors, batch.image_sizes)
         return self.preprocess.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Backbone (+ neck) features, fine → coarse."""
+        features = self.backbone(images)
+        return features if self.neck is None else self.neck(features)
+
     def anchors(
         self, images: torch.Tensor, features: dict[str, torch.Tensor], predictions: dict
-    ) -> torch.Tensor:
-        """Anchors ``[A,4]`` for the batch tensor; checks A against the head's outputs."""
+    ) -> Anchors:
+        """``Anchors`` (``[A,4]``, per-level counts, strides) for the batch tensor.
+
+        Checks A against the head's outputs.
+        """
         sizes = [tuple(f.shape[-2:]) for f in features.values()]
-        anchors = self.anchor_generator(tuple(images.shape[-2:]), sizes, device=images.device)
-        if anchors.shape[0] != predictions["cls_logits"].shape[1]:
+        levels = self.anchor_generator(
+            tuple(images.shape[-2:]), sizes, device=images.device, per_level=True
+        )
+        anchors = Anchors(
+            torch.cat(list(levels)),
+            tuple(int(level.shape[0]) for level in levels),
+            self.strides if len(self.strides) == len(levels) else None,
+        )
+        predicted = predictions["cls_logits"].shape[1]
+        if anchors.boxes.shape[0] != predicted:
             raise ValueError(
-                f"single_shot: the anchor generator gives {anchors.shape[0]} anchors but the head "
-                f"predicts {predictions['cls_logits'].shape[1]}"
+                f"single_shot: the anchor generator gives {anchors.boxes.shape[0]} anchors but "
+                f"the head predicts {predicted}"
             )
         return anchors
 
-    def assign(
-        self, targets: list[dict[str, Any]], anchors: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Match anchors to gt → ``cls_targets [B,A]`` (class, 0 bg, -1 ignore), ``box_targets``.
-
-        ``box_targets [B,A,4]`` are the coder's deltas of the matched gt (zeros elsewhere).
-        """
-        _check_targets(targets, self.num_classes)
-        gt, labels, valid = (t.to(anchors.device) for t in pad_targets(targets))
-        matched = self.matcher(batched_box_iou(gt, valid, anchors))
-        positive = matched >= 0
-        ignore = torch.where(matched == Matcher.IGNORE, -1, 0)
-        reference = anchors.expand(matched.shape[0], -1, -1)
-        if gt.shape[1] == 0:
-            return ignore, torch.zeros_like(reference)
-        index = matched.clamp(min=0)
-        matched_boxes = gt.gather(1, index[..., None].expand(-1, -1, 4))
-        cls_targets = torch.where(positive, labels.gather(1, index), ignore)
-        boxes = torch.where(positive[..., None], matched_boxes, reference)
-        return cls_targets, self.box_coder.encode(boxes, reference)
-
-
-def _check_targets(targets: list[dict[str, Any]], num_classes: int) -> None:
-    """Degenerate boxes and out-of-range labels are data errors (after resizing)."""
-    for i, t in enumerate(targets):
-        boxes, labels = t["boxes"], t.get("labels")
-        if labels is None or len(labels) != len(boxes):
-            raise DataError(f"targets[{i}]: needs 'labels' with one label per box")
-        bad = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
-        if bad.any():
-            k = int(bad.nonzero()[0, 0])
-            raise DataError(
-                f"targets[{i}]: box {k} {boxes[k].tolist()} has non-positive width or height "
-                "(expected xyxy with x2 > x1, y2 > y1)"
-            )
-        if len(labels) and (labels.min() < 1 or labels.max() > num_classes):
-            raise DataError(
-                f"targets[{i}]: labels must be in 1..{num_classes}, got {labels.tolist()[:10]}"
-            )
+    def targets(
+        self, anchors: Anchors, gt: GroundTruth, predictions: dict[str, torch.Tensor]
+    ) -> DenseTargets:
+        """Match anchors to the padded gt and encode the per-anchor targets."""
+        assignment = self.matcher(anchors, gt, predictions=predictions)
+        return DenseTargets.from_assignment(
+            anchors, gt, assignment, self.box_coder, self.num_classes
+        )

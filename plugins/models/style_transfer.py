@@ -30,10 +30,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from anchorage.core import register_section
+from anchorage.core.build import build_child
 from anchorage.core.config import component
 from anchorage.core.errors import SpecError
-
-from .segmentation import build_child
 
 
 def _vgg19_layer_table() -> dict[str, int]:

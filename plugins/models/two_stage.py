@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from anchorage.core import component
+from anchorage.core.build import build_child
 from anchorage.core.config import validate_section
 from anchorage.core.errors import CheckpointError, DataError
 from anchorage.core.registry import MODELS
+from anchorage.plugins.models.detection_batch import DetectionBatch, prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
 from anchorage.plugins.models.rcnn_stages import (
     BoxStage,
@@ -33,9 +35,7 @@ from anchorage.plugins.models.rcnn_stages import (
     MaskStageConfig,
     RPNConfig,
     RPNStage,
-    padded_gt,
 )
-from anchorage.plugins.models.segmentation import build_child
 
 _TINY = {
     "num_classes": 2,
@@ -129,44 +129,40 @@ class TwoStageDetector(nn.Module):
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
     ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
-        if self.training:
-            self._check_targets(images, targets)
-        targets = self._with_file_proposals(targets)
-        batch = self.preprocess(images, targets)
+        batch = prepare_batch(
+            self.preprocess,
+            images,
+            self._with_file_proposals(targets),
+            model="two_stage",
+            num_classes=self.num_classes,
+            training=self.training,
+            masks=self.roi_mask is not None,
+            proposals=self.rpn is None,
+        )
         features = self.backbone(batch.images)
         if self.neck is not None:
             features = self.neck(features)
-        gt = padded_gt(batch.targets) if self.training else None
-        proposals, losses = self._proposals(features, batch, gt)
+        proposals, losses = self._proposals(features, batch)
         if self.training:
-            sampled = self.roi_box.sample(proposals, gt)
+            sampled = self.roi_box.sample(proposals, batch.gt)
             losses.update(self.roi_box.losses(features, sampled, batch.image_sizes))
             if self.roi_mask is not None:
-                masks = [t["masks"] for t in batch.targets]
-                losses.update(self.roi_mask.losses(features, sampled, batch.image_sizes, masks))
+                losses.update(
+                    self.roi_mask.losses(features, sampled, batch.image_sizes, batch.masks)
+                )
             return losses
         results = self.roi_box.detect(features, proposals, batch.image_sizes)
         if self.roi_mask is not None:
             results = self.roi_mask.detect(features, results, batch.image_sizes)
         return self._to_original(results, batch)
 
-    def _proposals(self, features: dict, batch: Any, gt: Any) -> tuple[list, dict]:
-        if self.rpn is not None:
-            hw = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
-            return self.rpn(features, hw, batch.image_sizes, gt)
-        if batch.targets is None or any("proposals" not in t for t in batch.targets):
-            raise DataError(
-                "a two_stage model without an rpn needs targets[i]['proposals'] ([R,4] xyxy) in "
-                "train and eval mode (or proposals_file and targets[i]['image_id'])"
-            )
-        scaled = []
-        for t, size, orig in zip(batch.targets, batch.image_sizes, batch.original_sizes):
-            boxes = t["proposals"].as_subclass(torch.Tensor).float().reshape(-1, 4)
-            ratio = torch.tensor([size[1] / orig[1], size[0] / orig[0]] * 2, device=boxes.device)
-            scaled.append(boxes * ratio)
-        return scaled, {}
+    def _proposals(self, features: dict, batch: DetectionBatch) -> tuple[list, dict]:
+        if self.rpn is None:
+            return batch.proposals, {}
+        hw = (int(batch.images.shape[-2]), int(batch.images.shape[-1]))
+        return self.rpn(features, hw, batch.image_sizes, batch.gt)
 
-    def _to_original(self, results: list[dict], batch: Any) -> list[dict]:
+    def _to_original(self, results: list[dict], batch: DetectionBatch) -> list[dict]:
         masks = [r.pop("masks", None) for r in results]
         results = self.preprocess.postprocess(results, batch.image_sizes, batch.original_sizes)
         if self.roi_mask is None:
@@ -174,34 +170,6 @@ class TwoStageDetector(nn.Module):
         for r, m in zip(results, masks):
             r["masks"] = m
         return self.roi_mask.paste(results, None, batch.original_sizes)
-
-    def _check_targets(self, images: list[torch.Tensor], targets: Any) -> None:
-        if targets is None:
-            raise DataError("two_stage in train mode needs targets (one dict per image)")
-        for i, t in enumerate(targets):
-            labels = t.get("labels")
-            if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
-                raise DataError(f"targets[{i}]['labels']: expected an int64 tensor [N]")
-            if labels.numel() and (labels.min() < 1 or labels.max() > self.num_classes):
-                raise DataError(
-                    f"targets[{i}]['labels']: expected values in 1..{self.num_classes}, got "
-                    f"{labels.min().item()}..{labels.max().item()}"
-                )
-            if labels.shape[0] != t["boxes"].shape[0]:
-                raise DataError(
-                    f"targets[{i}]: {t['boxes'].shape[0]} boxes but {labels.shape[0]} labels"
-                )
-        if self.roi_mask is None:
-            return
-        for i, (im, t) in enumerate(zip(images, targets)):
-            m, n = t.get("masks"), t["boxes"].shape[0]
-            want = (n, int(im.shape[-2]), int(im.shape[-1]))
-            if m is None or tuple(m.shape) != want:
-                got = None if m is None else tuple(m.shape)
-                raise DataError(
-                    f"targets[{i}]['masks']: expected {want} (one mask per box, image size), "
-                    f"got {got}"
-                )
 
     def _with_file_proposals(self, targets: list[dict] | None) -> list[dict] | None:
         if self._file_proposals is None or targets is None:

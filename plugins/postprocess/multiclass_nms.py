@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torchvision.ops import batched_nms
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Postprocessor
+from anchorage.core.interfaces import Anchors, DensePostprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+from anchorage.plugins.postprocess.clip import clip_boxes
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -30,17 +31,17 @@ def _default_coder() -> Any:
     "multiclass_nms",
     examples=({}, {"score": "sigmoid", "score_thresh": 0.05, "detections_per_img": 100}),
 )
-class MulticlassNMS(Postprocessor):
+class MulticlassNMS(DensePostprocessor):
     """Dense predictions → per-image detections.
 
     ``__call__(predictions, references, image_sizes)``: ``predictions`` holds ``cls_logits``
     ``[B,A,C+1]`` (``score: softmax``, column 0 = background) or ``[B,A,C]`` (``sigmoid``)
-    and ``bbox_deltas [B,A,4]``; ``references`` are the anchors ``[A,4]`` (or ``[B,A,4]``)
-    the injected ``box_coder`` decodes against; ``image_sizes`` the ``(h, w)`` of each image in
-    the batch tensor (boxes are clipped to it when ``clip``). Per image and class: scores
-    ``> score_thresh``, the best ``topk_candidates``; then NMS at ``nms_thresh`` per class and
-    the best ``detections_per_img``. Returns B dicts: ``boxes [K,4]`` xyxy batch pixels,
-    ``scores [K]``, ``labels [K]`` int64 in 1..C, sorted by score.
+    and ``bbox_deltas [B,A,4]``; ``references`` are the ``Anchors`` (or their boxes ``[A,4]``
+    / ``[B,A,4]``) the injected ``box_coder`` decodes against; ``image_sizes`` the ``(h, w)``
+    of each image in the batch tensor (boxes are clipped to it when ``clip``). Per image and
+    class: scores ``> score_thresh``, the best ``topk_candidates``; then NMS at ``nms_thresh``
+    per class and the best ``detections_per_img``. Returns B dicts: ``boxes [K,4]`` xyxy batch
+    pixels, ``scores [K]``, ``labels [K]`` int64 in 1..C, sorted by score.
     """
 
     @attrs.frozen(kw_only=True)
@@ -60,14 +61,16 @@ class MulticlassNMS(Postprocessor):
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        references: torch.Tensor,
+        references: Anchors | torch.Tensor,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
+        if isinstance(references, Anchors):
+            references = references.boxes
         # float32 whatever the autocast dtype: decoding and NMS need the precision
         logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
         boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
         if self.cfg.clip:
-            boxes = _clip(boxes, image_sizes)
+            boxes = clip_boxes(boxes, image_sizes)
         if self.cfg.score == "softmax":
             scores = F.softmax(logits, dim=-1)[..., 1:]
         else:
@@ -93,10 +96,3 @@ class MulticlassNMS(Postprocessor):
                 {"boxes": cand_boxes[mine], "scores": cand_scores[mine], "labels": label[mine]}
             )
         return results
-
-
-def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Clamp ``[B,A,4]`` xyxy boxes to each image's ``(h, w)`` (``clip_boxes_to_image``)."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2]
-    upper = hw.flip(-1).repeat(1, 2)[:, None, :]  # [B,1,4] = (w, h, w, h)
-    return torch.minimum(boxes.clamp(min=0), upper)

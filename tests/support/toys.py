@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from anchorage.core import component, injected
-from anchorage.core.interfaces import Matcher
+from anchorage.core.interfaces import Anchors, Assignment, GroundTruth, Matcher
 from anchorage.core.registry import MATCHERS, MODELS
 
 
@@ -25,8 +25,9 @@ class ToyMatcher(Matcher):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def __call__(self, iou: torch.Tensor) -> torch.Tensor:
-        return torch.full(iou.shape[::2], -1, dtype=torch.int64)
+    def __call__(self, anchors: Anchors, gt: GroundTruth, *, predictions=None) -> Assignment:
+        shape = (gt.valid.shape[0], anchors.boxes.shape[-2])
+        return Assignment(torch.full(shape, -1, dtype=torch.int64))
 
 
 class ToyHeadlessModel(nn.Module):

@@ -3,7 +3,23 @@ import torch
 from torchvision.models.detection.ssd import SSD
 
 from anchorage.core import build_component
+from anchorage.core.interfaces import Assignment, DenseTargets
 from anchorage.core.testing import check_entry
+
+
+def _targets(cls: torch.Tensor, box_targets: torch.Tensor) -> DenseTargets:
+    """DenseTargets with the given per-anchor labels and encoded targets (boxes unused)."""
+    b, a = cls.shape
+    anchors = torch.tensor([0.0, 0.0, 10.0, 10.0]).expand(a, 4)
+    return DenseTargets(
+        anchors=anchors,
+        assignment=Assignment(torch.where(cls > 0, 0, -1)),
+        labels=cls,
+        boxes=anchors.expand(b, a, 4),
+        box_targets=box_targets,
+        box_coder=build_component("box_coder", {"type": "delta_xywh"}),
+        num_classes=5,
+    )
 
 
 def _problem(seed: int, b: int = 3, a: int = 200, c: int = 5):
@@ -50,7 +66,7 @@ def test_multibox_equals_torchvision_compute_loss():
     loss = build_component("loss", {"type": "multibox"})
     for seed in range(3):
         predictions, cls, box_targets = _problem(seed)
-        got = loss(predictions, cls, box_targets)
+        got = loss(predictions, _targets(cls, box_targets))
         expected = _torchvision_loss(predictions, cls, box_targets)
         torch.testing.assert_close(got["loss_classification"], expected["classification"])
         torch.testing.assert_close(got["loss_bbox_regression"], expected["bbox_regression"])
@@ -74,7 +90,7 @@ def test_no_boxes_anywhere_gives_finite_loss_and_gradients(name):
     predictions, cls, box_targets = _problem(0)
     cls = torch.zeros_like(cls)
     predictions = {k: v.requires_grad_() for k, v in predictions.items()}
-    out = loss(predictions, cls, box_targets)
+    out = loss(predictions, _targets(cls, box_targets))
     total = sum(out.values())
     assert torch.isfinite(total)
     total.backward()
@@ -84,7 +100,7 @@ def test_no_boxes_anywhere_gives_finite_loss_and_gradients(name):
 def test_masked_l1_values():
     loss = build_component("loss", {"type": "masked_l1"})
     predictions, cls, box_targets = _problem(2)
-    out = loss(predictions, cls, box_targets)
+    out = loss(predictions, _targets(cls, box_targets))
     ce = torch.nn.functional.cross_entropy(predictions["cls_logits"].flatten(0, 1), cls.flatten())
     pos = (cls > 0)[..., None]
     l1 = ((predictions["bbox_deltas"] - box_targets).abs() * pos).mean()
@@ -95,4 +111,6 @@ def test_masked_l1_values():
 def test_shape_mismatch_is_a_clear_error():
     predictions, cls, box_targets = _problem(0)
     with pytest.raises(ValueError, match="do not fit targets"):
-        build_component("loss", {"type": "multibox"})(predictions, cls[:, :10], box_targets)
+        build_component("loss", {"type": "multibox"})(
+            predictions, _targets(cls[:, :10], box_targets[:, :10])
+        )

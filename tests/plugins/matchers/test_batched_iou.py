@@ -2,7 +2,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from anchorage.plugins.matchers.iou import batched_box_iou
+from anchorage.core.interfaces.matching import batched_box_iou
 
 
 def _boxes(n: int, g: torch.Generator, scale: float = 100.0) -> torch.Tensor:

@@ -6,7 +6,7 @@ from torchvision.ops import box_iou
 
 from anchorage.core import SpecError, build_component
 from anchorage.core.testing import check_entry
-from anchorage.plugins.matchers.iou import batched_box_iou
+from anchorage.core.interfaces.matching import batched_box_iou
 
 
 def _boxes(n: int, g: torch.Generator) -> torch.Tensor:
@@ -45,7 +45,7 @@ def test_same_as_torchvision_per_image(params, reference):
     matcher = build_component("matcher", {"type": "max_iou", **params})
     for seed in range(3):
         gt, valid, anchors, counts = _padded_problem(seed)
-        out = matcher(batched_box_iou(gt, valid, anchors))
+        out = matcher.match_iou(batched_box_iou(gt, valid, anchors))
         for b, n in enumerate(counts):
             if n == 0:
                 assert (out[b] == -1).all()
@@ -60,8 +60,8 @@ def test_keep_best_anchor_assigns_every_gt():
     anchors = torch.tensor([[0.0, 0, 10, 10], [20, 20, 30, 30]])
     gt = torch.tensor([[[20.0, 20, 30, 30], [0, 0, 20, 20]]])
     iou = batched_box_iou(gt, torch.ones(1, 2, dtype=torch.bool), anchors)
-    plain = build_component("matcher", {"type": "max_iou"})(iou)
-    keep = build_component("matcher", {"type": "max_iou", "keep_best_anchor": True})(iou)
+    plain = build_component("matcher", {"type": "max_iou"}).match_iou(iou)
+    keep = build_component("matcher", {"type": "max_iou", "keep_best_anchor": True}).match_iou(iou)
     assert plain.tolist() == [[-1, 0]]
     assert keep.tolist() == [[1, 0]]
 

@@ -2,6 +2,8 @@ import pytest
 import torch
 
 from anchorage.core import DataError, build_component
+from anchorage.core.data.batching import pad_targets
+from anchorage.core.interfaces import Anchors, GroundTruth
 from anchorage.plugins.models.single_shot import _TINY
 
 
@@ -49,7 +51,9 @@ def test_assign_matches_positive_anchor_and_encodes():
             "iscrowd": torch.tensor([0, 1]),
         },
     ]
-    cls, deltas = model.assign(targets, anchors)
+    gt = GroundTruth(*pad_targets(targets))
+    found = model.targets(Anchors.single_level(anchors), gt, {})
+    cls, deltas = found.labels, found.box_targets
     assert cls.tolist() == [[0, 2, 0]]  # the crowd box matches nothing
     expected = model.box_coder.encode(targets[0]["boxes"][0], anchors[1])
     torch.testing.assert_close(deltas[0, 1], expected)

@@ -1,0 +1,140 @@
+"""Dense-detector roles: head, loss, box-regression loss and postprocessor, and their targets.
+
+A dense detector (SSD, RetinaNet, FCOS, ...) predicts for every anchor or point of every feature
+level. Its slots take these roles:
+
+- ``DenseHead`` (``dense_head``): features → ``cls_logits [B,A,K]`` (K = C+1 with a background
+  column 0 for softmax scoring, or C for sigmoid scoring), ``bbox_deltas [B,A,4]`` (+ optional
+  extra keys, e.g. ``centerness [B,A,1]``), flattened in the anchor generator's order.
+- ``DenseLoss`` (``dense_loss``): ``forward(predictions, targets: DenseTargets)`` → scalar
+  ``loss_*`` terms.
+- ``BoxLoss`` (``box_loss``): the box-regression term a dense loss delegates to, per anchor.
+- ``DensePostprocessor`` (``dense_postprocessor``): predictions + anchors → detections.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import attrs
+import torch
+
+from .matching import Anchors, Assignment, BoxCoder, GroundTruth, Matcher, gather_rows
+from .prediction import Head, Loss, Postprocessor
+
+
+@attrs.frozen
+class DenseTargets:
+    """Per-anchor training targets of a dense detector (what a ``DenseLoss`` receives).
+
+    - ``anchors``: float ``[A,4]`` (or ``[B,A,4]``) xyxy batch pixels the head predicts for.
+    - ``assignment``: the matcher's ``Assignment`` (``matched [B,A]``, optional ``weights``).
+    - ``labels``: int64 ``[B,A]``: class 1..C for positives, 0 background, -1 ignore.
+    - ``boxes``: float ``[B,A,4]`` xyxy: the matched gt box of positives, the anchor itself
+      elsewhere (so every row is a valid box).
+    - ``box_targets``: float ``[B,A,4]``: ``box_coder.encode(boxes, anchors)``.
+    - ``box_coder``: the ``BoxCoder`` of the model; ``decode(deltas)`` uses it.
+    - ``num_classes``: C (background not counted).
+    """
+
+    anchors: torch.Tensor
+    assignment: Assignment
+    labels: torch.Tensor
+    boxes: torch.Tensor
+    box_targets: torch.Tensor
+    box_coder: BoxCoder
+    num_classes: int
+
+    @classmethod
+    def from_assignment(
+        cls,
+        anchors: Anchors,
+        gt: GroundTruth,
+        assignment: Assignment,
+        box_coder: BoxCoder,
+        num_classes: int,
+    ) -> DenseTargets:
+        """Gather the matched gt labels and boxes per anchor and encode them."""
+        matched = assignment.matched
+        reference = anchors.boxes.expand(matched.shape[0], -1, -1)
+        positive = matched >= 0
+        ignore = torch.where(matched == Matcher.IGNORE, -1, 0)
+        labels = torch.where(positive, gather_rows(gt.labels, matched), ignore)
+        boxes = torch.where(positive[..., None], gather_rows(gt.boxes, matched), reference)
+        return cls(
+            anchors=anchors.boxes,
+            assignment=assignment,
+            labels=labels,
+            boxes=boxes,
+            box_targets=box_coder.encode(boxes, reference),
+            box_coder=box_coder,
+            num_classes=num_classes,
+        )
+
+    @property
+    def positive(self) -> torch.Tensor:
+        """bool ``[B,A]``: anchors matched to a gt box."""
+        return self.labels > 0
+
+    def num_positive(self) -> torch.Tensor:
+        """float scalar: positives in the batch, at least 1 (the usual normaliser; no sync)."""
+        return self.positive.sum().clamp(min=1).to(self.box_targets.dtype)
+
+    def decode(self, deltas: torch.Tensor) -> torch.Tensor:
+        """``[B,A,4]`` deltas → xyxy boxes ``[B,A,4]`` relative to ``anchors``."""
+        return self.box_coder.decode(deltas, self.anchors)
+
+
+class DenseHead(Head):
+    """A dense detector's head (see the module docstring for its outputs).
+
+    Built with injected ``in_channels`` (tuple, one per level), ``num_anchors`` (tuple of anchors
+    per location, one per level) and ``num_classes`` (C).
+    """
+
+    role: ClassVar[str] = "dense_head"
+
+
+class DenseLoss(Loss):
+    """``forward(predictions, targets)`` → ``dict[str, Tensor]`` of scalar ``loss_*`` terms.
+
+    ``predictions``: the dense head's dict (``cls_logits [B,A,K]``, ``bbox_deltas [B,A,4]``);
+    ``targets``: ``DenseTargets``. Every term is finite when no image has a box.
+    """
+
+    role: ClassVar[str] = "dense_loss"
+
+    def forward(  # type: ignore[override]
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
+    ) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+
+class BoxLoss(Loss):
+    """Per-anchor box-regression loss: ``forward(deltas, targets)`` → float ``[B,A]``.
+
+    ``deltas``: the head's ``bbox_deltas [B,A,4]``; ``targets``: ``DenseTargets`` (encoded
+    ``box_targets``, matched gt ``boxes``, ``decode``). Returns the loss of every anchor, summed
+    over its coordinates, finite everywhere (non-positive anchors included: the dense loss
+    masks and normalises).
+    """
+
+    role: ClassVar[str] = "box_loss"
+
+    def forward(  # type: ignore[override]
+        self, deltas: torch.Tensor, targets: DenseTargets
+    ) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class DensePostprocessor(Postprocessor):
+    """``__call__(predictions, anchors, image_sizes)`` → one detection dict per image.
+
+    ``predictions`` the dense head's dict; ``anchors`` the ``Anchors`` (or their ``[A,4]`` /
+    ``[B,A,4]`` boxes); ``image_sizes`` ``(h, w)`` per image. Output as ``Postprocessor``.
+    """
+
+    role: ClassVar[str] = "dense_postprocessor"
+
+    def __call__(self, predictions: Any, references: Any, image_sizes: Any) -> list[dict]:
+        raise NotImplementedError
