@@ -35,7 +35,7 @@ def cell_size(reference: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor
     centre = (reference[..., :2] + reference[..., 2:]) * 0.5
     table = torch.as_tensor(strides, dtype=reference.dtype, device=reference.device)
     pos = centre[..., None, :] / table[:, None] - 0.5  # [...,L,2]
-    on_lattice = (pos == pos.round()).all(dim=-1)  # [...,L]
+    on_lattice = ((pos - pos.round()).abs() < 1e-3).all(dim=-1)  # [...,L], float-rounding safe
     return (on_lattice * table).amax(dim=-1, keepdim=True)
 
 
@@ -53,6 +53,20 @@ class YoloCoder(BoxCoder):
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+
+    def conformance_sample(self, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(boxes, anchors)`` ``[2,30,4]`` within the coding's domain (conformance kit):
+        anchors centred on cells of the configured strides, box centres inside their cells."""
+        table = torch.tensor(self.cfg.strides, dtype=torch.float32)
+        stride = table[torch.randint(len(table), (2, 30, 1), generator=generator)]
+        cell = torch.randint(0, 8, (2, 30, 2), generator=generator).float()
+        centre = (cell + 0.5) * stride
+        size = 4 + torch.rand(2, 30, 2, generator=generator) * 60
+        anchors = torch.cat([centre - size / 2, centre + size / 2], -1)
+        shift = (torch.rand(2, 30, 2, generator=generator) - 0.5) * 0.9 * stride
+        half = 1 + torch.rand(2, 30, 2, generator=generator) * 40
+        boxes = torch.cat([centre + shift - half, centre + shift + half], -1)
+        return boxes, anchors
 
     def encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
         return encode_yolo(boxes, reference, cell_size(reference, self.cfg.strides), self.cfg.eps)

@@ -14,7 +14,7 @@ import torch
 from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSRegressionHead
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import DenseHead
 from anchorage.core.registry import HEADS
 from anchorage.plugins.heads.retinanet_head import shared_channels
 
@@ -23,7 +23,7 @@ from anchorage.plugins.heads.retinanet_head import shared_channels
     "fcos_head",
     examples=({"in_channels": (32, 32), "num_anchors": (1, 1), "num_classes": 3},),
 )
-class FCOSHead(Head):
+class FCOSHead(DenseHead):
     """``num_convs`` 3×3 conv + GroupNorm(32) + ReLU per branch, then the predictors.
 
     ``forward(features)``: dict of ``[B, c, h_l, w_l]`` fine → coarse. Returns

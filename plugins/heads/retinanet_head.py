@@ -22,7 +22,7 @@ from torchvision.models.detection.retinanet import (
 )
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import DenseHead
 from anchorage.core.registry import HEADS
 
 
@@ -46,7 +46,7 @@ def norm_layer(norm: str) -> partial | None:
     "retinanet_head",
     examples=({"in_channels": (32, 32, 32), "num_anchors": (9, 9, 9), "num_classes": 3},),
 )
-class RetinaNetHead(Head):
+class RetinaNetHead(DenseHead):
     """Four 3×3 conv + ReLU then a 3×3 predictor, for classes and for boxes, on every level.
 
     ``forward(features)``: dict of ``[B, c, h_l, w_l]`` fine → coarse. Returns

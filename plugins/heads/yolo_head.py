@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Head
+from anchorage.core.interfaces import DenseHead
 from anchorage.core.registry import HEADS
 
 
@@ -23,7 +23,7 @@ from anchorage.core.registry import HEADS
     "yolo_head",
     examples=({"in_channels": (8, 16), "num_anchors": (3, 2), "num_classes": 3},),
 )
-class YoloHead(Head):
+class YoloHead(DenseHead):
     """Per level a 1×1 conv to ``a_l·(5+C)`` channels, split into boxes, objectness, classes.
 
     ``forward(features)``: dict of ``[B, in_channels[l], h_l, w_l]`` fine → coarse. Returns

@@ -65,14 +65,28 @@ SSD_PREFIXES = (
 )
 
 
+FPN_DENSE_PREFIXES = (
+    ("backbone.body.", "backbone.body."),
+    ("backbone.fpn.", "neck.fpn."),
+    ("head.", "head."),
+)
+"""torchvision RetinaNet / FCOS (ResNet-FPN) → ``single_shot`` with an ``fpn`` neck."""
+
+
 @register_converter("torchvision", "single_shot")
 def convert_torchvision_ssd(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision ``ssd300_vgg16`` / ``ssd512`` state dict → ``single_shot`` with ``vgg16_ssd``.
+    """torchvision SSD, RetinaNet or FCOS state dict → ``single_shot`` (prefix renames).
 
-    The backbone keys are identical; the head's ``classification_head.module_list.<l>`` and
-    ``regression_head.module_list.<l>`` become ``ssd_head``'s ``cls_convs.<l>`` and
-    ``box_convs.<l>``. Tensors are shared, not copied.
+    SSD (``ssd300_vgg16`` / ``ssd512``, ``vgg16_ssd`` backbone): backbone keys are identical;
+    the head's ``classification_head.module_list.<l>`` and ``regression_head.module_list.<l>``
+    become ``ssd_head``'s ``cls_convs.<l>`` and ``box_convs.<l>``. RetinaNet / FCOS
+    (``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``; recognised by ``backbone.fpn.*``):
+    ``backbone.body.*`` stays, ``backbone.fpn.*`` becomes the ``fpn`` neck's ``neck.fpn.*``
+    (P6/P7 included), ``head.*`` stays (``retinanet_head`` / ``fcos_head`` use torchvision's
+    names). Tensors are shared, not copied.
     """
+    if any(key.startswith("backbone.fpn.") for key in state):
+        return rename_prefixes(state, FPN_DENSE_PREFIXES, "torchvision RetinaNet/FCOS state dict")
     return rename_prefixes(state, SSD_PREFIXES, "torchvision SSD state dict")
 
 
