@@ -93,7 +93,8 @@ class Anchors:
     def level_index(self) -> torch.Tensor:
         """int64 ``[A]``: the level of each anchor."""
         counts = torch.as_tensor(self.num_per_level, device=self.boxes.device)
-        return torch.repeat_interleave(torch.arange(len(counts), device=counts.device), counts)
+        levels = torch.arange(len(counts), device=counts.device)
+        return torch.repeat_interleave(levels, counts, output_size=sum(self.num_per_level))
 
     def per_level(self, values: list[float] | tuple[float, ...]) -> torch.Tensor:
         """One value per level → float ``[A]`` (each anchor gets its level's value)."""

@@ -21,13 +21,18 @@ def _flatten(x: torch.Tensor, columns: int) -> torch.Tensor:
 
 @HEADS.register(
     "ssd_head",
-    examples=({"in_channels": (8, 16), "num_anchors": (4, 6), "num_classes": 3},),
+    examples=(
+        {"in_channels": (8, 16), "num_anchors": (4, 6), "num_classes": 3},
+        {"in_channels": (8, 16), "num_anchors": (1, 1), "num_classes": 3, "background": False},
+    ),
 )
 class SSDHead(DenseHead):
-    """Per level l: a conv with ``a_l·(C+1)`` outputs (class logits) and one with ``4·a_l``.
+    """Per level l: a conv with ``a_l·K`` outputs (class logits) and one with ``4·a_l``.
 
     ``forward(features)``: dict of ``[B, in_channels[l], h_l, w_l]`` fine → coarse. Returns
-    ``cls_logits [B,A,C+1]`` (column 0 = background) and ``bbox_deltas [B,A,4]``, levels
+    ``cls_logits [B,A,K]`` and ``bbox_deltas [B,A,4]``: K = C+1 with column 0 the background
+    (softmax scoring, ``background: true``) or K = C (sigmoid scoring, e.g. with the
+    ``sigmoid_focal`` loss and ``multiclass_nms`` ``score: sigmoid``). Levels
     concatenated, each flattened location by location with the ``a_l`` anchors of a location
     together — the order of the anchor generators and of torchvision's ``SSDHead``.
     ``in_channels``, ``num_anchors`` and ``num_classes`` (C, without background) are injected.
@@ -41,6 +46,7 @@ class SSDHead(DenseHead):
         num_classes: int = injected()
         kernel_size: int = attrs.field(default=3, validator=attrs.validators.ge(1))
         init: Literal["xavier", "default"] = "xavier"
+        background: bool = True
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -50,7 +56,7 @@ class SSDHead(DenseHead):
                 f"{len(cfg.num_anchors)} levels ({list(cfg.num_anchors)}); the backbone and the "
                 "anchor generator must have the same number of levels"
             )
-        self.num_columns = cfg.num_classes + 1
+        self.num_columns = cfg.num_classes + int(cfg.background)
         conv = dict(kernel_size=cfg.kernel_size, padding=cfg.kernel_size // 2)
         pairs = list(zip(cfg.in_channels, cfg.num_anchors))
         self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * self.num_columns, **conv) for c, a in pairs)

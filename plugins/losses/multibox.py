@@ -36,16 +36,24 @@ def _box_loss(default: dict[str, Any]) -> Any:
     return component("loss", role="box_loss", factory=lambda: dict(default))
 
 
-def _box_term(box_loss: Any, deltas: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
-    """float ``[B,A]``: the box loss of positive anchors (× assignment weights), 0 elsewhere."""
-    per_anchor = box_loss(deltas, targets)
-    if targets.assignment.weights is not None:
-        per_anchor = per_anchor * targets.assignment.weights
-    return torch.where(targets.positive, per_anchor, 0.0)
+class _WithBoxLoss(DenseLoss):
+    """A dense loss whose box term is its ``box_loss`` component (``cfg.box_loss``)."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.box_loss = build_child("loss", cfg.box_loss)
+
+    def box_term(self, deltas: torch.Tensor, targets: DenseTargets) -> torch.Tensor:
+        """float ``[B,A]``: the box loss of positives (× assignment weights), 0 elsewhere."""
+        per_anchor = self.box_loss(deltas, targets)
+        if targets.assignment.weights is not None:
+            per_anchor = per_anchor * targets.assignment.weights
+        return torch.where(targets.positive, per_anchor, 0.0)
 
 
 @LOSSES.register("multibox", examples=({}, {"neg_pos_ratio": 2.0, "box_loss": {"type": "giou"}}))
-class MultiboxLoss(DenseLoss):
+class MultiboxLoss(_WithBoxLoss):
     """SSD's loss: softmax cross-entropy with hard-negative mining + a box loss on positives.
 
     Numerics of torchvision ``SSD.compute_loss`` (with the default ``box_loss: smooth_l1``,
@@ -60,18 +68,13 @@ class MultiboxLoss(DenseLoss):
         neg_pos_ratio: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
         box_loss: Any = _box_loss({"type": "smooth_l1", "beta": 1.0})
 
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.box_loss = build_child("loss", cfg.box_loss)
-
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets
     ) -> dict[str, torch.Tensor]:
         _check(predictions, targets)
         logits, cls_targets = predictions["cls_logits"], targets.labels
         normaliser = targets.num_positive()
-        box = _box_term(self.box_loss, predictions["bbox_deltas"], targets).sum()
+        box = self.box_term(predictions["bbox_deltas"], targets).sum()
         ce = F.cross_entropy(
             logits.flatten(0, 1), cls_targets.clamp(min=0).flatten(), reduction="none"
         ).view_as(cls_targets)
@@ -135,7 +138,7 @@ class MaskedL1Loss(DenseLoss):
     "sigmoid_focal",
     examples=({}, {"normalize": "batch", "box_loss": {"type": "giou"}, "gamma": 1.5}),
 )
-class SigmoidFocalLoss(DenseLoss):
+class SigmoidFocalLoss(_WithBoxLoss):
     """RetinaNet's loss: sigmoid focal loss over the C class logits + a box loss on positives.
 
     Classification: ``torchvision.ops.sigmoid_focal_loss`` (``alpha``, ``gamma``) against one-hot
@@ -156,11 +159,6 @@ class SigmoidFocalLoss(DenseLoss):
         normalize: Literal["per_image", "batch"] = "per_image"
         box_loss: Any = _box_loss({"type": "l1"})
 
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.box_loss = build_child("loss", cfg.box_loss)
-
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets
     ) -> dict[str, torch.Tensor]:
@@ -172,7 +170,7 @@ class SigmoidFocalLoss(DenseLoss):
             logits, onehot, alpha=self.cfg.alpha, gamma=self.cfg.gamma, reduction="none"
         ).sum(dim=-1)
         cls = torch.where(labels >= 0, focal, 0.0)
-        box = _box_term(self.box_loss, predictions["bbox_deltas"], targets)
+        box = self.box_term(predictions["bbox_deltas"], targets)
         if self.cfg.normalize == "batch":
             n = targets.num_positive()
             return {"loss_classification": cls.sum() / n, "loss_bbox_regression": box.sum() / n}

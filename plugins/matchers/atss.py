@@ -5,15 +5,15 @@ from __future__ import annotations
 import attrs
 import torch
 
-from anchorage.core.interfaces import Anchors, Assignment, GroundTruth, Matcher
+from anchorage.core.interfaces import Anchors, GroundTruth, Matcher
 from anchorage.core.interfaces.matching import batched_box_iou
 from anchorage.core.registry import MATCHERS
 
-from .centre import _background, _offsets, _per_image
+from .centre import GeometricMatcher, _offsets
 
 
 @MATCHERS.register("atss", examples=({}, {"topk": 3}))
-class ATSSMatcher(Matcher):
+class ATSSMatcher(GeometricMatcher):
     """ATSS: per gt, the ``topk`` anchors of each level closest to its centre are candidates;
     those whose IoU reaches the mean + standard deviation (unbiased) of the candidates' IoU and
     whose centre lies inside the gt box (by more than ``eps`` pixels) are positive. An anchor
@@ -31,17 +31,7 @@ class ATSSMatcher(Matcher):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def __call__(
-        self,
-        anchors: Anchors,
-        gt: GroundTruth,
-        *,
-        predictions: dict[str, torch.Tensor] | None = None,
-    ) -> Assignment:
-        b, g = gt.valid.shape
-        if g == 0:
-            return _background(anchors, gt)
-        ref = _per_image(anchors, b)
+    def assign(self, ref: torch.Tensor, anchors: Anchors, gt: GroundTruth) -> torch.Tensor:
         iou = batched_box_iou(gt.boxes, gt.valid, anchors.boxes)  # [B,G,A]
         centres = (ref[..., :2] + ref[..., 2:]) / 2  # [B,A,2]
         gt_centres = (gt.boxes[..., :2] + gt.boxes[..., 2:]) / 2  # [B,G,2]
@@ -51,7 +41,7 @@ class ATSSMatcher(Matcher):
         inside = _offsets(centres, gt.boxes).min(dim=3).values.transpose(1, 2) > self.cfg.eps
         positive = candidate & (iou >= threshold[..., None]) & inside & gt.valid[..., None]
         best, index = iou.masked_fill(~positive, -1.0).max(dim=1)  # [B,A]
-        return Assignment(torch.where(best >= 0, index, Matcher.BACKGROUND))
+        return torch.where(best >= 0, index, Matcher.BACKGROUND)
 
     def _candidates(self, distance: torch.Tensor, counts: tuple[int, ...]) -> torch.Tensor:
         """bool ``[B,G,A]``: the ``topk`` closest anchors of every level, per gt."""

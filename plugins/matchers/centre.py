@@ -15,12 +15,6 @@ from anchorage.core.interfaces import Anchors, Assignment, GroundTruth, Matcher
 from anchorage.core.registry import MATCHERS
 
 
-def _per_image(anchors: Anchors, batch: int) -> torch.Tensor:
-    """Anchor boxes as ``[B,A,4]`` (a view when they are shared)."""
-    boxes = anchors.boxes
-    return boxes.expand(batch, -1, -1) if boxes.dim() == 2 else boxes
-
-
 def _offsets(centres: torch.Tensor, gt_boxes: torch.Tensor) -> torch.Tensor:
     """float ``[B,A,G,4]``: (left, top, right, bottom) distances of centres ``[B,A,2]`` to gt."""
     x, y = centres[..., 0:1], centres[..., 1:2]  # [B,A,1]
@@ -41,17 +35,40 @@ def _smallest_area(match: torch.Tensor, gt: GroundTruth) -> torch.Tensor:
     return torch.where(best < 1e-5, Matcher.BACKGROUND, index)
 
 
-def _background(anchors: Anchors, gt: GroundTruth) -> Assignment:
-    b, a = gt.valid.shape[0], anchors.boxes.shape[-2]
-    device = anchors.boxes.device
-    return Assignment(torch.full((b, a), Matcher.BACKGROUND, dtype=torch.int64, device=device))
+class GeometricMatcher(Matcher):
+    """Base of matchers that look at anchor and gt geometry image by image (batched).
+
+    ``__call__`` gives all background when the batch has no gt (G = 0), else calls
+    ``assign(boxes, anchors, gt)`` with the anchor boxes as ``[B,A,4]`` (a view when shared)
+    and wraps its int64 ``[B,A]`` result in an ``Assignment``.
+    """
+
+    def __call__(
+        self,
+        anchors: Anchors,
+        gt: GroundTruth,
+        *,
+        predictions: dict[str, torch.Tensor] | None = None,
+    ) -> Assignment:
+        b, g = gt.valid.shape
+        boxes = anchors.boxes
+        if g == 0:
+            shape = (b, boxes.shape[-2])
+            return Assignment(
+                torch.full(shape, self.BACKGROUND, dtype=torch.int64, device=boxes.device)
+            )
+        ref = boxes.expand(b, -1, -1) if boxes.dim() == 2 else boxes
+        return Assignment(self.assign(ref, anchors, gt))
+
+    def assign(self, boxes: torch.Tensor, anchors: Anchors, gt: GroundTruth) -> torch.Tensor:
+        raise NotImplementedError
 
 
 @MATCHERS.register(
     "centre_sampling",
     examples=({}, {"radius": 1.0, "scale_ranges": ((0, 64), (64, 128), (128, 1e8))}),
 )
-class CentreSamplingMatcher(Matcher):
+class CentreSamplingMatcher(GeometricMatcher):
     """FCOS centre sampling (torchvision ``FCOS.compute_loss``), batched.
 
     An anchor (point) of size s matches a gt box when its centre lies inside the box, within
@@ -72,17 +89,7 @@ class CentreSamplingMatcher(Matcher):
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def __call__(
-        self,
-        anchors: Anchors,
-        gt: GroundTruth,
-        *,
-        predictions: dict[str, torch.Tensor] | None = None,
-    ) -> Assignment:
-        b, g = gt.valid.shape
-        if g == 0:
-            return _background(anchors, gt)
-        ref = _per_image(anchors, b)
+    def assign(self, ref: torch.Tensor, anchors: Anchors, gt: GroundTruth) -> torch.Tensor:
         centres = (ref[..., :2] + ref[..., 2:]) / 2  # [B,A,2]
         size = self._sizes(anchors, ref)  # [B,A]
         gt_centres = (gt.boxes[..., :2] + gt.boxes[..., 2:]) / 2  # [B,G,2]
@@ -93,7 +100,7 @@ class CentreSamplingMatcher(Matcher):
         lower, upper = self._scale_range(anchors, size)
         reach = offsets.max(dim=3).values  # [B,A,G]
         match &= (reach > lower[..., None]) & (reach < upper[..., None])
-        return Assignment(_smallest_area(match, gt))
+        return _smallest_area(match, gt)
 
     def _sizes(self, anchors: Anchors, ref: torch.Tensor) -> torch.Tensor:
         if self.cfg.size_from == "anchor":
@@ -123,7 +130,7 @@ class CentreSamplingMatcher(Matcher):
 
 
 @MATCHERS.register("centre_in_box", examples=({}, {"radius": 0.5}))
-class CentreInBoxMatcher(Matcher):
+class CentreInBoxMatcher(GeometricMatcher):
     """Anchors whose centre lies inside a gt box (its central part) match that box.
 
     The central part is the box scaled by ``radius`` about its centre (1: the whole box; 0.5:
@@ -140,21 +147,11 @@ class CentreInBoxMatcher(Matcher):
     def __init__(self, cfg: Config) -> None:
         self.radius = cfg.radius
 
-    def __call__(
-        self,
-        anchors: Anchors,
-        gt: GroundTruth,
-        *,
-        predictions: dict[str, torch.Tensor] | None = None,
-    ) -> Assignment:
-        b, g = gt.valid.shape
-        if g == 0:
-            return _background(anchors, gt)
-        ref = _per_image(anchors, b)
+    def assign(self, ref: torch.Tensor, anchors: Anchors, gt: GroundTruth) -> torch.Tensor:
         centre, half = (
             (gt.boxes[..., :2] + gt.boxes[..., 2:]) / 2,
             (gt.boxes[..., 2:] - gt.boxes[..., :2]) / 2,
         )
         region = torch.cat([centre - self.radius * half, centre + self.radius * half], dim=-1)
         inside = _offsets((ref[..., :2] + ref[..., 2:]) / 2, region).min(dim=3).values > 0
-        return Assignment(_smallest_area(inside, gt))
+        return _smallest_area(inside, gt)

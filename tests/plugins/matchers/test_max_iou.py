@@ -5,8 +5,9 @@ from torchvision.models.detection._utils import SSDMatcher
 from torchvision.ops import box_iou
 
 from anchorage.core import SpecError, build_component
-from anchorage.core.testing import check_entry
+from anchorage.core.interfaces import Anchors, GroundTruth
 from anchorage.core.interfaces.matching import batched_box_iou
+from anchorage.core.testing import check_entry
 
 
 def _boxes(n: int, g: torch.Generator) -> torch.Tensor:
@@ -71,3 +72,29 @@ def test_threshold_validation():
         build_component("matcher", {"type": "max_iou", "high_threshold": 1.5})
     with pytest.raises(ValueError, match="low_threshold must be <= high_threshold"):
         build_component("matcher", {"type": "max_iou", "high_threshold": 0.3, "low_threshold": 0.5})
+
+
+@pytest.mark.parametrize("name", ["max_iou", "greedy_bipartite"])
+def test_matcher_contract_is_iou_then_match_iou(name):
+    matcher = build_component("matcher", {"type": name})
+    gt, valid, anchors, _ = _padded_problem(5)
+    labels = torch.where(valid, 1, -1)
+    out = matcher(Anchors.single_level(anchors), GroundTruth(gt, labels, valid))
+    assert out.weights is None
+    assert torch.equal(out.matched, matcher.match_iou(batched_box_iou(gt, valid, anchors)))
+
+
+def test_random_problems_same_as_torchvision_through_the_contract():
+    matcher = build_component(
+        "matcher",
+        {"type": "max_iou", "high_threshold": 0.7, "low_threshold": 0.3,
+         "allow_low_quality_matches": True},
+    )  # fmt: skip
+    for seed in range(5):
+        gt, valid, anchors, counts = _padded_problem(10 + seed)
+        per_image = torch.stack([anchors, anchors.flip(0), anchors])  # proposals: [B,N,4]
+        out = matcher(Anchors.single_level(per_image), GroundTruth(gt, valid.long(), valid))
+        for b, n in enumerate(counts):
+            if n:
+                expected = TVMatcher(0.7, 0.3, True)(box_iou(gt[b, :n], per_image[b]))
+                assert torch.equal(out.matched[b], expected), (seed, b)
