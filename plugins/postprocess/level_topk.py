@@ -31,12 +31,16 @@ def select_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,
     labels: torch.Tensor,
-    batch: int,
+    shape: tuple[int, int],
     nms_thresh: float,
     detections_per_img: int,
 ) -> list[dict[str, torch.Tensor]]:
-    """Candidates ``[N]`` / ``[N,4]`` of a batch → per-image dicts after class-wise NMS."""
-    groups = img * (int(labels.max()) + 1 if labels.numel() else 1) + labels
+    """Candidates ``[N]`` / ``[N,4]`` (labels 1..C) → per-image dicts after class-wise NMS.
+
+    ``shape``: ``(B, C)``, the batch size and the number of classes.
+    """
+    batch, num_classes = shape
+    groups = img * (num_classes + 1) + labels
     kept = batched_nms(boxes, scores, groups, nms_thresh)
     results = []
     for i in range(batch):  # the batch's sorted survivors, split per image
@@ -101,7 +105,7 @@ class LevelTopkNMS(DensePostprocessor):
         ]
         img, boxes, top, col = (torch.cat(p, 0) for p in zip(*parts))
         return select_nms(
-            img, boxes, top, col + 1, scores.shape[0], self.cfg.nms_thresh,
+            img, boxes, top, col + 1, scores.shape[::2], self.cfg.nms_thresh,
             self.cfg.detections_per_img,
         )  # fmt: skip
 
@@ -167,6 +171,6 @@ class YoloNMS(DensePostprocessor):
         keep = top > self.cfg.score_thresh
         img = rows.expand_as(top)
         return select_nms(
-            img[keep], boxes[keep], top[keep], label[keep], b, self.cfg.nms_thresh,
+            img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,
             self.cfg.detections_per_img,
         )  # fmt: skip
