@@ -116,17 +116,36 @@ class LevelTopkNMS(DensePostprocessor):
         refs: torch.Tensor,
         image_sizes: list[tuple[int, int]],
     ) -> tuple[torch.Tensor, ...]:
-        """One level's candidates: image index, clipped boxes, scores, class column."""
+        """One level's candidates: image index, clipped boxes, scores, class column.
+
+        Thresholds first (usually few candidates pass), then takes each image's best
+        ``topk_candidates`` with one top-k over the survivors padded per image.
+        """
         b, a, c = scores.shape
         flat = scores.reshape(b, a * c)
-        top, idx = flat.topk(min(self.cfg.topk_candidates, a * c), dim=1)  # [B,k]
+        img, idx = (flat > self.cfg.score_thresh).nonzero(as_tuple=True)  # image-major
+        counts = torch.bincount(img, minlength=b)
+        starts = counts.cumsum(0) - counts
+        width = int(counts.max()) if b else 0  # final-output stage: one sync per level
+        padded = flat.new_full((b, width), float("-inf"))
+        padded[img, torch.arange(len(img), device=img.device) - starts[img]] = flat[img, idx]
+        top, pos = padded.topk(min(self.cfg.topk_candidates, width), dim=1)  # [B,k] sorted
+        keep = torch.isfinite(top)
+        img = torch.arange(b, device=flat.device)[:, None].expand_as(pos)[keep]
+        idx, top = idx[(starts[:, None] + pos)[keep]], top[keep]
         anchor, col = idx // c, idx % c
-        rows = torch.arange(b, device=scores.device)[:, None]
-        ref = refs[anchor] if refs.dim() == 2 else refs[rows, anchor]
-        boxes = clip_boxes(self.box_coder.decode(deltas[rows, anchor], ref), image_sizes)
-        keep = top > self.cfg.score_thresh
-        img = rows.expand_as(top)
-        return img[keep], boxes[keep], top[keep], col[keep]
+        ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
+        boxes = self.box_coder.decode(deltas[img, anchor], ref)
+        return img, _clip_per_row(boxes, img, image_sizes), top, col
+
+
+def _clip_per_row(
+    boxes: torch.Tensor, img: torch.Tensor, image_sizes: list[tuple[int, int]]
+) -> torch.Tensor:
+    """Clip ``boxes [N,4]`` to the size of the image ``img [N]`` each belongs to."""
+    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)
+    upper = hw.flip(-1).repeat(1, 2)[img]  # [N,4] = (w, h, w, h)
+    return torch.minimum(boxes.clamp(min=0), upper)
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
