@@ -8,8 +8,9 @@ For a reference (anchor) box of size ``(a_w, a_h)`` centred on its grid cell
 
 so the predicted centre stays inside the cell. ``encode`` is the inverse (``logit`` of the
 centre's position in the cell, clamped to ``[eps, 1 − eps]``). The cell side of each
-reference is found from its centre: with ``strides`` each twice the previous (8, 16, 32),
-a centre ``(k + ½)·s`` on both axes belongs to exactly one stride. The batch tensor's sides
+reference is found from its centre: with ``strides`` each twice the previous (default
+2 … 128, so any power-of-two pyramid works unconfigured), a centre ``(k + ½)·s`` on both
+axes belongs to exactly one stride. The batch tensor's sides
 must be multiples of the largest stride (``preprocess.size_divisible``), so every level's
 cells are exactly ``s`` wide; a reference on no stride's lattice decodes with ``s = 0``.
 """
@@ -45,7 +46,9 @@ class YoloCoder(BoxCoder):
 
     @attrs.frozen(kw_only=True)
     class Config:
-        strides: tuple[int, ...] = attrs.field(default=(8, 16, 32), validator=_strides)
+        strides: tuple[int, ...] = attrs.field(
+            default=(2, 4, 8, 16, 32, 64, 128), validator=_strides
+        )
         eps: float = attrs.field(default=1e-3, validator=[attrs.validators.gt(0.0)])
         size_clip: float = attrs.field(
             default=math.log(1000.0 / 16), validator=attrs.validators.gt(0.0)
