@@ -182,12 +182,19 @@ def check_anchor_generator(gen: Any) -> None:
 
 @conformance_check("box_coder")
 def check_box_coder(coder: Any) -> None:
-    """decode(encode(b, a), a) == b, any batch shape, empty input."""
+    """decode(encode(b, a), a) == b, any batch shape, empty input.
+
+    A coder whose parameterisation is bounded (YOLO: a box centre inside the reference's grid
+    cell) provides ``conformance_sample(generator) -> (boxes, anchors)`` within its domain.
+    """
     g = torch.Generator().manual_seed(0)
-    xy = torch.rand(2, 30, 2, generator=g) * 100
-    anchors = torch.cat([xy, xy + 5 + torch.rand(2, 30, 2, generator=g) * 50], -1)
-    xy = torch.rand(2, 30, 2, generator=g) * 100
-    boxes = torch.cat([xy, xy + 1 + torch.rand(2, 30, 2, generator=g) * 80], -1)
+    if hasattr(coder, "conformance_sample"):
+        boxes, anchors = coder.conformance_sample(g)
+    else:
+        xy = torch.rand(2, 30, 2, generator=g) * 100
+        anchors = torch.cat([xy, xy + 5 + torch.rand(2, 30, 2, generator=g) * 50], -1)
+        xy = torch.rand(2, 30, 2, generator=g) * 100
+        boxes = torch.cat([xy, xy + 1 + torch.rand(2, 30, 2, generator=g) * 80], -1)
     deltas = coder.encode(boxes, anchors)
     assert deltas.shape == boxes.shape
     torch.testing.assert_close(coder.decode(deltas, anchors), boxes, atol=1e-3, rtol=1e-4)

@@ -32,6 +32,7 @@ from torch.utils.data import (
 from ..errors import DataError, SpecError
 from .batching import collate_detection
 from .dataset import DetectionDataset
+from .multiscale import MultiScaleBatchSampler, MultiScaleDataset
 from .section import SPLITS, DataSection, SplitConfig
 from .transforms import build_transforms
 
@@ -130,6 +131,8 @@ def build_dataloader(
         sampler = RandomSampler(dataset, generator=generator)
     else:
         sampler = SequentialSampler(dataset)
+    if cfg.multi_scale is not None:
+        return _multi_scale_loader(cfg, split, dataset, sampler, batch_size, seed, generator)
     return DataLoader(
         dataset,
         batch_size=batch_size or cfg.batch_size,
@@ -137,6 +140,38 @@ def build_dataloader(
         num_workers=cfg.num_workers,
         collate_fn=collate_detection,
         drop_last=cfg.drop_last,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        persistent_workers=cfg.num_workers > 0,
+    )
+
+
+def _multi_scale_loader(
+    cfg: SplitConfig,
+    split: str,
+    dataset: Dataset,
+    sampler: Sampler[int],
+    batch_size: int | None,
+    seed: int,
+    generator: torch.Generator,
+) -> DataLoader:
+    """A loader whose batches are resized to ``cfg.multi_scale``'s square sizes (train only).
+
+    The size schedule uses ``seed`` without the rank, so every DDP rank draws the same sizes.
+    """
+    if split != "train":
+        raise SpecError(
+            f"data.{split}.multi_scale: multi-scale resizing is for training only "
+            "(evaluation runs at the model's fixed size); remove it from this split"
+        )
+    batches = MultiScaleBatchSampler(
+        sampler, batch_size or cfg.batch_size, cfg.drop_last, cfg.multi_scale, seed
+    )
+    return DataLoader(
+        MultiScaleDataset(dataset),
+        batch_sampler=batches,
+        num_workers=cfg.num_workers,
+        collate_fn=collate_detection,
         worker_init_fn=seed_worker,
         generator=generator,
         persistent_workers=cfg.num_workers > 0,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import attrs
 
 from ..config import component, component_list
+from .multiscale import MultiScaleConfig
 
 SPLITS = ("train", "val", "test")
 
@@ -25,7 +26,9 @@ class SplitConfig:
     """One split: the dataset component, its transform pipeline and loader options.
 
     ``shuffle`` defaults to True for ``train`` and False otherwise. ``drop_last`` drops a
-    last incomplete batch (training only makes sense).
+    last incomplete batch (training only makes sense). ``multi_scale``
+    (``{sizes: [...], every: N}``, train only) resizes each batch to a square size drawn every N
+    batches (``core/data/multiscale.py``).
     """
 
     dataset: object = component("dataset", optional=True)
@@ -34,6 +37,7 @@ class SplitConfig:
     num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     shuffle: bool | None = None
     drop_last: bool = False
+    multi_scale: MultiScaleConfig = None  # type: ignore[assignment]
 
 
 # The split fields are annotated ``SplitConfig`` (not ``SplitConfig | None``) so that an error

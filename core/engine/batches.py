@@ -44,6 +44,8 @@ def epoch_batches(loader: DataLoader, epoch: int, seed: int, *, skip: int = 0) -
     sampler = getattr(batch_sampler, "sampler", None) or loader.sampler
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
+    if hasattr(batch_sampler, "set_epoch"):  # e.g. multi-scale size schedules
+        batch_sampler.set_epoch(epoch)
     seed_value = epoch_seed(seed, epoch)
     if loader.generator is not None:
         loader.generator.manual_seed(seed_value)

@@ -65,21 +65,58 @@ SSD_PREFIXES = (
 )
 
 
+FPN_DENSE_PREFIXES = (
+    ("backbone.body.", "backbone.body."),
+    ("backbone.fpn.", "neck.fpn."),
+    ("head.", "head."),
+)
+"""torchvision RetinaNet / FCOS (ResNet-FPN) → ``single_shot`` with an ``fpn`` neck."""
+
+
 @register_converter("torchvision", "single_shot")
 def convert_torchvision_ssd(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision ``ssd300_vgg16`` / ``ssd512`` state dict → ``single_shot`` with ``vgg16_ssd``.
+    """torchvision SSD, RetinaNet or FCOS state dict → ``single_shot`` (prefix renames).
 
-    The backbone keys are identical; the head's ``classification_head.module_list.<l>`` and
-    ``regression_head.module_list.<l>`` become ``ssd_head``'s ``cls_convs.<l>`` and
-    ``box_convs.<l>``. Tensors are shared, not copied.
+    SSD (``ssd300_vgg16`` / ``ssd512``, ``vgg16_ssd`` backbone): backbone keys are identical;
+    the head's ``classification_head.module_list.<l>`` and ``regression_head.module_list.<l>``
+    become ``ssd_head``'s ``cls_convs.<l>`` and ``box_convs.<l>``. RetinaNet / FCOS
+    (``retinanet_resnet50_fpn``, ``fcos_resnet50_fpn``; recognised by ``backbone.fpn.*``):
+    ``backbone.body.*`` stays, ``backbone.fpn.*`` becomes the ``fpn`` neck's ``neck.fpn.*``
+    (P6/P7 included), ``head.*`` stays (``retinanet_head`` / ``fcos_head`` use torchvision's
+    names). Tensors are shared, not copied.
     """
+    if any(key.startswith("backbone.fpn.") for key in state):
+        return rename_prefixes(state, FPN_DENSE_PREFIXES, "torchvision RetinaNet/FCOS state dict")
     return rename_prefixes(state, SSD_PREFIXES, "torchvision SSD state dict")
+
+
+_BN_COUNTER = ".num_batches_tracked"
+
+
+def reconcile_batchnorm(
+    state: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Fit BatchNorm2d ↔ FrozenBatchNorm2d states: they differ only in ``num_batches_tracked``.
+
+    torchvision builds ``nn.BatchNorm2d`` when no pretrained weights are asked for
+    (``weights=None``) and ``FrozenBatchNorm2d`` otherwise; both keep ``weight``, ``bias``,
+    ``running_mean`` and ``running_var``. A ``*.num_batches_tracked`` counter the ``target``
+    (the model's state dict) lacks is dropped; one the target has and ``state`` lacks is
+    filled with 0 when the same layer's ``running_mean`` is in ``state``. Other keys pass.
+    """
+    out = {k: v for k, v in state.items() if not (k.endswith(_BN_COUNTER) and k not in target)}
+    for key, value in target.items():
+        prefix = key[: -len(_BN_COUNTER)]
+        if key.endswith(_BN_COUNTER) and key not in out and prefix + ".running_mean" in out:
+            out[key] = torch.zeros_like(value)
+    return out
 
 
 def convert_weights(source: str, src: str | Path, spec: Spec, out: str | Path) -> Path:
     """Convert the ``source``-format state dict file ``src`` for ``spec``'s model into ``out``.
 
     ``src`` is read with ``weights_only=True`` (a bare state dict, or one under ``"model"``).
+    BatchNorm2d and FrozenBatchNorm2d sources both fit (``reconcile_batchnorm``).
     The checkpoint holds ``model`` (the model's full state dict after loading the converted
     tensors), ``spec`` (the merged spec) and ``converted_from``. Raises ``CheckpointError``
     when no converter exists or the converted tensors do not fit the model exactly.
@@ -94,7 +131,7 @@ def convert_weights(source: str, src: str | Path, spec: Spec, out: str | Path) -
         )
     data = read_checkpoint(src)
     state = data["model"] if isinstance(data.get("model"), Mapping) else data
-    converted = converter(state)
+    converted = reconcile_batchnorm(converter(state), model.state_dict())
     check_state_fits(model, converted, str(src))
     model.load_state_dict(converted)
     return save_checkpoint(

@@ -35,7 +35,8 @@ class PreprocessConfig:
     every image is resized to (aspect not kept); when null, images are scaled so the short
     side is ``min_size`` (one drawn at random per image in train mode) unless the long side
     would exceed ``max_size``. ``size_divisible``: the batch is zero-padded (bottom/right) to
-    multiples of it.
+    multiples of it. ``keep_train_size``: in train mode images keep the size they come with
+    (the data pipeline chose it, e.g. ``multi_scale``); eval mode still resizes.
     """
 
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -46,6 +47,7 @@ class PreprocessConfig:
     min_size: tuple[int, ...] = attrs.field(default=(800,), validator=_positive)
     max_size: int = attrs.field(default=1333, validator=_positive)
     size_divisible: int = attrs.field(default=32, validator=_positive)
+    keep_train_size: bool = False
 
 
 @attrs.frozen
@@ -95,9 +97,23 @@ class ImagePreprocessor(nn.Module):
     ) -> PreprocessedBatch:
         _check_inputs(images, targets)
         original = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        if self.training and self.cfg.keep_train_size:
+            return self._as_given(images, targets, original)
         image_list, targets = self.transform(list(images), targets)
         sizes = [(int(h), int(w)) for h, w in image_list.image_sizes]
         return PreprocessedBatch(image_list.tensors, sizes, original, targets)
+
+    def _as_given(
+        self,
+        images: list[torch.Tensor],
+        targets: list[dict[str, Any]] | None,
+        original: list[tuple[int, int]],
+    ) -> PreprocessedBatch:
+        """Normalize and pad without resizing (``keep_train_size`` in train mode)."""
+        normalized = [self.transform.normalize(im) for im in images]
+        batch = self.transform.batch_images(normalized, size_divisible=self.cfg.size_divisible)
+        copies = None if targets is None else [dict(t) for t in targets]
+        return PreprocessedBatch(batch, list(original), original, copies)
 
     def postprocess(
         self,

@@ -1,0 +1,86 @@
+"""``fcos``: FCOS's loss — sigmoid focal classification, a box loss and centerness BCE.
+
+torchvision ``FCOSHead.compute_loss`` numerics: every term is a sum divided by the batch's
+positives (at least 1).
+
+- ``loss_classification``: ``torchvision.ops.sigmoid_focal_loss`` against one-hot labels over
+  every non-ignored anchor. With ``background_column: true`` the logits are torchvision's
+  ``[B,A,C+1]`` layout (column j = label j) and column 0 is kept as a class that is never a
+  target, exactly as torchvision sums it; otherwise logits are ``[B,A,C]``.
+- ``loss_bbox_regression``: the ``box_loss`` component (default ``giou`` on boxes decoded by
+  the model's coder) on positives.
+- ``loss_bbox_ctrness``: binary cross-entropy of ``centerness [B,A,1]`` logits on positives
+  against ``sqrt(min(l,r)/max(l,r) · min(t,b)/max(t,b))`` of the encoded ``ltrb`` targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+from anchorage.core import component
+from anchorage.core.build import build_child
+from anchorage.core.interfaces import DenseLoss, DenseTargets
+from anchorage.core.registry import LOSSES
+
+
+def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
+    """``[...,4]`` left/top/right/bottom distances → ``[...]`` FCOS centerness in 0..1."""
+    lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
+    ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values) * (
+        tb.min(dim=-1).values / tb.max(dim=-1).values
+    )
+    return torch.sqrt(ratio)
+
+
+@LOSSES.register("fcos", examples=({}, {"background_column": True, "gamma": 1.5}))
+class FCOSLoss(DenseLoss):
+    """FCOS loss (module docstring); needs ``cls_logits``, ``bbox_deltas``, ``centerness``."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        alpha: float = attrs.field(
+            default=0.25, validator=[attrs.validators.ge(-1.0), attrs.validators.le(1.0)]
+        )
+        gamma: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
+        background_column: bool = False
+        box_loss: Any = component("loss", role="box_loss", factory=lambda: {"type": "giou"})
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.box_loss = build_child("loss", cfg.box_loss)
+
+    def forward(
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
+    ) -> dict[str, torch.Tensor]:
+        logits, labels = predictions["cls_logits"], targets.labels
+        columns = targets.num_classes + (1 if self.cfg.background_column else 0)
+        if logits.shape[:2] != labels.shape or logits.shape[-1] != columns:
+            raise ValueError(
+                f"fcos loss: cls_logits {tuple(logits.shape)} do not fit targets "
+                f"{tuple(labels.shape)} with {columns} class columns (background_column: "
+                f"{self.cfg.background_column})"
+            )
+        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1).to(logits)
+        onehot[..., 0] = 0  # label 0 (background, ignored) is no class's target
+        if not self.cfg.background_column:
+            onehot = onehot[..., 1:]
+        focal = sigmoid_focal_loss(
+            logits, onehot, alpha=self.cfg.alpha, gamma=self.cfg.gamma, reduction="none"
+        ).sum(dim=-1)
+        positive, n = targets.positive, targets.num_positive()
+        box = self.box_loss(predictions["bbox_deltas"], targets)
+        ctr_target = centerness_target(targets.box_targets)
+        ctr = F.binary_cross_entropy_with_logits(
+            predictions["centerness"].squeeze(-1), ctr_target, reduction="none"
+        )
+        return {
+            "loss_classification": torch.where(labels >= 0, focal, 0.0).sum() / n,
+            "loss_bbox_regression": torch.where(positive, box, 0.0).sum() / n,
+            "loss_bbox_ctrness": torch.where(positive, ctr, 0.0).sum() / n,
+        }

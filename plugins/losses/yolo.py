@@ -1,0 +1,71 @@
+"""``yolo``: YOLO's loss — objectness BCE, class BCE and a box term on positives.
+
+``forward(predictions, targets)`` with the ``yolo_head``'s ``objectness [B,A]``,
+``cls_logits [B,A,C]`` and ``bbox_deltas [B,A,4]`` and the ``DenseTargets`` of the
+``yolo_grid`` matcher (``labels``: 1..C positive, 0 negative, -1 ignored — predictions that
+already overlap a gt box). Terms, each a sum divided by the batch's positives (at least 1):
+
+- ``loss_objectness``: binary cross-entropy of the objectness logits, target 1 on positives and
+  0 on negatives, ignored anchors left out (``objectness_weight``);
+- ``loss_classification``: binary cross-entropy of the C class logits against the one-hot
+  label on positives (``class_weight``);
+- ``loss_bbox_regression``: the ``box_loss`` component on positives (default ``giou`` on boxes
+  decoded by the model's coder; ``smooth_l1`` compares the YOLO deltas) (``box_weight``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from anchorage.core import component
+from anchorage.core.build import build_child
+from anchorage.core.interfaces import DenseLoss, DenseTargets
+from anchorage.core.registry import LOSSES
+
+_weight = attrs.validators.ge(0.0)
+
+
+@LOSSES.register("yolo", examples=({}, {"box_loss": {"type": "smooth_l1"}, "box_weight": 2.0}))
+class YoloLoss(DenseLoss):
+    """See the module docstring. Finite with no gt (only negatives then)."""
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        box_loss: Any = component("loss", role="box_loss", factory=lambda: {"type": "giou"})
+        box_weight: float = attrs.field(default=1.0, validator=_weight)
+        objectness_weight: float = attrs.field(default=1.0, validator=_weight)
+        class_weight: float = attrs.field(default=1.0, validator=_weight)
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.box_loss = build_child("loss", cfg.box_loss)
+
+    def forward(
+        self, predictions: dict[str, torch.Tensor], targets: DenseTargets
+    ) -> dict[str, torch.Tensor]:
+        labels = targets.labels
+        obj, logits = predictions["objectness"], predictions["cls_logits"]
+        if obj.shape != labels.shape or logits.shape[-1] != targets.num_classes:
+            raise ValueError(
+                f"yolo loss: objectness {tuple(obj.shape)} / cls_logits {tuple(logits.shape)} do "
+                f"not fit targets {tuple(labels.shape)} with C = {targets.num_classes}"
+            )
+        positive = targets.positive
+        n = targets.num_positive()
+        bce = F.binary_cross_entropy_with_logits(obj, positive.to(obj), reduction="none")
+        objectness = torch.where(labels >= 0, bce, 0.0).sum()
+        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1)[..., 1:].to(logits)
+        cls = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(-1)
+        box = self.box_loss(predictions["bbox_deltas"], targets)
+        return {
+            "loss_objectness": self.cfg.objectness_weight * objectness / n,
+            "loss_classification": self.cfg.class_weight
+            * torch.where(positive, cls, 0.0).sum()
+            / n,
+            "loss_bbox_regression": self.cfg.box_weight * torch.where(positive, box, 0.0).sum() / n,
+        }

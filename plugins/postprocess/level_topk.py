@@ -1,0 +1,195 @@
+"""Dense detections scored per level: ``level_topk_nms`` (RetinaNet, FCOS) and ``yolo_nms``.
+
+Both share ``select_nms``: candidates (image, box, score, label) → one ``batched_nms`` over
+(image, class) groups → the best ``detections_per_img`` of each image.
+
+``level_topk_nms`` has torchvision ``RetinaNet.postprocess_detections`` /
+``FCOS.postprocess_detections`` semantics: per level, scores (sigmoid of the class logits, or
+``sqrt(σ(cls)·σ(centerness))`` with ``centerness: true``) above ``score_thresh``, the best
+``topk_candidates`` (scores, flattened over anchors × classes), boxes decoded and clipped; then
+class-wise NMS per image. ``yolo_nms`` scores objectness × class probability over all levels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torchvision.ops import batched_nms
+
+from anchorage.core.config import injected
+from anchorage.core.interfaces import Anchors, DensePostprocessor
+from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+from anchorage.plugins.postprocess.clip import clip_boxes
+
+_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+
+
+def select_nms(
+    img: torch.Tensor,
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    shape: tuple[int, int],
+    nms_thresh: float,
+    detections_per_img: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Candidates ``[N]`` / ``[N,4]`` (labels 1..C) → per-image dicts after class-wise NMS.
+
+    ``shape``: ``(B, C)``, the batch size and the number of classes.
+    """
+    batch, num_classes = shape
+    groups = img * (num_classes + 1) + labels
+    kept = batched_nms(boxes, scores, groups, nms_thresh)
+    results = []
+    for i in range(batch):  # the batch's sorted survivors, split per image
+        mine = kept[img[kept] == i][:detections_per_img]
+        results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
+    return results
+
+
+def _references(references: Anchors | torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if isinstance(references, Anchors):
+        return references.boxes, references.num_per_level
+    return references, (references.shape[-2],)
+
+
+@POSTPROCESSORS.register(
+    "level_topk_nms",
+    examples=({}, {"centerness": True, "score_thresh": 0.2, "nms_thresh": 0.6}),
+)
+class LevelTopkNMS(DensePostprocessor):
+    """Per-level top-k of sigmoid scores, decode, clip, class-wise NMS (see module docstring).
+
+    ``predictions``: ``cls_logits [B,A,C]``, or ``[B,A,C+1]`` with ``background_column: true``
+    (column j scores label j as in torchvision's heads; column 0 is never a detection),
+    ``bbox_deltas [B,A,4]`` and, with ``centerness``, ``centerness [B,A,1]``; ``references``
+    the ``Anchors`` (levels from ``num_per_level``). Returns B dicts ``boxes [K,4]``,
+    ``scores [K]``, ``labels [K]`` in 1..C.
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        score_thresh: float = attrs.field(default=0.05, validator=_unit)
+        nms_thresh: float = attrs.field(default=0.5, validator=_unit)
+        topk_candidates: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+        detections_per_img: int = attrs.field(default=300, validator=attrs.validators.ge(1))
+        centerness: bool = False
+        background_column: bool = False
+        box_coder: Any = injected(default=None)
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.box_coder = cfg.box_coder or BOX_CODERS.get("delta_xywh").build(weights=(1.0,) * 4)
+
+    def __call__(
+        self,
+        predictions: dict[str, torch.Tensor],
+        references: Anchors | torch.Tensor,
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        refs, counts = _references(references)
+        logits = predictions["cls_logits"].float()
+        deltas = predictions["bbox_deltas"].float()
+        scores = logits.sigmoid()
+        if self.cfg.centerness:
+            scores = torch.sqrt(scores * predictions["centerness"].float().sigmoid())
+        if self.cfg.background_column:
+            scores = scores[..., 1:]
+        parts = [
+            self._level(s, d, r, image_sizes)
+            for s, d, r in zip(
+                scores.split(counts, 1), deltas.split(counts, 1), refs.split(counts, -2)
+            )
+        ]
+        img, boxes, top, col = (torch.cat(p, 0) for p in zip(*parts))
+        return select_nms(
+            img, boxes, top, col + 1, scores.shape[::2], self.cfg.nms_thresh,
+            self.cfg.detections_per_img,
+        )  # fmt: skip
+
+    def _level(
+        self,
+        scores: torch.Tensor,
+        deltas: torch.Tensor,
+        refs: torch.Tensor,
+        image_sizes: list[tuple[int, int]],
+    ) -> tuple[torch.Tensor, ...]:
+        """One level's candidates: image index, clipped boxes, scores, class column.
+
+        Thresholds first (usually few candidates pass), then takes each image's best
+        ``topk_candidates`` with one top-k over the survivors padded per image.
+        """
+        b, a, c = scores.shape
+        flat = scores.reshape(b, a * c)
+        img, idx = (flat > self.cfg.score_thresh).nonzero(as_tuple=True)  # image-major
+        counts = torch.bincount(img, minlength=b)
+        starts = counts.cumsum(0) - counts
+        width = int(counts.max()) if b else 0  # final-output stage: one sync per level
+        padded = flat.new_full((b, width), float("-inf"))
+        padded[img, torch.arange(len(img), device=img.device) - starts[img]] = flat[img, idx]
+        top, pos = padded.topk(min(self.cfg.topk_candidates, width), dim=1)  # [B,k] sorted
+        keep = torch.isfinite(top)
+        img = torch.arange(b, device=flat.device)[:, None].expand_as(pos)[keep]
+        idx, top = idx[(starts[:, None] + pos)[keep]], top[keep]
+        anchor, col = idx // c, idx % c
+        ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
+        boxes = self.box_coder.decode(deltas[img, anchor], ref)
+        return img, _clip_per_row(boxes, img, image_sizes), top, col
+
+
+def _clip_per_row(
+    boxes: torch.Tensor, img: torch.Tensor, image_sizes: list[tuple[int, int]]
+) -> torch.Tensor:
+    """Clip ``boxes [N,4]`` to the size of the image ``img [N]`` each belongs to."""
+    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)
+    upper = hw.flip(-1).repeat(1, 2)[img]  # [N,4] = (w, h, w, h)
+    return torch.minimum(boxes.clamp(min=0), upper)
+
+
+@POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
+class YoloNMS(DensePostprocessor):
+    """YOLO inference: ``σ(objectness) · σ(class)``, threshold, top-k, class-wise NMS.
+
+    ``predictions``: ``objectness [B,A]``, ``cls_logits [B,A,C]``, ``bbox_deltas [B,A,4]`` (the
+    injected coder decodes them against ``references``). Per image the best
+    ``topk_candidates`` (anchor, class) scores above ``score_thresh`` are kept, boxes clipped,
+    then NMS removes a box overlapping a better one of its class at IoU > ``nms_thresh``.
+    Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` in 1..C, sorted by score.
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        score_thresh: float = attrs.field(default=0.05, validator=_unit)
+        nms_thresh: float = attrs.field(default=0.6, validator=_unit)
+        topk_candidates: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+        detections_per_img: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+        box_coder: Any = injected(default=None)
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.box_coder = cfg.box_coder or BOX_CODERS.get("yolo").build()
+
+    def __call__(
+        self,
+        predictions: dict[str, torch.Tensor],
+        references: Anchors | torch.Tensor,
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
+        refs, _ = _references(references)
+        obj = predictions["objectness"].float().sigmoid()
+        scores = obj[..., None] * predictions["cls_logits"].float().sigmoid()  # [B,A,C]
+        b, a, c = scores.shape
+        top, idx = scores.reshape(b, a * c).topk(min(self.cfg.topk_candidates, a * c), dim=1)
+        anchor, label = idx // c, idx % c + 1
+        rows = torch.arange(b, device=scores.device)[:, None]
+        ref = refs[anchor] if refs.dim() == 2 else refs[rows, anchor]
+        deltas = predictions["bbox_deltas"].float()[rows, anchor]
+        boxes = clip_boxes(self.box_coder.decode(deltas, ref), image_sizes)
+        keep = top > self.cfg.score_thresh
+        img = rows.expand_as(top)
+        return select_nms(
+            img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,
+            self.cfg.detections_per_img,
+        )  # fmt: skip
