@@ -20,7 +20,6 @@ from typing import Any
 
 import yaml
 
-from anchorage.core import load_spec
 from anchorage.core.cli import make_parser, run_tool
 from anchorage.core.errors import AnchorageError
 
@@ -100,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, help="feature levels (default: the spec's)")
     parser.add_argument("--out", type=Path, help="write the anchor_generator YAML here")
     args = parser.parse_args(argv)
+
+    from anchorage.core import load_spec
     import torch
 
     from anchorage.plugins.anchors.kmeans import kmeans_shapes, mean_best_iou
