@@ -100,9 +100,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the anchor_generator YAML here")
     args = parser.parse_args(argv)
 
-    from anchorage.core import load_spec
     import torch
 
+    from anchorage.core import load_spec
     from anchorage.plugins.anchors.kmeans import kmeans_shapes, mean_best_iou
 
     spec = load_spec(args.spec, args.overrides)
