@@ -1,6 +1,13 @@
 """The interfaces plugins implement; each docstring is the contract the tests check."""
 
-from .dense import BoxLoss, DenseHead, DenseLoss, DensePostprocessor, DenseTargets
+from .dense import (
+    BoxLoss,
+    DenseHead,
+    DenseLayout,
+    DenseLoss,
+    DensePostprocessor,
+    DenseTargets,
+)
 from .features import Backbone, FeatureSpec, Neck
 from .matching import (
     AnchorGenerator,
@@ -37,6 +44,7 @@ __all__ = [
     "BoxCoder",
     "BoxLoss",
     "DenseHead",
+    "DenseLayout",
     "DenseLoss",
     "DensePostprocessor",
     "DenseTargets",

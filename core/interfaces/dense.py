@@ -10,10 +10,16 @@ level. Its slots take these roles:
   ``loss_*`` terms.
 - ``BoxLoss`` (``box_loss``): the box-regression term a dense loss delegates to, per anchor.
 - ``DensePostprocessor`` (``dense_postprocessor``): predictions + anchors → detections.
+
+The skeleton hands the head's whole dict to the matcher, the loss and the postprocessor, so
+the three must agree on its layout. Each declares it (``DenseLayout``): ``prediction_keys``,
+the keys beyond ``cls_logits``/``bbox_deltas`` it produces or reads, and
+``background_column(cfg)``, whether ``cls_logits`` carry the background column 0.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import attrs
@@ -85,7 +91,32 @@ class DenseTargets:
         return self.box_coder.decode(deltas, self.anchors)
 
 
-class DenseHead(Head):
+class DenseLayout:
+    """The prediction layout a dense head produces, or a dense loss / postprocessor reads.
+
+    ``prediction_keys``: extra keys → their shape after ``[B,A]`` (``()`` for ``[B,A]``,
+    ``(1,)`` for ``[B,A,1]``); a head lists every extra key it returns, a loss or
+    postprocessor every extra key it reads. ``extra_keys(cfg)`` gives them for one config
+    (default: ``prediction_keys``; override when a config option turns a key on).
+    ``background_column(cfg)``: ``True`` when ``cls_logits`` are ``[B,A,C+1]`` with column 0
+    the background, ``False`` for ``[B,A,C]``, ``None`` when either is accepted (default: the
+    config's ``background_column`` field, if any). The conformance kit builds its inputs from
+    these declarations and checks a head against them.
+    """
+
+    prediction_keys: ClassVar[Mapping[str, tuple[int, ...]]] = {}
+
+    @classmethod
+    def extra_keys(cls, cfg: Any) -> Mapping[str, tuple[int, ...]]:
+        return cls.prediction_keys
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool | None:
+        value = getattr(cfg, "background_column", None)
+        return None if value is None else bool(value)
+
+
+class DenseHead(DenseLayout, Head):
     """A dense detector's head (see the module docstring for its outputs).
 
     Built with injected ``in_channels`` (tuple, one per level), ``num_anchors`` (tuple of anchors
@@ -95,7 +126,7 @@ class DenseHead(Head):
     role: ClassVar[str] = "dense_head"
 
 
-class DenseLoss(Loss):
+class DenseLoss(DenseLayout, Loss):
     """``forward(predictions, targets)`` → ``dict[str, Tensor]`` of scalar ``loss_*`` terms.
 
     ``predictions``: the dense head's dict (``cls_logits [B,A,K]``, ``bbox_deltas [B,A,4]``);
@@ -127,7 +158,7 @@ class BoxLoss(Loss):
         raise NotImplementedError
 
 
-class DensePostprocessor(Postprocessor):
+class DensePostprocessor(DenseLayout, Postprocessor):
     """``__call__(predictions, anchors, image_sizes)`` → one detection dict per image.
 
     ``predictions`` the dense head's dict; ``anchors`` the ``Anchors`` (or their ``[A,4]`` /

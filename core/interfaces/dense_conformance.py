@@ -5,11 +5,15 @@ small batch on a 64×80 image: anchors on three levels (strides 8, 16, 32, one p
 a padded ``GroundTruth`` of two images whose second has no box, an ``Assignment`` with
 positive, background and ignored anchors, and ``DenseTargets.from_assignment`` encoded with the
 registered ``delta_xywh`` coder — what the ``single_shot`` skeleton hands its collaborators.
-Class logits have C+1 columns (column 0 background), the layout of the default head.
+The anchors are centred on their level's grid cells, as the skeleton's generators place them.
+Predictions follow each component's declared ``DenseLayout``: ``cls_logits`` with C+1
+columns (background column 0) or C, and the extra keys it lists (``objectness``,
+``centerness``...); a component accepting either logit layout is checked with both.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -17,7 +21,7 @@ import torch
 
 from ..registry import registry_for
 from .conformance import _check_detections, check_loss_terms
-from .dense import DenseTargets
+from .dense import DenseLayout, DenseTargets
 from .matching import Anchors, Assignment, GroundTruth, Matcher, batched_box_iou
 
 _C = 3  # classes (without background) for components that do not fix them
@@ -83,25 +87,62 @@ def dense_targets(num_classes: int = _C, *, empty: bool = False) -> DenseTargets
 
 
 def dense_predictions(
-    a: int, columns: int, *, batch: int = 2, grad: bool = False
+    a: int,
+    columns: int,
+    *,
+    batch: int = 2,
+    grad: bool = False,
+    extra: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """``cls_logits [B,A,columns]`` and ``bbox_deltas [B,A,4]`` (small, so decoding is sane)."""
+    """``cls_logits [B,A,columns]``, ``bbox_deltas [B,A,4]`` (small, so decoding is sane) and
+    each ``extra`` key ``[B,A,*shape]`` (logits, like the class scores)."""
     g = _gen()
-    return {
-        "cls_logits": (torch.randn(batch, a, columns, generator=g) * 3).requires_grad_(grad),
-        "bbox_deltas": (torch.randn(batch, a, 4, generator=g) * 0.5).requires_grad_(grad),
+    out = {
+        "cls_logits": torch.randn(batch, a, columns, generator=g) * 3,
+        "bbox_deltas": torch.randn(batch, a, 4, generator=g) * 0.5,
     }
+    for key, shape in (extra or {}).items():
+        out[key] = torch.randn(batch, a, *shape, generator=g) * 2
+    return {k: v.requires_grad_(grad) for k, v in out.items()}
+
+
+def logit_columns(component: DenseLayout, cfg: Any, num_classes: int = _C) -> tuple[int, ...]:
+    """The ``cls_logits`` widths ``component`` declares for C = ``num_classes``: C+1 with a
+    background column, C without, both when it accepts either."""
+    background = component.background_column(cfg)
+    if background is None:
+        return (num_classes + 1, num_classes)
+    return (num_classes + int(background),)
+
+
+def _layout(component: Any, cfg: Any) -> Mapping[str, tuple[int, ...]]:
+    keys = component.extra_keys(cfg)
+    assert isinstance(keys, Mapping) and all(
+        isinstance(k, str) and isinstance(v, tuple) for k, v in keys.items()
+    ), (
+        f"{type(component).__name__}: extra_keys(cfg) maps each extra prediction key to its "
+        f"shape after [B,A] (a tuple), got {keys!r}"
+    )
+    return keys
 
 
 # -------------------------------------------------------------------------------------- heads
 
 
-def _check_dense_outputs(out: Any, a: int, columns: tuple[int, ...]) -> None:
+def _check_dense_outputs(
+    out: Any, a: int, columns: tuple[int, ...], extra: Mapping[str, tuple[int, ...]]
+) -> None:
     """A head's dict for a batch of 2: ``cls_logits [2,A,K]`` (K in ``columns``),
-    ``bbox_deltas [2,A,4]``, every tensor ``[2,A,...]`` and finite."""
+    ``bbox_deltas [2,A,4]``, each declared ``extra`` key ``[2,A,*shape]`` and no other key,
+    every tensor finite."""
     assert isinstance(out, dict), f"a dense head returns a dict, got {type(out)}"
-    for key in ("cls_logits", "bbox_deltas"):
+    for key in ("cls_logits", "bbox_deltas", *extra):
         assert key in out, f"missing output {key!r}; got {sorted(out)}"
+    undeclared = sorted(set(out) - {"cls_logits", "bbox_deltas", *extra})
+    assert not undeclared, f"outputs {undeclared} are not declared in the head's extra_keys"
+    for key, shape in extra.items():
+        got = tuple(out[key].shape)
+        assert got == (2, a, *shape), f"{key}: shape {got}, declared (2, {a}, *{shape})"
     logits, deltas = out["cls_logits"], out["bbox_deltas"]
     assert logits.shape[:2] == (2, a) and logits.shape[2:] in [(k,) for k in columns], (
         f"cls_logits: shape {tuple(logits.shape)}, expected (2, {a}, K) with K in {columns}"
@@ -116,9 +157,10 @@ def _check_dense_outputs(out: Any, a: int, columns: tuple[int, ...]) -> None:
 
 
 def check_dense_head(head: Any, cfg: Any) -> None:
-    """``cls_logits [B,A,K]`` (K = C+1 with a background column, else C), ``bbox_deltas
-    [B,A,4]``, extra tensors ``[B,A,...]``, all finite; A = Σ h_l·w_l·num_anchors[l]. In
-    train mode the gradient reaches the parameters."""
+    """``cls_logits [B,A,K]`` (K = C+1 with a declared background column, C without),
+    ``bbox_deltas [B,A,4]``, the declared extra keys with their shapes and no undeclared key,
+    all finite; A = Σ h_l·w_l·num_anchors[l]. In train mode the
+    gradient reaches the parameters."""
     channels, per_location = tuple(cfg.in_channels), tuple(cfg.num_anchors)
     sizes = _level_sizes(len(channels))
     g = _gen()
@@ -127,12 +169,11 @@ def check_dense_head(head: Any, cfg: Any) -> None:
         for i, (c, hw) in enumerate(zip(channels, sizes))
     }
     a = sum(h * w * n for (h, w), n in zip(sizes, per_location))
-    c = cfg.num_classes
-    columns = (c + int(cfg.background),) if hasattr(cfg, "background") else (c, c + 1)
+    columns, extra = logit_columns(head, cfg, cfg.num_classes), _layout(head, cfg)
     head.eval()
     with torch.no_grad():
         out = head(feats)
-    _check_dense_outputs(out, a, columns)
+    _check_dense_outputs(out, a, columns, extra)
     head.train()
     out = head(feats)
     (out["cls_logits"].sum() + out["bbox_deltas"].sum()).backward()
@@ -143,8 +184,7 @@ def check_dense_head(head: Any, cfg: Any) -> None:
 # ------------------------------------------------------------------------------------- losses
 
 
-def _ignored_get_no_gradient(loss: Any, targets: DenseTargets) -> None:
-    predictions = dense_predictions(targets.labels.shape[1], _C + 1, grad=True)
+def _ignored_get_no_gradient(loss: Any, targets: DenseTargets, predictions: dict) -> None:
     total = sum(loss(predictions, targets).values())
     grads = torch.autograd.grad(total, list(predictions.values()), allow_unused=True)
     ignored = targets.labels == -1
@@ -158,18 +198,25 @@ def _without_weights(targets: DenseTargets) -> DenseTargets:
 
 
 def check_dense_loss(loss: Any, cfg: Any) -> None:
-    """Scalar finite ``loss_*`` terms reaching ``cls_logits`` and ``bbox_deltas`` for a batch
-    whose second image has no box (with and without assignment weights); reaching
-    ``cls_logits`` when the whole batch has no gt; ignored anchors get no gradient."""
+    """Scalar finite ``loss_*`` terms reaching every prediction (``cls_logits``,
+    ``bbox_deltas`` and the declared extra keys) for a batch whose second image has
+    no box (with and without assignment weights); reaching ``cls_logits`` when the whole batch
+    has no gt; ignored anchors get no gradient. Once per declared logit layout."""
     targets = dense_targets()
     assert targets.positive.any() and (targets.labels == -1).any(), "kit batch lost its cases"
-    a = targets.labels.shape[1]
-    for t in (targets, _without_weights(targets)):
-        predictions = dense_predictions(a, _C + 1, grad=True)
-        check_loss_terms(loss(predictions, t), tuple(predictions.values()))
-    _ignored_get_no_gradient(loss, targets)
-    predictions = dense_predictions(a, _C + 1, grad=True)
-    check_loss_terms(loss(predictions, dense_targets(empty=True)), (predictions["cls_logits"],))
+    a, extra = targets.labels.shape[1], _layout(loss, cfg)
+    for columns in logit_columns(loss, cfg):
+
+        def predict(columns: int = columns) -> dict[str, torch.Tensor]:
+            return dense_predictions(a, columns, grad=True, extra=extra)
+
+        for t in (targets, _without_weights(targets)):
+            predictions = predict()
+            check_loss_terms(loss(predictions, t), tuple(predictions.values()))
+        _ignored_get_no_gradient(loss, targets, predict())
+        predictions = predict()
+        empty = loss(predictions, dense_targets(empty=True))
+        check_loss_terms(empty, (predictions["cls_logits"],))
 
 
 def check_box_loss(loss: Any, cfg: Any) -> None:
@@ -194,18 +241,18 @@ def check_box_loss(loss: Any, cfg: Any) -> None:
 
 def check_dense_postprocessor(post: Any, cfg: Any) -> None:
     """B dicts: ``boxes [K,4]`` inside each image, ``scores [K]`` best first, ``labels [K]``
-    int64 in 1..C; some detections for confident logits. Logits have C columns when the
-    config's ``score`` is ``sigmoid``, else C+1."""
+    int64 in 1..C; some detections for confident logits. Predictions in the declared layout
+    (logit columns, extra keys), once per layout it accepts."""
     anchors = dense_anchors()
-    columns = _C if getattr(cfg, "score", None) == "sigmoid" else _C + 1
-    predictions = dense_predictions(anchors.boxes.shape[0], columns)
     sizes = [IMAGE, (48, 50)]
-    with torch.no_grad():
-        found = post(predictions, anchors, sizes)
-    _check_detections(found, 2, sizes, _C)
-    for d in found:
-        assert "labels" in d, f"a dense postprocessor gives labels; got {sorted(d)}"
-    assert any(d["boxes"].shape[0] for d in found), "no detection from confident logits"
+    for columns in logit_columns(post, cfg):
+        predictions = dense_predictions(anchors.boxes.shape[0], columns, extra=_layout(post, cfg))
+        with torch.no_grad():
+            found = post(predictions, anchors, sizes)
+        _check_detections(found, 2, sizes, _C)
+        for d in found:
+            assert "labels" in d, f"a dense postprocessor gives labels; got {sorted(d)}"
+        assert any(d["boxes"].shape[0] for d in found), "no detection from confident logits"
 
 
 # ------------------------------------------------------------------------------------ matcher

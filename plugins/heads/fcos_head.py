@@ -9,6 +9,8 @@ ReLU-ed), a centerness logit and sigmoid class logits with one column per label 
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 import torch
 from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSRegressionHead
@@ -32,6 +34,12 @@ class FCOSHead(DenseHead):
     ``in_channels`` (equal on every level, a multiple of 32), ``num_anchors`` (1 per location)
     and ``num_classes`` (C) are injected.
     """
+
+    prediction_keys = {"centerness": (1,)}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return True
 
     @attrs.frozen(kw_only=True)
     class Config:

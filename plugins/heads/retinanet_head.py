@@ -11,7 +11,7 @@ is never a positive target).
 from __future__ import annotations
 
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -55,6 +55,10 @@ class RetinaNetHead(DenseHead):
     order). ``in_channels``, ``num_anchors`` (equal on every level) and ``num_classes`` (C) are
     injected; ``norm: group_norm`` gives torchvision's ``retinanet_resnet50_fpn_v2`` head.
     """
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return True
 
     @attrs.frozen(kw_only=True)
     class Config:

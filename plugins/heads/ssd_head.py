@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 import torch
@@ -38,6 +38,10 @@ class SSDHead(DenseHead):
     ``in_channels``, ``num_anchors`` and ``num_classes`` (C, without background) are injected.
     ``init: xavier`` is torchvision's (uniform Xavier weights, zero bias).
     """
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return cfg.background
 
     @attrs.frozen(kw_only=True)
     class Config:

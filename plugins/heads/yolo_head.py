@@ -9,6 +9,7 @@ and ``C`` class logits (sigmoid, no background column).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import attrs
 import torch
@@ -33,6 +34,12 @@ class YoloHead(DenseHead):
     ``num_classes`` (C) are injected. Objectness and class biases start at
     ``log(prior / (1 - prior))`` so that early training is not swamped by negatives.
     """
+
+    prediction_keys = {"objectness": ()}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
 
     @attrs.frozen(kw_only=True)
     class Config:

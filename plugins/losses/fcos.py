@@ -10,7 +10,11 @@ positives (at least 1).
 - ``loss_bbox_regression``: the ``box_loss`` component (default ``giou`` on boxes decoded by
   the model's coder) on positives.
 - ``loss_bbox_ctrness``: binary cross-entropy of ``centerness [B,A,1]`` logits on positives
-  against ``sqrt(min(l,r)/max(l,r) · min(t,b)/max(t,b))`` of the encoded ``ltrb`` targets.
+  against ``sqrt(min(l,r)/max(l,r) · min(t,b)/max(t,b))``, with ``l, t, r, b`` the distances
+  from the anchor's centre to the sides of its matched gt box. They are measured on the boxes,
+  not read from the encoded targets, so the target does not depend on the box coder (with the
+  ``ltrb`` coder, which divides all four by the anchor's size, the ratios are the same); a
+  centre outside its box (possible with an IoU matcher) gets centerness 0.
 """
 
 from __future__ import annotations
@@ -29,17 +33,29 @@ from anchorage.core.registry import LOSSES
 
 
 def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
-    """``[...,4]`` left/top/right/bottom distances → ``[...]`` FCOS centerness in 0..1."""
+    """``[...,4]`` left/top/right/bottom distances → ``[...]`` FCOS centerness in 0..1.
+
+    Negative distances (a point outside its box) count as 0, so such a point has centerness 0
+    rather than NaN."""
+    ltrb = ltrb.clamp(min=0)
     lr, tb = ltrb[..., [0, 2]], ltrb[..., [1, 3]]
-    ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values) * (
-        tb.min(dim=-1).values / tb.max(dim=-1).values
+    tiny = torch.finfo(ltrb.dtype).tiny
+    ratio = (lr.min(dim=-1).values / lr.max(dim=-1).values.clamp(min=tiny)) * (
+        tb.min(dim=-1).values / tb.max(dim=-1).values.clamp(min=tiny)
     )
     return torch.sqrt(ratio)
+
+
+def point_to_sides(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """``[...,2]`` points and ``[...,4]`` xyxy boxes → ``[...,4]`` distances ``(l, t, r, b)``."""
+    return torch.cat([points - boxes[..., :2], boxes[..., 2:] - points], dim=-1)
 
 
 @LOSSES.register("fcos", examples=({}, {"background_column": True, "gamma": 1.5}))
 class FCOSLoss(DenseLoss):
     """FCOS loss (module docstring); needs ``cls_logits``, ``bbox_deltas``, ``centerness``."""
+
+    prediction_keys = {"centerness": (1,)}
 
     @attrs.frozen(kw_only=True)
     class Config:
@@ -75,7 +91,8 @@ class FCOSLoss(DenseLoss):
         ).sum(dim=-1)
         positive, n = targets.positive, targets.num_positive()
         box = self.box_loss(predictions["bbox_deltas"], targets)
-        ctr_target = centerness_target(targets.box_targets)
+        centres = (targets.anchors[..., :2] + targets.anchors[..., 2:]) * 0.5  # [A,2] / [B,A,2]
+        ctr_target = centerness_target(point_to_sides(centres, targets.boxes))
         ctr = F.binary_cross_entropy_with_logits(
             predictions["centerness"].squeeze(-1), ctr_target, reduction="none"
         )

@@ -63,6 +63,10 @@ class MultiboxLoss(_WithBoxLoss):
     without positives contributes nothing, so the losses stay finite. Logits ``[B,A,C+1]``.
     """
 
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return True
+
     @attrs.frozen(kw_only=True)
     class Config:
         neg_pos_ratio: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
@@ -104,6 +108,10 @@ class MaskedL1Loss(DenseLoss):
     positive anchors' deltas to ``box_targets``, averaged over all ``B·A·4`` coordinates
     (background coordinates count as zero, as d2l's ``bbox_masks`` do).
     """
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return True
 
     @attrs.frozen(kw_only=True)
     class Config:

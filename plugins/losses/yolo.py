@@ -33,6 +33,12 @@ _weight = attrs.validators.ge(0.0)
 class YoloLoss(DenseLoss):
     """See the module docstring. Finite with no gt (only negatives then)."""
 
+    prediction_keys = {"objectness": ()}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
+
     @attrs.frozen(kw_only=True)
     class Config:
         box_loss: Any = component("loss", role="box_loss", factory=lambda: {"type": "giou"})

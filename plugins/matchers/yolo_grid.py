@@ -17,7 +17,6 @@ import torch
 from anchorage.core.interfaces import Anchors, Assignment, GroundTruth, Matcher
 from anchorage.core.interfaces.matching import batched_box_iou
 from anchorage.core.registry import MATCHERS
-from anchorage.plugins.anchors.kmeans import shape_iou
 from anchorage.plugins.box_coders.yolo import decode_yolo
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
@@ -63,16 +62,21 @@ class YoloGridMatcher(Matcher):
     def _responsible(
         self, ref: torch.Tensor, stride: torch.Tensor, gt: GroundTruth
     ) -> torch.Tensor:
-        """int64 ``[B,A]``: the gt each anchor is responsible for, or -1."""
+        """int64 ``[B,A]``: the gt each anchor is responsible for, or -1.
+
+        ``ref`` is ``[A,4]`` or per image ``[B,A,4]``; ``stride`` ``[A]``."""
         b, g = gt.valid.shape
-        shapes = ref[..., 2:] - ref[..., :2]  # [A,2]
+        ref = ref.expand(b, -1, -1)  # [B,A,4]
+        shapes = ref[..., 2:] - ref[..., :2]  # [B,A,2]
         wh = (gt.boxes[..., 2:] - gt.boxes[..., :2]).clamp(min=1e-6)  # [B,G,2]
-        fit = shape_iou(wh.reshape(-1, 2), shapes.reshape(-1, 2)).view(b, g, -1)  # [B,G,A]
+        inter = torch.minimum(wh[:, :, None], shapes[:, None]).prod(-1)  # [B,G,A]
+        fit = inter / (wh.prod(-1)[..., None] + shapes.prod(-1)[:, None] - inter)  # shape IoU
         best_shape = fit >= fit.amax(dim=-1, keepdim=True)
         centre = (gt.boxes[..., :2] + gt.boxes[..., 2:]) * 0.5  # [B,G,2]
-        anchor_cell = torch.floor((ref[..., :2] + ref[..., 2:]) * 0.5 / stride[:, None])  # [A,2]
-        gt_cell = torch.floor(centre[:, :, None, :] / stride[:, None])  # [B,G,A,2]
-        same_cell = (gt_cell == anchor_cell).all(dim=-1)
+        cell = stride[:, None]  # [A,1]
+        anchor_cell = torch.floor((ref[..., :2] + ref[..., 2:]) * 0.5 / cell)  # [B,A,2]
+        gt_cell = torch.floor(centre[:, :, None, :] / cell)  # [B,G,A,2]
+        same_cell = (gt_cell == anchor_cell[:, None]).all(dim=-1)
         claim = best_shape & same_cell & gt.valid[..., None]  # [B,G,A]
         order = torch.arange(1, g + 1, device=ref.device).view(1, g, 1)
         winner = (claim * order).amax(dim=1)  # [B,A]: 1-based, 0 = none

@@ -69,6 +69,10 @@ class LevelTopkNMS(DensePostprocessor):
     ``scores [K]``, ``labels [K]`` in 1..C.
     """
 
+    @classmethod
+    def extra_keys(cls, cfg: Any) -> dict[str, tuple[int, ...]]:
+        return {"centerness": (1,)} if cfg.centerness else {}
+
     @attrs.frozen(kw_only=True)
     class Config:
         score_thresh: float = attrs.field(default=0.05, validator=_unit)
@@ -158,6 +162,12 @@ class YoloNMS(DensePostprocessor):
     then NMS removes a box overlapping a better one of its class at IoU > ``nms_thresh``.
     Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` in 1..C, sorted by score.
     """
+
+    prediction_keys = {"objectness": ()}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
 
     @attrs.frozen(kw_only=True)
     class Config:

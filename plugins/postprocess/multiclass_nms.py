@@ -44,6 +44,10 @@ class MulticlassNMS(DensePostprocessor):
     pixels, ``scores [K]``, ``labels [K]`` int64 in 1..C, sorted by score.
     """
 
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return cfg.score == "softmax"
+
     @attrs.frozen(kw_only=True)
     class Config:
         score_thresh: float = attrs.field(default=0.01, validator=_unit)

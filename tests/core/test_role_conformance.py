@@ -291,3 +291,147 @@ def test_example_plugin_components_pass_the_kit(registries: dict) -> None:
     check_entry("matcher", "center_matcher")
     check_entry("loss", "example_giou")
     check_entry("loss", "example_focal")
+
+
+# ------------------------------------------------------------- declared dense prediction layout
+
+
+class _LayoutHead(DenseHead):
+    """One conv per level for classes (C columns) and boxes; ``extra`` adds outputs."""
+
+    prediction_keys = {"objectness": ()}
+    extra: dict[str, tuple[int, ...]] = {"objectness": ()}
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        in_channels: tuple[int, ...] = (4, 8)
+        num_anchors: tuple[int, ...] = (1, 1)
+        num_classes: int = 2
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        outputs = cfg.num_classes + 4 + sum(s[0] if s else 1 for s in self.extra.values())
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(c, outputs, 1) for c in cfg.in_channels)
+        self.num_classes = cfg.num_classes
+
+    def forward(self, features: dict) -> dict:
+        flat = torch.cat([_flat(c(x)) for c, x in zip(self.convs, features.values())], 1)
+        c = self.num_classes
+        out = {"cls_logits": flat[..., :c], "bbox_deltas": flat[..., c : c + 4]}
+        start = c + 4
+        for key, shape in self.extra.items():
+            width = shape[0] if shape else 1
+            value = flat[..., start : start + width]
+            out[key] = value if shape else value[..., 0]
+            start += width
+        return out
+
+
+class _HeadMissingDeclared(_LayoutHead):
+    extra = {}
+
+
+class _HeadUndeclaredOutput(_LayoutHead):
+    extra = {"objectness": (), "quality": (1,)}
+
+
+class _HeadWrongDeclaredShape(_LayoutHead):
+    extra = {"objectness": (1,)}
+
+
+def test_dense_head_that_keeps_its_declared_layout_passes(registries: dict) -> None:
+    registries["head"].register("layout")(_LayoutHead)
+    check_entry("head", "layout")
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (_HeadMissingDeclared, "missing output 'objectness'"),
+        (_HeadUndeclaredOutput, r"outputs \['quality'\] are not declared"),
+        (_HeadWrongDeclaredShape, r"objectness: shape \(2, \d+, 1\), declared"),
+    ],
+)
+def test_dense_head_breaking_its_declared_layout_fails(
+    registries: dict, cls: type, message: str
+) -> None:
+    registries["head"].register("broken")(cls)
+    with pytest.raises(AssertionError, match=message):
+        check_entry("head", "broken")
+
+
+class _QualityLoss(_DenseLossBase):
+    """Sigmoid classes over C columns plus a ``quality [B,A,1]`` logit on positives."""
+
+    prediction_keys = {"quality": (1,)}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
+
+    def forward(self, predictions: dict, targets: DenseTargets) -> dict:
+        logits, labels = predictions["cls_logits"], targets.labels
+        if logits.shape[-1] != targets.num_classes:
+            raise ValueError(f"expected C = {targets.num_classes} columns, got {logits.shape}")
+        onehot = torch.nn.functional.one_hot(labels.clamp(min=0), targets.num_classes + 1)
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, onehot[..., 1:].to(logits), reduction="none"
+        ).sum(-1)
+        box = (predictions["bbox_deltas"] - targets.box_targets).abs().sum(-1)
+        quality = predictions["quality"][..., 0].sigmoid()
+        return {
+            "loss_classification": torch.where(labels >= 0, bce, 0.0).sum(),
+            "loss_bbox_regression": torch.where(targets.positive, box, 0.0).sum(),
+            "loss_quality": torch.where(targets.positive, 1 - quality, 0.0).sum(),
+        }
+
+
+class _QualityLayoutUndeclared(_QualityLoss):
+    """Needs C columns but declares nothing: the kit also tries C+1."""
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> None:
+        return None
+
+
+class _QualityKeyUndeclared(_QualityLoss):
+    """Reads ``quality`` without declaring it: the kit does not provide it."""
+
+    prediction_keys = {}
+
+
+class _QualityNotTrained(_QualityLoss):
+    """Declares ``quality`` but no term reaches it."""
+
+    def forward(self, predictions: dict, targets: DenseTargets) -> dict:
+        out = super().forward(predictions, targets)
+        del out["loss_quality"]
+        return out
+
+
+def test_dense_loss_gets_the_keys_and_logit_layout_it_declares(registries: dict) -> None:
+    registries["loss"].register("quality")(_QualityLoss)
+    check_entry("loss", "quality")
+
+
+def test_dense_loss_is_checked_on_every_layout_it_accepts(registries: dict) -> None:
+    """Declaring no logit layout means "C or C+1 columns": both are tried."""
+    registries["loss"].register("undeclared")(_QualityLayoutUndeclared)
+    with pytest.raises(ValueError, match="expected C = 3 columns"):
+        check_entry("loss", "undeclared")
+
+
+def test_dense_loss_gets_only_the_keys_it_declares(registries: dict) -> None:
+    registries["loss"].register("undeclared")(_QualityKeyUndeclared)
+    with pytest.raises(KeyError, match="quality"):
+        check_entry("loss", "undeclared")
+
+
+def test_declared_extra_key_must_get_a_gradient(registries: dict) -> None:
+    registries["loss"].register("untrained")(_QualityNotTrained)
+    with pytest.raises(AssertionError, match="no gradient reaches prediction input 2"):
+        check_entry("loss", "untrained")
