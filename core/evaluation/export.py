@@ -16,29 +16,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..errors import AnchorageError
 from .metric import Metric
-
-
-def encode_rle(masks: torch.Tensor, threshold: float = 0.5) -> list[dict[str, Any]]:
-    """Masks [K,1,H,W] or [K,H,W] (float probabilities or bool/uint8) → COCO RLE dicts
-    (``{"size": [H, W], "counts": str}``) through ``pycocotools.mask.encode``."""
-    from pycocotools import mask as mask_utils
-
-    m = masks.detach().cpu()
-    if m.dim() == 4:
-        m = m[:, 0]
-    binary = (m > threshold) if m.is_floating_point() else (m > 0)
-    if len(binary) == 0:
-        return []
-    array = np.asfortranarray(binary.permute(1, 2, 0).numpy().astype(np.uint8))
-    rles = mask_utils.encode(array)
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return list(rles)
+from .state import encode_rle, flat, pack_rles, table, unpack_rles
 
 
 def coco_results(
@@ -76,16 +58,24 @@ def coco_results(
 class DetectionCollector(Metric):
     """Keeps each image's detections as COCO results while ``evaluate`` runs (no numbers).
 
-    ``results()`` lists them by image id; the first record of an image id wins, as in the
-    COCO metrics.
+    State (``torchmetrics`` list states, concatenated across ranks): one float64 row
+    ``(image_id, x, y, w, h, score, label)`` per detection, and the detections' mask RLEs
+    packed as tensors (``state.pack_rles``). ``compute()`` gathers them; ``results()`` then
+    lists them by image id. The first record of an image id wins, as in the COCO metrics.
     """
 
     def __init__(self) -> None:
-        self.reset()
+        super().__init__()
+        for name in ("rows", "rle", "rle_meta"):
+            self.add_state(name, [], dist_reduce_fx="cat")
+        self._seen: set[int] = set()
+        self._results: list[dict[str, Any]] = []
 
     def reset(self) -> None:
         """Forget every image."""
-        self.images: dict[int, list[dict[str, Any]]] = {}
+        super().reset()
+        self._seen = set()
+        self._results = []
 
     def update(self, outputs: Any, targets: Sequence[dict[str, Any]]) -> None:
         """Record one batch of per-image detection dicts (semantic outputs are refused)."""
@@ -96,38 +86,55 @@ class DetectionCollector(Metric):
                     "not detections; COCO results need boxes"
                 )
             image_id = int(tgt["image_id"])
-            if image_id not in self.images:
-                self.images[image_id] = coco_results(out, image_id)
+            if image_id in self._seen:
+                continue
+            self._seen.add(image_id)
+            found = coco_results(out, image_id)
+            self.rows.append(
+                torch.tensor(
+                    [[r["image_id"], *r["bbox"], r["score"], r["category_id"]] for r in found],
+                    dtype=torch.float64,
+                    device=self.device,
+                ).reshape(-1, 7)
+            )
+            if found and "segmentation" in found[0]:
+                data, meta = pack_rles([r["segmentation"] for r in found])
+                self.rle.append(data.to(self.device))
+                self.rle_meta.append(meta.to(self.device))
 
     def compute(self) -> dict[str, float]:
-        """No numbers: the collector only keeps the detections."""
+        """No numbers: gathers every rank's detections for ``results()``."""
+        rows = table(self.rows, 7)
+        meta = table(self.rle_meta, 3)
+        masks = unpack_rles(flat(self.rle), meta) if len(meta) else []
+        # RLEs were packed in row order, for the images that had masks (all or none do).
+        results = []
+        for n, (image_id, x, y, w, h, score, label) in enumerate(rows.tolist()):
+            res = {
+                "image_id": int(image_id),
+                "category_id": int(label),
+                "bbox": [x, y, w, h],
+                "score": score,
+            }
+            if masks:
+                res["segmentation"] = masks[n]
+            results.append(res)
+        self._results = sorted(results, key=lambda r: r["image_id"])  # stable: row order kept
         return {}
 
     def summary(self) -> str:
         """A one-line count."""
-        n = sum(len(v) for v in self.images.values())
-        return f"{n} detections on {len(self.images)} images"
-
-    def state(self) -> dict[int, list[dict[str, Any]]]:
-        """The kept results (plain data)."""
-        return self.images
-
-    def merge(self, states: Sequence[dict[int, list[dict[str, Any]]]]) -> None:
-        """Union of every rank's images."""
-        merged: dict[int, list[dict[str, Any]]] = {}
-        for s in states:
-            for k, v in s.items():
-                merged.setdefault(k, v)
-        self.images = merged
+        images = {r["image_id"] for r in self._results}
+        return f"{len(self._results)} detections on {len(images)} images"
 
     def results(self, label_to_category: Mapping[int, Any] | None = None) -> list[dict[str, Any]]:
-        """Every detection, images in id order; labels (kept as ``category_id`` while
-        collecting) become the dataset's category ids through ``label_to_category``."""
+        """Every detection gathered by ``compute()``, images in id order; labels (kept as
+        ``category_id`` while collecting) become the dataset's category ids through
+        ``label_to_category``."""
         mapping = label_to_category or {}
         return [
             {**r, "category_id": mapping.get(r["category_id"], r["category_id"])}
-            for _, rs in sorted(self.images.items())
-            for r in rs
+            for r in self._results
         ]
 
 

@@ -26,16 +26,21 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from anchorage.core.config import injected
 from anchorage.core.errors import DataError
 from anchorage.core.evaluation import Metric
+from anchorage.core.evaluation.state import (
+    encode_rle,
+    flat,
+    pack_rles,
+    rows_by_image,
+    table,
+    unpack_rles,
+)
 from anchorage.core.registry import METRICS
-
-from .state import flat, rows_by_image, table
 
 STAT_NAMES = (
     "AP",
@@ -57,20 +62,6 @@ def _np(x: Any) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         return x.detach().cpu().as_subclass(torch.Tensor).numpy()
     return np.asarray(x)
-
-
-def encode_masks(masks: Any, threshold: float = 0.5) -> list[dict[str, Any]]:
-    """Binary masks [N,H,W] or [N,1,H,W] (uint8 or float probabilities) → COCO RLE dicts."""
-    m = _np(masks)
-    if m.ndim == 4:
-        m = m[:, 0]
-    binary = (m > threshold if m.dtype.kind == "f" else m > 0).astype(np.uint8)
-    if len(binary) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(binary.transpose(1, 2, 0)))
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return list(rles)
 
 
 def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
@@ -138,7 +129,7 @@ class CocoMetric(Metric):
         self.dt.append(rows(np.full(k, image_id), dt["boxes"], dt["scores"], dt["labels"]))
         if self.iou_type == "segm":
             for key, rles in (("gt", gt["masks"]), ("dt", dt["masks"])):
-                data, meta = _pack_rles(rles)
+                data, meta = pack_rles(rles)
                 getattr(self, f"{key}_rle").append(data.to(self.device))
                 getattr(self, f"{key}_rle_meta").append(meta.to(self.device))
 
@@ -161,7 +152,7 @@ class CocoMetric(Metric):
             "size": self._size(tgt),
         }
         if self.iou_type == "segm":
-            gt["masks"] = encode_masks(tgt["masks"])
+            gt["masks"] = encode_rle(tgt["masks"])
         return gt
 
     def _dt(self, out: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +166,7 @@ class CocoMetric(Metric):
             "labels": _np(out["labels"]).astype(np.int64).reshape(-1),
         }
         if self.iou_type == "segm":
-            dt["masks"] = encode_masks(out["masks"], self.cfg.mask_threshold)
+            dt["masks"] = encode_rle(out["masks"], self.cfg.mask_threshold)
         return dt
 
     @staticmethod
@@ -196,7 +187,7 @@ class CocoMetric(Metric):
         masks = {}
         if self.iou_type == "segm":
             masks = {
-                key: _unpack_rles(flat(getattr(self, f"{key}_rle")), state[f"{key}_rle_meta"])
+                key: unpack_rles(flat(getattr(self, f"{key}_rle")), state[f"{key}_rle_meta"])
                 for key in ("gt", "dt")
             }
         records: dict[int, dict[str, Any]] = {}
@@ -332,28 +323,6 @@ class CocoMetric(Metric):
         for name, ap, ap50, n in self.per_class():
             lines.append(f"{name:<20} {ap:>7.3f} {ap50:>7.3f} {n:>7d}")
         return "\n".join(lines)
-
-
-def _pack_rles(rles: list[dict[str, Any]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """COCO RLE dicts → their ``counts`` bytes (uint8 [L]) and ``(length, h, w)`` rows."""
-    counts = [r["counts"].encode("ascii") for r in rles]
-    data = torch.frombuffer(bytearray(b"".join(counts)), dtype=torch.uint8) if counts else None
-    meta = [[len(c), *r["size"]] for c, r in zip(counts, rles)]
-    return (
-        data if data is not None else torch.zeros(0, dtype=torch.uint8),
-        torch.tensor(meta, dtype=torch.float64).reshape(-1, 3),
-    )
-
-
-def _unpack_rles(data: torch.Tensor, meta: np.ndarray) -> list[dict[str, Any]]:
-    """Inverse of ``_pack_rles`` (after concatenation of many images' packs)."""
-    raw = bytes(data.detach().cpu().to(torch.uint8).numpy().tobytes())
-    ends = np.cumsum(meta[:, 0].astype(np.int64))
-    starts = ends - meta[:, 0].astype(np.int64)
-    return [
-        {"size": [int(h), int(w)], "counts": raw[a:b].decode("ascii")}
-        for a, b, (_, h, w) in zip(starts, ends, meta)
-    ]
 
 
 def _empty_results(gt: COCO) -> COCO:

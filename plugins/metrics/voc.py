@@ -29,9 +29,8 @@ from torchvision.ops import box_iou
 
 from anchorage.core.config import injected
 from anchorage.core.evaluation import Metric
+from anchorage.core.evaluation.state import rows_by_image, table
 from anchorage.core.registry import METRICS
-
-from .state import rows_by_image, table
 
 
 def _np(x: Any) -> np.ndarray:

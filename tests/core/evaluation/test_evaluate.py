@@ -16,6 +16,7 @@ from anchorage.core import Spec
 from anchorage.core.data import build_dataloader, build_dataset
 from anchorage.core.errors import SpecError
 from anchorage.core.evaluation import build_metrics, evaluate
+from anchorage.core.evaluation.export import DetectionCollector
 
 
 class Oracle(nn.Module):
@@ -82,6 +83,7 @@ import torch.distributed as dist
 from anchorage.core import Spec
 from anchorage.core.data import build_dataloader, build_dataset
 from anchorage.core.evaluation import build_metrics, evaluate
+from anchorage.core.evaluation.export import DetectionCollector
 sys.path.insert(0, sys.argv[3])
 from test_evaluate import Oracle
 
@@ -91,9 +93,11 @@ dataset = build_dataset(spec, "val")
 model = Oracle(dataset, drop_every=3)
 loader = build_dataloader(spec, "val", dataset=dataset, distributed=True)
 assert len(loader.sampler) == 5  # each rank sees its half
-res = evaluate(model, loader, build_metrics(spec, dataset.class_names), "cpu", progress=False)
+collector = DetectionCollector()
+metrics = [*build_metrics(spec, dataset.class_names), collector]
+res = evaluate(model, loader, metrics, "cpu", progress=False)
 with open(f"{sys.argv[2]}.{dist.get_rank()}", "w") as f:
-    json.dump(res, f)
+    json.dump({"numbers": res, "detections": collector.results()}, f)
 dist.destroy_process_group()
 """
 
@@ -104,10 +108,12 @@ def test_two_ranks_reduce_metric_states_to_the_single_process_numbers(spec, tmp_
     dataset = build_dataset(spec, "val")
     model = Oracle(dataset, drop_every=3)
     loader = build_dataloader(spec, "val", dataset=dataset)
-    single = evaluate(
-        model, loader, build_metrics(spec, dataset.class_names), "cpu", progress=False
-    )
+    collector = DetectionCollector()
+    metrics = [*build_metrics(spec, dataset.class_names), collector]
+    single = evaluate(model, loader, metrics, "cpu", progress=False)
     assert 0 < single["bbox/AP"] < 1
+    detections = json.loads(json.dumps(collector.results()))  # what a rank writes
+    assert len({d["image_id"] for d in detections}) > 1
     script = tmp_path / "ddp_eval.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "res"
@@ -121,7 +127,8 @@ def test_two_ranks_reduce_metric_states_to_the_single_process_numbers(spec, tmp_
     assert result.returncode == 0, result.stderr[-3000:]
     for rank in (0, 1):
         got = json.loads(Path(f"{out}.{rank}").read_text())
-        assert got == pytest.approx(single)
+        assert got["numbers"] == pytest.approx(single)
+        assert got["detections"] == detections  # the collector gathers every rank's images
 
 
 def test_eval_section_errors():

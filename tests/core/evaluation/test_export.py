@@ -41,6 +41,7 @@ def test_results_file_gives_the_metric_numbers(tmp_path: Path, iou_type: str) ->
         m.update(outputs[:3], targets[:3])
         m.update(outputs[3:], targets[3:])
     ours = metric.compute()
+    assert collector.compute() == {}  # gathers (every rank's) detections, computes no number
     path = write_results(collector.results(ds.label_to_category), tmp_path / "dets.json")
     results = json.loads(path.read_text())
     assert {r["category_id"] for r in results} == {4, 9}
@@ -63,4 +64,4 @@ def test_semantic_outputs_are_refused() -> None:
     from anchorage.core.errors import AnchorageError
 
     with pytest.raises(AnchorageError, match="not detections"):
-        DetectionCollector().update({"out": torch.zeros(1, 3, 4, 4)}, [{"image_id": 1}])
+        DetectionCollector().update([{"sem_seg": torch.zeros(3, 4, 4)}], [{"image_id": 1}])
