@@ -76,18 +76,8 @@ def nothing_passes(output: Any, score_thresh: float) -> str | None:
 def draw_note(image: torch.Tensor, text: str) -> torch.Tensor:
     """uint8 ``image`` [3,H,W] with ``text`` written on a white band along its top edge
     (``≥`` written ``>=``: the default bitmap font has no such glyph)."""
-    text = text.replace("\u2265", ">=")
     h, w = image.shape[-2:]
-    box = torch.tensor([[0.0, 0.0, float(w - 1), float(min(h - 1, 14))]])
-    return draw_bounding_boxes(
-        image,
-        box,
-        labels=[text],
-        colors=[(255, 255, 255)],
-        width=1,
-        fill_labels=True,
-        label_colors="black",
-    )
+    return _caption(image, text.replace("\u2265", ">="), [0.0, 0.0, w - 1, min(h - 1, 14)])
 
 
 def draw_target(
@@ -152,10 +142,14 @@ def beside(left: torch.Tensor, right: torch.Tensor, gap: int = 4) -> torch.Tenso
 def label_panel(image: torch.Tensor, text: str) -> torch.Tensor:
     """``image`` with a small caption ("ground truth", "prediction") in its bottom-left."""
     h, w = image.shape[-2:]
-    box = torch.tensor([[0.0, float(max(0, h - 15)), float(min(w - 1, 6 * len(text) + 8)), h - 1]])
+    return _caption(image, text, [0.0, max(0, h - 15), min(w - 1, 6 * len(text) + 8), h - 1])
+
+
+def _caption(image: torch.Tensor, text: str, box: list[float]) -> torch.Tensor:
+    """Black ``text`` on a white band filling ``box`` (xyxy pixels) of uint8 ``image``."""
     return draw_bounding_boxes(
         image,
-        box,
+        torch.tensor([box], dtype=torch.float32),
         labels=[text],
         colors=[(255, 255, 255)],
         width=1,
