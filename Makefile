@@ -8,6 +8,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.anchorage-installed
 WORK_DIR ?= work_dirs/demo
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint venv clean
 
@@ -27,9 +28,10 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# Lint, then the whole suite (slow end-to-end tests included).
+# Lint, then the whole suite (slow end-to-end tests included), on PYTEST_WORKERS processes
+# (pytest-xdist; 0 runs everything in this process).
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) work_dirs .pytest_cache .ruff_cache
