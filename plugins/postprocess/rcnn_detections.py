@@ -4,8 +4,9 @@
 Softmax scores per proposal; background dropped; scores ``> score_thresh``; the surviving
 (image, proposal, class) candidates decoded with the injected box coder from their
 class-specific deltas, clipped to the image, boxes narrower or lower than ``min_size``
-dropped; ONE ``torchvision.ops.batched_nms`` whose groups are (image, class) pairs
-(``image * C + class``); the best ``detections_per_img`` per image.
+dropped; NMS per (image, class) group (``image * C + class``) in one ``grouped_nms`` call
+(one ``torchvision.ops.batched_nms`` on a GPU, a loop over group segments on a CPU above
+1000 candidates, as torchvision switches too); the best ``detections_per_img`` per image.
 
 Only the thresholded candidates are decoded (torchvision decodes every proposal for every
 class; the numbers are the same, decoding is elementwise). Boxes below ``min_size`` go to a
@@ -21,7 +22,7 @@ from typing import Any
 
 import attrs
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
 from anchorage.core import injected
 from anchorage.core.interfaces import Postprocessor
@@ -79,7 +80,7 @@ class RCNNDetections(Postprocessor):
         small = (wh < self.cfg.min_size).any(1)
         group = torch.where(small, b * (c1 - 1), img * (c1 - 1) + cls)  # small: own group
         scores = probs.flatten()[flat]
-        kept = batched_nms(boxes.double(), scores.double(), group, self.cfg.nms_thresh)
+        kept = grouped_nms(boxes, scores, group, self.cfg.nms_thresh)
         owner = torch.where(small[kept], b, img[kept])  # B = dropped
         return self._split(owner, kept, boxes, scores, cls + 1, b)
 
@@ -103,6 +104,33 @@ class RCNNDetections(Postprocessor):
             mine = kept[start : start + n]
             results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
         return results
+
+
+def grouped_nms(
+    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_threshold: float
+) -> torch.Tensor:
+    """NMS within each group: indices into ``boxes [N,4]`` xyxy kept, best score first.
+
+    One ``batched_nms`` on float64 boxes (its coordinate offsets stay exact), except on a CPU
+    above torchvision's own switch-over (1000 boxes), where the pairwise work of one big NMS
+    outgrows a loop over the groups: there the groups are NMS'd as contiguous segments of the
+    candidates sorted by group (``batched_nms``'s per-class loop, without its ``idxs == k``
+    pass over all boxes per group). Same survivors either way; ties keep the input order.
+    """
+    if boxes.device.type != "cpu" or len(boxes) <= 1000:
+        return batched_nms(boxes.double(), scores.double(), group, iou_threshold)
+    group, order = group.sort(stable=True)
+    sorted_boxes, sorted_scores = boxes[order], scores[order]
+    kept, start = [], 0
+    for n in torch.bincount(group).tolist():  # CPU only: no device sync
+        if n:
+            segment = slice(start, start + n)
+            kept.append(
+                order[segment][nms(sorted_boxes[segment], sorted_scores[segment], iou_threshold)]
+            )
+            start += n
+    kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
+    return kept[scores[kept].argsort(descending=True, stable=True)]
 
 
 def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:
