@@ -57,8 +57,11 @@ class TrainConfig:
 
     ``max_iters`` and ``max_minutes`` end the run early (benchmarks): training stops at
     the first step boundary past either limit, then checkpoints and evaluates as usual.
-    ``amp`` applies on CUDA only (ignored on CPU). ``eval_interval`` / ``checkpoint_interval``
-    are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
+    ``amp`` applies on CUDA only (ignored on CPU); ``auto`` is bfloat16 where the GPU supports
+    it, else float16 with a grad scaler. ``channels_last`` / ``compile`` (``torch.compile``)
+    are off by default (``core/engine/acceleration.py``). ``eval_interval`` /
+    ``checkpoint_interval`` are in epochs (0 = only at the end). ``device: auto`` picks CUDA
+    when available.
     ``find_unused_parameters`` is passed to DDP (models whose forward skips trainable parts).
     """
 
@@ -68,7 +71,9 @@ class TrainConfig:
     warmup_iters: int = attrs.field(default=0, validator=v.ge(0))
     warmup_factor: float = attrs.field(default=0.001, validator=[v.gt(0.0), v.le(1.0)])
     param_groups: tuple[ParamGroupRule, ...] = ()
-    amp: str = attrs.field(default="none", validator=v.in_(("none", "bf16", "fp16")))
+    amp: str = attrs.field(default="none", validator=v.in_(("none", "auto", "bf16", "fp16")))
+    channels_last: bool = False
+    compile: bool = False
     grad_clip: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
     max_iters: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
     max_minutes: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
