@@ -7,7 +7,9 @@ in a direct COCOeval call on the same data. ``compute`` returns the 12 COCO summ
 (``bbox/AP``, ``bbox/AP50``, ``bbox/AP75``, ``bbox/APs``, ``bbox/APm``, ``bbox/APl``,
 ``bbox/AR1``, ``bbox/AR10``, ``bbox/AR100``, ``bbox/ARs``, ``bbox/ARm``, ``bbox/ARl``; ``segm/``
 for masks); ``summary`` prints them and a per-class AP / AP50 table. Undefined numbers
-(e.g. no ground truth of a size) are -1, as pycocotools reports them.
+(e.g. no ground truth of a size) are -1, as pycocotools reports them. ``backend:
+faster_coco_eval`` computes the same numbers with the optional faster-coco-eval package
+(``benchmarks/results/coco_eval_share_cpu.md``: evaluate + accumulate many times faster).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -25,6 +27,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from anchorage.core.config import injected
+from anchorage.core.errors import AnchorageError
 from anchorage.core.evaluation import Metric
 from anchorage.core.registry import METRICS
 
@@ -77,6 +80,23 @@ class CocoConfig:
     mask_threshold: float = attrs.field(
         default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
     )
+    backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+
+
+def coco_backend(name: str) -> tuple[type, type]:
+    """(COCO class, COCOeval class) of a backend: ``pycocotools``, or ``faster_coco_eval``
+    (the package ``faster-coco-eval``: the same 12 numbers, its C++ evaluate/accumulate)."""
+    if name == "pycocotools":
+        return COCO, COCOeval
+    try:
+        from faster_coco_eval import COCO as FastCOCO
+        from faster_coco_eval import COCOeval_faster
+    except ImportError:
+        raise AnchorageError(
+            "coco metric: backend faster_coco_eval needs the package faster-coco-eval "
+            "(pip install 'anchorage[fast-eval]'), which is not installed"
+        ) from None
+    return FastCOCO, COCOeval_faster
 
 
 class CocoMetric(Metric):
@@ -86,6 +106,7 @@ class CocoMetric(Metric):
 
     def __init__(self, cfg: CocoConfig) -> None:
         self.cfg = cfg
+        self._coco, self._cocoeval = coco_backend(cfg.backend)
         self.class_names = list(cfg.class_names)
         self.reset()
 
@@ -181,7 +202,7 @@ class CocoMetric(Metric):
                 if self.iou_type == "segm":
                     ann["segmentation"] = gt["masks"][j]
                 anns.append(ann)
-        coco = COCO()
+        coco = self._coco()
         coco.dataset = {"images": images, "annotations": anns, "categories": cats}
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
@@ -220,8 +241,8 @@ class CocoMetric(Metric):
         gt = self.coco_gt()
         dets = self.results()
         with contextlib.redirect_stdout(io.StringIO()) as text:
-            dt = gt.loadRes(dets) if dets else _empty_results(gt)
-            coco_eval = COCOeval(gt, dt, iouType=self.iou_type)
+            dt = gt.loadRes(dets) if dets else _empty_results(gt, self._coco)
+            coco_eval = self._cocoeval(gt, dt, iouType=self.iou_type)
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
@@ -263,9 +284,9 @@ class CocoMetric(Metric):
         return "\n".join(lines)
 
 
-def _empty_results(gt: COCO) -> COCO:
+def _empty_results(gt: COCO, coco: type = COCO) -> COCO:
     """An empty results COCO (``loadRes`` cannot take an empty list)."""
-    res = COCO()
+    res = coco()
     res.dataset = {
         "images": list(gt.dataset["images"]),
         "categories": gt.dataset["categories"],
