@@ -17,6 +17,7 @@ from torchvision.ops import batched_nms
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+from anchorage.plugins.postprocess.batching import per_image_top_n
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -87,8 +88,8 @@ class MulticlassNMS(Postprocessor):
         cand_boxes = boxes[img, idx[keep]]
         kept = batched_nms(cand_boxes, cand_scores, img * (c + 1) + label, self.cfg.nms_thresh)
         results = []
-        for i in range(b):  # split the batch's sorted survivors into per-image lists
-            mine = kept[img[kept] == i][: self.cfg.detections_per_img]
+        for pos in per_image_top_n(img[kept], b, self.cfg.detections_per_img):
+            mine = kept[pos]
             results.append(
                 {"boxes": cand_boxes[mine], "scores": cand_scores[mine], "labels": label[mine]}
             )

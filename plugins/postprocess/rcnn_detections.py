@@ -28,6 +28,7 @@ from anchorage.core import injected
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.models.segmentation import build_child
+from anchorage.plugins.postprocess.batching import per_image_top_n
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -94,14 +95,9 @@ class RCNNDetections(Postprocessor):
         b: int,
     ) -> list[dict[str, torch.Tensor]]:
         """NMS survivors (best first, ``owner`` = image, ``b`` = dropped) → B result dicts."""
-        owner, order = owner.sort(stable=True)  # per image, still best first
-        kept = kept[order]
-        counts = torch.bincount(owner, minlength=b + 1)[:b]
-        starts = counts.cumsum(0) - counts
-        bounds = torch.stack([starts, counts.clamp(max=self.cfg.detections_per_img)])
         results = []
-        for start, n in zip(*bounds.tolist()):  # the one sync: final per-image sizes
-            mine = kept[start : start + n]
+        for pos in per_image_top_n(owner, b, self.cfg.detections_per_img):
+            mine = kept[pos]
             results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
         return results
 

@@ -18,6 +18,7 @@ from torchvision.ops import batched_nms
 
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
+from anchorage.plugins.postprocess.batching import per_image_top_n
 
 _pos = attrs.validators.gt(0)
 
@@ -123,14 +124,7 @@ def _split_top_n(
 ) -> list[dict[str, torch.Tensor]]:
     """Per-image ``n`` best of the NMS survivors ``flat`` (indices into ``[B*K]``, best first)."""
     image = torch.div(flat, k, rounding_mode="floor")
-    order = torch.sort(image, stable=True).indices  # group by image, keep score order
-    flat, image = flat[order], image[order]
-    counts = torch.bincount(image, minlength=b)
-    start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(flat.numel(), device=flat.device) - start[image]
-    flat, image = flat[rank < n], image[rank < n]
-    sizes = torch.bincount(image, minlength=b).tolist()
     return [
-        {"boxes": bx, "scores": sc}
-        for bx, sc in zip(boxes[flat].split(sizes), scores[flat].split(sizes))
+        {"boxes": boxes[flat[pos]], "scores": scores[flat[pos]]}
+        for pos in per_image_top_n(image, b, n)
     ]
