@@ -10,7 +10,7 @@ pycocotools' ``COCOeval.evaluate`` / ``accumulate`` / ``summarize``. Prints a Ma
 seconds (the evaluation is single-threaded; robust on a shared machine).
 
 example:
-  python benchmarks/coco_eval_share.py --images 5000 --out benchmarks/results/coco_eval_share_cpu.md
+  python benchmarks/coco_eval_share.py --images 5000 --out coco_eval_share.md
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ in a direct COCOeval call on the same data. ``compute`` returns the 12 COCO summ
 for masks); ``summary`` prints them and a per-class AP / AP50 table. Undefined numbers
 (e.g. no ground truth of a size) are -1, as pycocotools reports them. ``backend:
 faster_coco_eval`` computes the same numbers with the optional faster-coco-eval package
-(``benchmarks/results/coco_eval_share_cpu.md``: evaluate + accumulate many times faster).
+(``benchmarks/results/gpu_readiness_cpu.md``: evaluate + accumulate 10x faster).
 """
 
 from __future__ import annotations
