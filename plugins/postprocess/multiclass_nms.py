@@ -87,13 +87,13 @@ class MulticlassNMS(Postprocessor):
         cand_scores = top[keep]
         cand_boxes = boxes[img, idx[keep]]
         kept = batched_nms(cand_boxes, cand_scores, img * (c + 1) + label, self.cfg.nms_thresh)
-        results = []
-        for pos in per_image_top_n(img[kept], b, self.cfg.detections_per_img):
-            mine = kept[pos]
-            results.append(
-                {"boxes": cand_boxes[mine], "scores": cand_scores[mine], "labels": label[mine]}
-            )
-        return results
+        pos, sizes = per_image_top_n(img[kept], b, self.cfg.detections_per_img)
+        mine = kept[pos]  # per image, best first
+        parts = (cand_boxes[mine], cand_scores[mine], label[mine])
+        return [
+            {"boxes": x, "scores": s, "labels": lab}
+            for x, s, lab in zip(*(p.split(sizes) for p in parts))
+        ]
 
 
 def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:

@@ -22,13 +22,12 @@ from typing import Any
 
 import attrs
 import torch
-from torchvision.ops import batched_nms, nms
 
 from anchorage.core import injected
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.models.segmentation import build_child
-from anchorage.plugins.postprocess.batching import per_image_top_n
+from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -95,38 +94,10 @@ class RCNNDetections(Postprocessor):
         b: int,
     ) -> list[dict[str, torch.Tensor]]:
         """NMS survivors (best first, ``owner`` = image, ``b`` = dropped) → B result dicts."""
-        results = []
-        for pos in per_image_top_n(owner, b, self.cfg.detections_per_img):
-            mine = kept[pos]
-            results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
-        return results
-
-
-def grouped_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_threshold: float
-) -> torch.Tensor:
-    """NMS within each group: indices into ``boxes [N,4]`` xyxy kept, best score first.
-
-    One ``batched_nms`` on float64 boxes (its coordinate offsets stay exact), except on a CPU
-    above torchvision's own switch-over (1000 boxes), where the pairwise work of one big NMS
-    outgrows a loop over the groups: there the groups are NMS'd as contiguous segments of the
-    candidates sorted by group (``batched_nms``'s per-class loop, without its ``idxs == k``
-    pass over all boxes per group). Same survivors either way; ties keep the input order.
-    """
-    if boxes.device.type != "cpu" or len(boxes) <= 1000:
-        return batched_nms(boxes.double(), scores.double(), group, iou_threshold)
-    group, order = group.sort(stable=True)
-    sorted_boxes, sorted_scores = boxes[order], scores[order]
-    kept, start = [], 0
-    for n in torch.bincount(group).tolist():  # CPU only: no device sync
-        if n:
-            segment = slice(start, start + n)
-            kept.append(
-                order[segment][nms(sorted_boxes[segment], sorted_scores[segment], iou_threshold)]
-            )
-            start += n
-    kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
-    return kept[scores[kept].argsort(descending=True, stable=True)]
+        pos, sizes = per_image_top_n(owner, b, self.cfg.detections_per_img)
+        mine = kept[pos]
+        parts = (boxes[mine].split(sizes), scores[mine].split(sizes), labels[mine].split(sizes))
+        return [{"boxes": x, "scores": s, "labels": lab} for x, s, lab in zip(*parts)]
 
 
 def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -6,19 +6,18 @@ clipped to the image, boxes smaller than ``min_size`` and scores below ``score_t
 use separate numbers (torchvision: 2000/2000 train, 1000/1000 test).
 
 The batch is handled at once: top-k per level runs on ``[B, A_l]``; NMS runs once for the
-whole batch with ``torchvision.ops.batched_nms`` keyed by (image, level), which is NMS per
-image and level, as torchvision does it image by image.
+whole batch (``grouped_nms``) keyed by (image, level), which is NMS per image and level, as
+torchvision does it image by image; the survivors are cut into per-image lists with one sync.
 """
 
 from __future__ import annotations
 
 import attrs
 import torch
-from torchvision.ops import batched_nms
 
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import per_image_top_n
+from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
 
 _pos = attrs.validators.gt(0)
 
@@ -71,7 +70,7 @@ class RPNProposals(Postprocessor):
         image = rows.expand_as(scores)
         groups = image * len(num_anchors_per_level) + levels
         flat = keep.view(-1).nonzero().squeeze(1)
-        kept = batched_nms(
+        kept = grouped_nms(
             boxes.view(-1, 4)[flat], scores.view(-1)[flat], groups.reshape(-1)[flat], cfg.nms_thresh
         )
         flat = flat[kept]  # best first over the batch
@@ -124,7 +123,9 @@ def _split_top_n(
 ) -> list[dict[str, torch.Tensor]]:
     """Per-image ``n`` best of the NMS survivors ``flat`` (indices into ``[B*K]``, best first)."""
     image = torch.div(flat, k, rounding_mode="floor")
+    pos, sizes = per_image_top_n(image, b, n)
+    flat = flat[pos]
     return [
-        {"boxes": boxes[flat[pos]], "scores": scores[flat[pos]]}
-        for pos in per_image_top_n(image, b, n)
+        {"boxes": bx, "scores": sc}
+        for bx, sc in zip(boxes[flat].split(sizes), scores[flat].split(sizes))
     ]

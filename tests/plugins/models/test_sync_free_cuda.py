@@ -36,13 +36,13 @@ ALLOWED = {
     ("boxes.py", "_batched_nms_vanilla"),
     ("boxes.py", "_batched_nms_coordinate_trick"),
     ("poolers.py", "_multiscale_roi_align"),
-    # postprocessors: the one compaction before NMS and the final per-image lists
+    # postprocessors: the one compaction before NMS, NMS over group segments (one sync for
+    # the segment sizes) and the one sync that cuts the final per-image lists
     ("rpn_proposals.py", "__call__"),
-    ("rpn_proposals.py", "_split_top_n"),
     ("rcnn_detections.py", "__call__"),
-    ("rcnn_detections.py", "_split"),
-    ("rcnn_detections.py", "grouped_nms"),
     ("multiclass_nms.py", "_select"),
+    ("batching.py", "grouped_nms"),
+    ("batching.py", "per_image_top_n"),
     # the sampled RoIs per image of a train step (a variable count per image)
     ("rcnn_stages.py", "sample"),
 }

@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+from torchvision.ops import batched_nms
 
-from anchorage.plugins.postprocess.batching import per_image_top_n
+from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
 
 
 def test_per_image_top_n_keeps_rank_order_and_drops() -> None:
     image = torch.tensor([2, 0, 3, 2, 0, 2, 0, 0])  # 3 = dropped (b = 3); image 1 has none
-    got = per_image_top_n(image, 3, 2)
-    assert [g.tolist() for g in got] == [[1, 4], [], [0, 3]]
-    assert all(g.dtype == torch.int64 for g in got)
-    full = per_image_top_n(image, 3, 100)
-    assert [g.tolist() for g in full] == [[1, 4, 6, 7], [], [0, 3, 5]]
+    pos, sizes = per_image_top_n(image, 3, 2)
+    assert (pos.tolist(), sizes) == ([1, 4, 0, 3], [2, 0, 2])
+    assert pos.dtype == torch.int64
+    pos, sizes = per_image_top_n(image, 3, 100)
+    assert (pos.tolist(), sizes) == ([1, 4, 6, 7, 0, 3, 5], [4, 0, 3])
 
 
 def test_per_image_top_n_empty() -> None:
-    got = per_image_top_n(torch.zeros(0, dtype=torch.int64), 2, 5)
-    assert [g.numel() for g in got] == [0, 0]
+    pos, sizes = per_image_top_n(torch.zeros(0, dtype=torch.int64), 2, 5)
+    assert pos.numel() == 0 and sizes == [0, 0]
+    pos, sizes = per_image_top_n(torch.tensor([2, 2]), 2, 5)  # all dropped
+    assert pos.numel() == 0 and sizes == [0, 0]
+
+
+@pytest.mark.parametrize("n", [800, 3000])  # one batched_nms / the loop over group segments
+def test_grouped_nms_equals_batched_nms(n: int) -> None:
+    g = torch.Generator().manual_seed(3)
+    xy = torch.rand(n, 2, generator=g) * 100
+    boxes = torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) * 30], -1)
+    scores = torch.rand(n, generator=g)
+    group = torch.randint(0, 40, (n,), generator=g)
+    expected = batched_nms(boxes.double(), scores.double(), group, 0.5)
+    got = grouped_nms(boxes, scores, group, 0.5)
+    assert 0 < len(got) < n
+    assert torch.equal(got, expected)

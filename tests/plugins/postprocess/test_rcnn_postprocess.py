@@ -7,10 +7,8 @@ import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
 from torchvision.models.detection.rpn import RegionProposalNetwork
-from torchvision.ops import batched_nms
 
 from anchorage.core.build import build_component
-from anchorage.plugins.postprocess.rcnn_detections import grouped_nms
 
 
 def _rpn_inputs(b: int = 2, counts: tuple[int, ...] = (1200, 300, 80)) -> tuple:
@@ -110,19 +108,6 @@ def test_rcnn_detections_equal_torchvision_postprocess(
         assert torch.equal(r["labels"], lab)
     if dets < 10:  # the per-image cut is exercised
         assert [len(r["boxes"]) for r in got] == [dets] * len(counts)
-
-
-@pytest.mark.parametrize("n", [800, 3000])  # one batched_nms / the CPU loop over groups
-def test_grouped_nms_equals_batched_nms(n: int) -> None:
-    g = torch.Generator().manual_seed(3)
-    xy = torch.rand(n, 2, generator=g) * 100
-    boxes = torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) * 30], -1)
-    scores = torch.rand(n, generator=g)
-    group = torch.randint(0, 40, (n,), generator=g)
-    expected = batched_nms(boxes.double(), scores.double(), group, 0.5)
-    got = grouped_nms(boxes, scores, group, 0.5)
-    assert 0 < len(got) < n
-    assert torch.equal(got, expected)
 
 
 def test_rcnn_detections_no_foreground_class_and_no_proposal() -> None:
