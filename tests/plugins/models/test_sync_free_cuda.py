@@ -30,12 +30,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 ALLOWED = {
-    # torchvision: NMS itself, and MultiScaleRoIAlign's per-level split (torchvision's twin too)
+    # torchvision: NMS itself; our multiscale RoIAlign: the per-level group sizes (one sync)
     ("boxes.py", "nms"),
     ("boxes.py", "batched_nms"),
     ("boxes.py", "_batched_nms_vanilla"),
     ("boxes.py", "_batched_nms_coordinate_trick"),
-    ("poolers.py", "_multiscale_roi_align"),
+    ("extractors.py", "forward"),
     # postprocessors: the one compaction before NMS, NMS over group segments (one sync for
     # the segment sizes) and the one sync that cuts the final per-image lists
     ("rpn_proposals.py", "__call__"),
