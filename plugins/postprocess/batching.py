@@ -1,9 +1,25 @@
-"""Batch-wide NMS over groups, and cutting its survivors into per-image lists."""
+"""Batch-wide postprocessing helpers: clipping to each image, NMS over groups, cutting the
+survivors into per-image lists."""
 
 from __future__ import annotations
 
 import torch
 from torchvision.ops import batched_nms, nms
+
+
+def image_bounds(image_sizes: list[tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
+    """``[B,4]`` ``(w, h, w, h)`` of each image's ``(h, w)``, on ``like``'s device and dtype.
+
+    Built on the host and copied with ``non_blocking``: no stream synchronisation on a GPU.
+    """
+    hw = torch.tensor(image_sizes, dtype=like.dtype).reshape(-1, 2)
+    return hw.flip(-1).repeat(1, 2).to(like.device, non_blocking=True)
+
+
+def clip_boxes(boxes: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """xyxy ``boxes [...,4]`` clamped to ``0..bounds`` (``(w, h, w, h)``, broadcast): the
+    arithmetic of ``torchvision.ops.clip_boxes_to_image`` with one size per box or image."""
+    return torch.minimum(boxes.clamp(min=0), bounds)
 
 
 def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, list[int]]:

@@ -17,7 +17,7 @@ from torchvision.ops import batched_nms
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import per_image_top_n
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, per_image_top_n
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -68,7 +68,7 @@ class MulticlassNMS(Postprocessor):
         logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
         boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
         if self.cfg.clip:
-            boxes = _clip(boxes, image_sizes)
+            boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         if self.cfg.score == "softmax":
             scores = F.softmax(logits, dim=-1)[..., 1:]
         else:
@@ -94,10 +94,3 @@ class MulticlassNMS(Postprocessor):
             {"boxes": x, "scores": s, "labels": lab}
             for x, s, lab in zip(*(p.split(sizes) for p in parts))
         ]
-
-
-def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Clamp ``[B,A,4]`` xyxy boxes to each image's ``(h, w)`` (``clip_boxes_to_image``)."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2]
-    upper = hw.flip(-1).repeat(1, 2)[:, None, :]  # [B,1,4] = (w, h, w, h)
-    return torch.minimum(boxes.clamp(min=0), upper)

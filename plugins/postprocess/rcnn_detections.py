@@ -27,7 +27,12 @@ from anchorage.core import injected
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.models.segmentation import build_child
-from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    grouped_nms,
+    image_bounds,
+    per_image_top_n,
+)
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -75,7 +80,7 @@ class RCNNDetections(Postprocessor):
         prop, cls = rest.div(c1 - 1, rounding_mode="floor"), rest % (c1 - 1)
         deltas = predictions["bbox_deltas"].float().reshape(b, r, c1, 4)[img, prop, cls + 1]
         boxes = self.box_coder.decode(deltas, references[img, prop])  # [N,4]
-        boxes = _clip(boxes, image_sizes, img)
+        boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
         wh = boxes[:, 2:] - boxes[:, :2]
         small = (wh < self.cfg.min_size).any(1)
         group = torch.where(small, b * (c1 - 1), img * (c1 - 1) + cls)  # small: own group
@@ -106,12 +111,3 @@ def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:
         "scores": like.new_zeros((0,)),
         "labels": torch.zeros(0, dtype=torch.int64, device=like.device),
     }
-
-
-def _clip(
-    boxes: torch.Tensor, image_sizes: list[tuple[int, int]], img: torch.Tensor
-) -> torch.Tensor:
-    """Clamp ``[N,4]`` boxes to the ``(h, w)`` of their image ``img [N]``."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2]
-    upper = hw.flip(-1).repeat(1, 2)[img]  # [N,4] = (w, h, w, h)
-    return torch.minimum(boxes.clamp(min=0), upper)

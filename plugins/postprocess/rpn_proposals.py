@@ -17,7 +17,12 @@ import torch
 
 from anchorage.core.interfaces import Postprocessor
 from anchorage.core.registry import POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    grouped_nms,
+    image_bounds,
+    per_image_top_n,
+)
 
 _pos = attrs.validators.gt(0)
 
@@ -65,7 +70,8 @@ class RPNProposals(Postprocessor):
         idx, levels = _top_n_per_level(objectness, num_anchors_per_level, pre_n)
         rows = torch.arange(b, device=objectness.device)[:, None]
         scores = torch.sigmoid(objectness[rows, idx])  # [B,K]
-        boxes = _clip(boxes[rows, idx], image_sizes)  # [B,K,4]
+        boxes = boxes[rows, idx]  # [B,K,4]
+        boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
         image = rows.expand_as(scores)
         groups = image * len(num_anchors_per_level) + levels
@@ -94,19 +100,6 @@ def _top_n_per_level(
         levels.append(torch.full_like(top, level))
         offset += part.shape[1]
     return torch.cat(idx, dim=1), torch.cat(levels, dim=1)
-
-
-def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Clip ``[B,K,4]`` boxes to each image's ``(H, W)``.
-
-    ``torchvision.ops.clip_boxes_to_image`` takes one size; this is its arithmetic with one size
-    per batch row.
-    """
-    size = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2] (h, w)
-    zero = torch.zeros((), dtype=boxes.dtype, device=boxes.device)
-    x = boxes[..., 0::2].clamp(min=zero).minimum(size[:, None, 1:2])
-    y = boxes[..., 1::2].clamp(min=zero).minimum(size[:, None, 0:1])
-    return torch.stack((x, y), dim=-1).reshape(boxes.shape)
 
 
 def _size_and_score_ok(

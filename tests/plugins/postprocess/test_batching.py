@@ -6,7 +6,12 @@ import pytest
 import torch
 from torchvision.ops import batched_nms
 
-from anchorage.plugins.postprocess.batching import grouped_nms, per_image_top_n
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    grouped_nms,
+    image_bounds,
+    per_image_top_n,
+)
 
 
 def test_per_image_top_n_keeps_rank_order_and_drops() -> None:
@@ -36,3 +41,15 @@ def test_grouped_nms_equals_batched_nms(n: int) -> None:
     got = grouped_nms(boxes, scores, group, 0.5)
     assert 0 < len(got) < n
     assert torch.equal(got, expected)
+
+
+def test_clip_boxes_to_each_image_equals_torchvision() -> None:
+    from torchvision.ops import clip_boxes_to_image
+
+    boxes = torch.tensor(
+        [[[-5.0, 3, 50, 90], [10, -2, 130, 40]], [[-1.0, -1, 5, 5], [7, 8, 9, 99]]]
+    )
+    sizes = [(80, 120), (60, 8)]
+    got = clip_boxes(boxes, image_bounds(sizes, boxes)[:, None, :])
+    for b, size in enumerate(sizes):
+        assert torch.equal(got[b], clip_boxes_to_image(boxes[b], size))
