@@ -160,7 +160,7 @@ class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
 
     torchvision's ``torch.where(levels == level)`` per level is a pass over all boxes and a
     host sync each; here one stable sort groups the boxes by level, one ``.tolist()`` gives
-    the group sizes, and one ``index_copy_`` puts the pooled rows back in box order. The same
+    the group sizes; each level's pooled rows are written to their boxes' rows. The same
     ``roi_align`` per box (same scales, level mapping, sampling ratio): the same numbers.
     """
 
@@ -180,9 +180,9 @@ class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
             return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
         levels, order = self.map_levels(boxes).sort(stable=True)
         sizes = torch.bincount(levels, minlength=len(feats)).tolist()
-        pooled = [
-            roi_align(f, part, self.output_size, scale, self.sampling_ratio).to(feats[0].dtype)
-            for f, scale, part in zip(feats, self.scales, rois[order].split(sizes))
-        ]
-        out = torch.cat(pooled)
-        return torch.empty_like(out).index_copy_(0, order, out)
+        # zeros, not empty: on a CPU the fill pays the fresh pages' faults sequentially
+        out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        for f, scale, idx in zip(feats, self.scales, order.split(sizes)):
+            pooled = roi_align(f, rois[idx], self.output_size, scale, self.sampling_ratio)
+            out[idx] = pooled.to(out.dtype)
+        return out
