@@ -42,30 +42,56 @@ def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, 
 
 
 def grouped_nms(
-    boxes: torch.Tensor, scores: torch.Tensor, group: torch.Tensor, iou_threshold: float
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    group: torch.Tensor,
+    iou_threshold: float,
+    *,
+    limit: int | None = None,
+    per_group: bool | None = None,
 ) -> torch.Tensor:
     """NMS within each group: indices into ``boxes [N,4]`` xyxy kept, best score first.
 
-    One ``batched_nms`` on float64 boxes (its coordinate offsets stay exact), except above
-    torchvision's own switch-over (1000 boxes on a CPU, 25,000 on a GPU), where one big NMS
-    costs more than a loop over the groups (pairwise work on a CPU, an N×N/64 mask copied to
-    the host on a GPU): there the groups are NMS'd as contiguous segments of the boxes
-    sorted by group — ``batched_nms``'s per-class loop without its ``idxs == k`` pass (and,
-    on a GPU, its ``nonzero`` sync) per group; one ``.tolist()`` gives the segment sizes.
-    Same survivors either way; ties keep the input order.
+    Up to ``limit`` boxes (torchvision's own switch-over: 1000 on a CPU, 25,000 on a GPU), one
+    ``batched_nms`` on float64 boxes (its coordinate offsets stay exact). Above it one big NMS
+    costs too much (pairwise work on a CPU, an N×N/64 mask copied to the host on a GPU), so
+    the boxes are sorted by group (one ``.tolist()`` gives the group sizes) and NMS'd as
+    contiguous slices: one group per call on a CPU (``per_group``: ``batched_nms``'s per-class
+    loop without its ``idxs == k`` pass per group), consecutive groups of up to ``limit``
+    boxes per call on a GPU. Same survivors either way; ties keep the input order.
     """
-    limit = 1000 if boxes.device.type == "cpu" else 25_000
+    cpu = boxes.device.type == "cpu"
+    limit = limit if limit is not None else (1000 if cpu else 25_000)
+    per_group = cpu if per_group is None else per_group
     if len(boxes) <= limit:
         return batched_nms(boxes.double(), scores.double(), group, iou_threshold)
     group, order = group.sort(stable=True)
-    sorted_boxes, sorted_scores = boxes[order], scores[order]
-    kept, start = [], 0
-    for n in torch.bincount(group).tolist():
-        if n:
-            segment = slice(start, start + n)
-            kept.append(
-                order[segment][nms(sorted_boxes[segment], sorted_scores[segment], iou_threshold)]
-            )
-            start += n
+    boxes, ranked = boxes[order], scores[order]
+    if not per_group:  # several groups per call: exact offsets
+        boxes, ranked = boxes.double(), ranked.double()
+    kept = []
+    for lo, hi in _slices(torch.bincount(group).tolist(), 0 if per_group else limit):
+        if per_group:
+            part = nms(boxes[lo:hi], ranked[lo:hi], iou_threshold)
+        else:
+            part = batched_nms(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
+        kept.append(order[lo:hi][part])
     kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
     return kept[scores[kept].argsort(descending=True, stable=True)]
+
+
+def _slices(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive groups (sizes in order) merged into slices of at most ``limit`` boxes (a
+    larger group alone); ``limit`` 0: one slice per non-empty group."""
+    out: list[tuple[int, int]] = []
+    lo = hi = 0
+    for n in sizes:
+        if n == 0:
+            continue
+        if hi > lo and hi - lo + n > limit:
+            out.append((lo, hi))
+            lo = hi
+        hi += n
+    if hi > lo:
+        out.append((lo, hi))
+    return out

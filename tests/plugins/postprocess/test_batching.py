@@ -30,15 +30,18 @@ def test_per_image_top_n_empty() -> None:
     assert pos.numel() == 0 and sizes == [0, 0]
 
 
-@pytest.mark.parametrize("n", [800, 3000])  # one batched_nms / the loop over group segments
-def test_grouped_nms_equals_batched_nms(n: int) -> None:
+@pytest.mark.parametrize(
+    ("n", "per_group"),
+    [(800, None), (3000, None), (3000, False)],  # one call; one per group; groups up to 1000
+)
+def test_grouped_nms_equals_batched_nms(n: int, per_group: bool | None) -> None:
     g = torch.Generator().manual_seed(3)
     xy = torch.rand(n, 2, generator=g) * 100
     boxes = torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) * 30], -1)
     scores = torch.rand(n, generator=g)
     group = torch.randint(0, 40, (n,), generator=g)
     expected = batched_nms(boxes.double(), scores.double(), group, 0.5)
-    got = grouped_nms(boxes, scores, group, 0.5)
+    got = grouped_nms(boxes, scores, group, 0.5, per_group=per_group)
     assert 0 < len(got) < n
     assert torch.equal(got, expected)
 
@@ -53,3 +56,10 @@ def test_clip_boxes_to_each_image_equals_torchvision() -> None:
     got = clip_boxes(boxes, image_bounds(sizes, boxes)[:, None, :])
     for b, size in enumerate(sizes):
         assert torch.equal(got[b], clip_boxes_to_image(boxes[b], size))
+
+
+def test_slices_merge_consecutive_groups() -> None:
+    from anchorage.plugins.postprocess.batching import _slices
+
+    assert _slices([3, 0, 4, 2, 9, 1], 0) == [(0, 3), (3, 7), (7, 9), (9, 18), (18, 19)]
+    assert _slices([3, 0, 4, 2, 9, 1], 7) == [(0, 7), (7, 9), (9, 18), (18, 19)]
