@@ -80,16 +80,18 @@ class TrainConfig:
 
     ``max_iters`` and ``max_minutes`` end the run early (benchmarks): training stops at
     the first step boundary past either limit, then checkpoints and evaluates as usual.
-    ``amp``: ``bf16`` autocasts to bfloat16 on CUDA and on CPU, ``fp16`` (with a gradient
-    scaler) on CUDA only. ``load_from``: a checkpoint whose fitting tensors (name and shape)
-    initialise the model before training starts fresh (fine-tuning; ignored on resume).
-    ``best_metric`` (e.g. ``bbox/AP``, ``best_mode`` max or min) keeps ``best.pt`` from the
-    best evaluation. ``ema`` averages the weights (evaluated and saved in ``best.pt``).
+    ``amp``: ``auto`` is bfloat16 where the GPU supports it, else float16 with a grad scaler;
+    ``bf16`` autocasts to bfloat16 on CUDA and on CPU, ``fp16`` (with a gradient scaler) on CUDA
+    only. ``channels_last`` / ``compile`` (``torch.compile``) are off by default
+    (``core/engine/acceleration.py``). ``load_from``: a checkpoint whose fitting tensors (name
+    and shape) initialise the model before training starts fresh (fine-tuning; ignored on
+    resume). ``best_metric`` (e.g. ``bbox/AP``, ``best_mode`` max or min) keeps ``best.pt`` from
+    the best evaluation. ``ema`` averages the weights (evaluated and saved in ``best.pt``).
     ``accumulate_steps`` batches are summed into each optimizer step (``iteration`` and
     ``max_iters`` count batches; the lr schedule counts optimizer steps).
     ``early_stopping`` ends the run when a metric stops improving. ``eval_interval`` /
-    ``checkpoint_interval``
-    are in epochs (0 = only at the end). ``device: auto`` picks CUDA when available.
+    ``checkpoint_interval`` are in epochs (0 = only at the end). ``device: auto`` picks CUDA
+    when available.
     ``find_unused_parameters`` is passed to DDP (models whose forward skips trainable parts).
     ``sync_batchnorm`` turns BatchNorm layers into ``SyncBatchNorm`` under DDP on CUDA, so
     N processes x batch B normalise like one process x batch N*B (see the README's DDP notes).
@@ -101,7 +103,9 @@ class TrainConfig:
     warmup_iters: int = attrs.field(default=0, validator=v.ge(0))
     warmup_factor: float = attrs.field(default=0.001, validator=[v.gt(0.0), v.le(1.0)])
     param_groups: tuple[ParamGroupRule, ...] = ()
-    amp: str = attrs.field(default="none", validator=v.in_(("none", "bf16", "fp16")))
+    amp: str = attrs.field(default="none", validator=v.in_(("none", "auto", "bf16", "fp16")))
+    channels_last: bool = False
+    compile: bool = False
     grad_clip: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
     max_iters: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
     max_minutes: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))

@@ -29,6 +29,7 @@ from ..build import build_model
 from ..errors import AnchorageError, CheckpointError
 from ..spec import Spec
 from . import distributed as ddp
+from .acceleration import prepare_model, resolve_amp
 from .batches import epoch_batches, move_to
 from .config import TrainConfig
 from .device import select_device
@@ -128,6 +129,7 @@ class Trainer:
         loaded = self.extras.load_from(model, resuming=bool(self.resume))
         if self.cfg.sync_batchnorm:
             model = ddp.convert_sync_batchnorm(model, self.dist, device)
+        prepare_model(model, channels_last=self.cfg.channels_last, compile=self.cfg.compile)
         self._build_data()
         self.optimizer = build_optimizer(model, self.cfg)  # freezes before DDP wrapping
         self.extras.setup_ema(model)
@@ -167,12 +169,11 @@ class Trainer:
         self.total_steps = min(total, self.cfg.max_iters or total)
 
     def _setup_precision(self) -> None:
-        cuda = self.device.type == "cuda"
-        amp = self.cfg.amp if cuda or self.cfg.amp == "bf16" else "none"
-        if self.cfg.amp != "none" and amp == "none" and self.dist.is_main:
-            print(f"note: train.amp={self.cfg.amp} applies on CUDA only; training in float32")
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=amp == "fp16")
+        self.amp_dtype, note = resolve_amp(self.cfg.amp, self.device)
+        if note and self.dist.is_main:
+            print(f"note: {note}")
+        enabled = self.amp_dtype == torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=enabled)
 
     def _write_spec(self) -> None:
         self.work_dir.mkdir(parents=True, exist_ok=True)

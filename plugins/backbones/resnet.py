@@ -21,11 +21,11 @@ import attrs
 import torch
 import torchvision
 from torch import nn
-from torchvision.ops import FrozenBatchNorm2d
 
 from anchorage.core.errors import CheckpointError
 from anchorage.core.interfaces import Backbone
 from anchorage.core.registry import BACKBONES
+from anchorage.plugins.backbones.frozen_bn import FusedFrozenBatchNorm2d
 from anchorage.plugins.backbones.torchvision_features import (
     build_feature_extractor,
     load_torchvision_state,
@@ -73,7 +73,7 @@ class ResNetBackbone(Backbone):
         super().__init__()
         self.cfg = cfg
         norm_layer: Callable[..., nn.Module] = (
-            FrozenBatchNorm2d if cfg.norm == "frozen_bn" else nn.BatchNorm2d
+            FusedFrozenBatchNorm2d if cfg.norm == "frozen_bn" else nn.BatchNorm2d
         )
         net = getattr(torchvision.models, self.depth)(
             weights=None,

@@ -20,11 +20,11 @@ import torch
 import torchvision
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
-from torchvision.ops import FrozenBatchNorm2d
 
 from anchorage.core.errors import CheckpointError, SpecError
 from anchorage.core.interfaces import Backbone, FeatureSpec
 from anchorage.core.registry import BACKBONES
+from anchorage.plugins.backbones.frozen_bn import FusedFrozenBatchNorm2d
 
 PROBE_SIZE = 256
 """Side of the square dry-run input used to measure channels and strides."""
@@ -76,12 +76,12 @@ def build_feature_extractor(
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every ``BatchNorm2d`` below ``module`` by ``FrozenBatchNorm2d`` (same stats).
+    """Replace every ``BatchNorm2d`` below ``module`` by ``FusedFrozenBatchNorm2d`` (same stats).
 
     Returns the (possibly new) module; ``module`` itself is replaced when it is a BatchNorm2d.
     """
     if isinstance(module, nn.BatchNorm2d):
-        frozen = FrozenBatchNorm2d(module.num_features, eps=module.eps)
+        frozen = FusedFrozenBatchNorm2d(module.num_features, eps=module.eps)
         with torch.no_grad():
             if module.affine:
                 frozen.weight.copy_(module.weight)

@@ -13,7 +13,9 @@ State: ``torchmetrics`` list states of float64 rows, concatenated across ranks b
 ``compute`` (each image is evaluated on one rank; an image id seen twice on a rank keeps its
 first record): images ``(id, h, w)``, ground truth ``(id, x1, y1, x2, y2, label, iscrowd,
 area)``, detections ``(id, x1, y1, x2, y2, score, label)``; for ``segm`` the RLE strings as
-bytes with one ``(length, h, w)`` row per mask. pycocotools computes the numbers.
+bytes with one ``(length, h, w)`` row per mask. pycocotools computes the numbers. ``backend:
+faster_coco_eval`` computes the same numbers with the optional faster-coco-eval package
+(``benchmarks/results/gpu_readiness_cpu.md``: evaluate + accumulate 10x faster).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 import numpy as np
@@ -30,7 +32,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from anchorage.core.config import injected
-from anchorage.core.errors import DataError
+from anchorage.core.errors import AnchorageError, DataError
 from anchorage.core.evaluation import Metric
 from anchorage.core.evaluation.state import (
     encode_rle,
@@ -77,6 +79,23 @@ class CocoConfig:
     mask_threshold: float = attrs.field(
         default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
     )
+    backend: Literal["pycocotools", "faster_coco_eval"] = "pycocotools"
+
+
+def coco_backend(name: str) -> tuple[type, type]:
+    """(COCO class, COCOeval class) of a backend: ``pycocotools``, or ``faster_coco_eval``
+    (the package ``faster-coco-eval``: the same 12 numbers, its C++ evaluate/accumulate)."""
+    if name == "pycocotools":
+        return COCO, COCOeval
+    try:
+        from faster_coco_eval import COCO as FastCOCO
+        from faster_coco_eval import COCOeval_faster
+    except ImportError:
+        raise AnchorageError(
+            "coco metric: backend faster_coco_eval needs the package faster-coco-eval "
+            "(pip install 'anchorage[fast-eval]'), which is not installed"
+        ) from None
+    return FastCOCO, COCOeval_faster
 
 
 _ROWS = {"images": 3, "gt": 8, "dt": 7, "gt_rle_meta": 3, "dt_rle_meta": 3}
@@ -90,6 +109,7 @@ class CocoMetric(Metric):
     def __init__(self, cfg: CocoConfig) -> None:
         super().__init__()
         self.cfg = cfg
+        self._coco, self._cocoeval = coco_backend(cfg.backend)
         self.class_names = list(cfg.class_names)
         for name in ("images", "gt", "dt"):
             self.add_state(name, [], dist_reduce_fx="cat")
@@ -245,7 +265,7 @@ class CocoMetric(Metric):
                 if self.iou_type == "segm":
                     ann["segmentation"] = gt["masks"][j]
                 anns.append(ann)
-        coco = COCO()
+        coco = self._coco()
         coco.dataset = {"images": images, "annotations": anns, "categories": cats}
         with contextlib.redirect_stdout(io.StringIO()):
             coco.createIndex()
@@ -283,8 +303,8 @@ class CocoMetric(Metric):
         gt = self.coco_gt()
         dets = self.results()
         with contextlib.redirect_stdout(io.StringIO()) as text:
-            dt = gt.loadRes(dets) if dets else _empty_results(gt)
-            coco_eval = COCOeval(gt, dt, iouType=self.iou_type)
+            dt = gt.loadRes(dets) if dets else _empty_results(gt, self._coco)
+            coco_eval = self._cocoeval(gt, dt, iouType=self.iou_type)
             coco_eval.evaluate()
             coco_eval.accumulate()
             coco_eval.summarize()
@@ -325,9 +345,9 @@ class CocoMetric(Metric):
         return "\n".join(lines)
 
 
-def _empty_results(gt: COCO) -> COCO:
+def _empty_results(gt: COCO, coco: type = COCO) -> COCO:
     """An empty results COCO (``loadRes`` cannot take an empty list)."""
-    res = COCO()
+    res = coco()
     res.dataset = {
         "images": list(gt.dataset["images"]),
         "categories": gt.dataset["categories"],

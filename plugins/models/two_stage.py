@@ -68,10 +68,7 @@ _TINY = {
             "positive_fraction": 0.25,
         },
         "loss": {"type": "fast_rcnn_loss"},
-        "postprocessor": {
-            "type": "rcnn_detections",
-            "nms": {"type": "multiclass_nms", "score": "sigmoid", "topk_candidates": 1000},
-        },
+        "postprocessor": {"type": "rcnn_detections"},
     },
 }
 

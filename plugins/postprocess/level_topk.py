@@ -21,7 +21,7 @@ from torchvision.ops import batched_nms
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Anchors, DensePostprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.clip import clip_boxes
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -196,7 +196,10 @@ class YoloNMS(DensePostprocessor):
         rows = torch.arange(b, device=scores.device)[:, None]
         ref = refs[anchor] if refs.dim() == 2 else refs[rows, anchor]
         deltas = predictions["bbox_deltas"].float()[rows, anchor]
-        boxes = clip_boxes(self.box_coder.decode(deltas, ref), image_sizes)
+        boxes = self.box_coder.decode(deltas, ref)
+        boxes = clip_boxes(
+            boxes, image_bounds(image_sizes, boxes).view(-1, *[1] * (boxes.dim() - 2), 4)
+        )
         keep = top > self.cfg.score_thresh
         img = rows.expand_as(top)
         return select_nms(

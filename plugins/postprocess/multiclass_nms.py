@@ -17,7 +17,7 @@ from torchvision.ops import batched_nms
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Anchors, DensePostprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.clip import clip_boxes
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, per_image_top_n
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -74,7 +74,7 @@ class MulticlassNMS(DensePostprocessor):
         logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
         boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
         if self.cfg.clip:
-            boxes = clip_boxes(boxes, image_sizes)
+            boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         if self.cfg.score == "softmax":
             scores = F.softmax(logits, dim=-1)[..., 1:]
         else:
@@ -93,10 +93,10 @@ class MulticlassNMS(DensePostprocessor):
         cand_scores = top[keep]
         cand_boxes = boxes[img, idx[keep]]
         kept = batched_nms(cand_boxes, cand_scores, img * (c + 1) + label, self.cfg.nms_thresh)
-        results = []
-        for i in range(b):  # split the batch's sorted survivors into per-image lists
-            mine = kept[img[kept] == i][: self.cfg.detections_per_img]
-            results.append(
-                {"boxes": cand_boxes[mine], "scores": cand_scores[mine], "labels": label[mine]}
-            )
-        return results
+        pos, sizes = per_image_top_n(img[kept], b, self.cfg.detections_per_img)
+        mine = kept[pos]  # per image, best first
+        parts = (cand_boxes[mine], cand_scores[mine], label[mine])
+        return [
+            {"boxes": x, "scores": s, "labels": lab}
+            for x, s, lab in zip(*(p.split(sizes) for p in parts))
+        ]

@@ -1,21 +1,19 @@
-"""R-CNN detection postprocessing (``rcnn_detections``) on top of ``multiclass_nms``.
+"""R-CNN detection postprocessing (``rcnn_detections``): torchvision's
+``RoIHeads.postprocess_detections`` over the whole padded batch.
 
-torchvision's ``RoIHeads.postprocess_detections``: class-specific boxes decoded from each
-proposal, softmax scores, boxes clipped to the image, background dropped, scores
-``> score_thresh``, boxes smaller than ``min_size`` dropped, NMS per class, the best
-``detections_per_img``. Thresholding, NMS and the top-k are the ``multiclass_nms`` component's
-(a spec component, ``nms``); what this adds is R-CNN's input form:
+Softmax scores per proposal; background dropped; scores ``> score_thresh``; the surviving
+(image, proposal, class) candidates decoded with the injected box coder from their
+class-specific deltas, clipped to the image, boxes narrower or lower than ``min_size``
+dropped; NMS per (image, class) group (``image * C + class``) in one ``grouped_nms`` call
+(one ``torchvision.ops.batched_nms`` on a GPU, a loop over group segments on a CPU above
+1000 candidates, as torchvision switches too); the best ``detections_per_img`` per image.
 
-- boxes are class-specific: every (image, class) pair is handed to ``multiclass_nms`` as one
-  single-class "image" of R proposals (its per-image, per-class NMS is then exactly
-  torchvision's per-class NMS), and the survivors are merged back per image by score;
-- ``min_size`` (torchvision: 1e-2) and padded proposal rows are applied as zero scores.
-
-``multiclass_nms`` takes logits (``score: sigmoid``); the probabilities go in as
-``torch.logit`` and come back through its sigmoid (float error ~1e-7; a ``score:
-probabilities`` mode of ``multiclass_nms``, where it exists, is used as is), and the boxes go
-in decoded (its injected coder is the identity). Its ``topk_candidates`` should be >= the
-proposals per image (torchvision keeps all).
+Only the thresholded candidates are decoded (torchvision decodes every proposal for every
+class; the numbers are the same, decoding is elementwise). Boxes below ``min_size`` go to a
+group of their own instead of being removed before NMS (no second compaction), and are dropped
+with the padding when the per-image lists are cut. NMS runs on float64 boxes: the group
+offsets ``batched_nms`` adds grow with B·C, and in float32 they would round the coordinates
+(0.06 px at 8 images × 90 classes × 800 px), which torchvision's per-image call does not.
 """
 
 from __future__ import annotations
@@ -25,43 +23,44 @@ from typing import Any
 import attrs
 import torch
 
-from anchorage.core import component, injected
-from anchorage.core.errors import SpecError
+from anchorage.core import build_child, injected
 from anchorage.core.interfaces import RCNNPostprocessor
 from anchorage.core.registry import POSTPROCESSORS
-from anchorage.plugins.models.segmentation import build_child
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    grouped_nms,
+    image_bounds,
+    per_image_top_n,
+)
 
-_NMS = {"type": "multiclass_nms", "score": "sigmoid", "topk_candidates": 1000}
+_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
 
-@POSTPROCESSORS.register("rcnn_detections", examples=({"nms": _NMS},))
+@POSTPROCESSORS.register(
+    "rcnn_detections", examples=({}, {"score_thresh": 0.2, "detections_per_img": 10})
+)
 class RCNNDetections(RCNNPostprocessor):
     """Per-proposal class logits and class-specific deltas → per-image detections.
 
     ``__call__(predictions, references, image_sizes)``: ``predictions`` has ``cls_logits``
-    ``[B,R,C+1]``, ``bbox_deltas`` ``[B,R,(C+1)*4]`` and ``valid`` bool ``[B,R]`` (False for
-    padding); ``references`` the proposals ``[B,R,4]`` xyxy batch pixels; ``image_sizes`` the
-    ``(h, w)`` per image. Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` (1..C),
-    best first, ``K <= nms.detections_per_img``.
+    ``[B,R,C+1]`` (column 0 = background), ``bbox_deltas`` ``[B,R,(C+1)*4]`` and ``valid`` bool
+    ``[B,R]`` (False for padding rows); ``references`` the proposals ``[B,R,4]`` xyxy batch
+    pixels; ``image_sizes`` the ``(h, w)`` per image. Returns B dicts ``boxes [K,4]`` xyxy batch
+    pixels, ``scores [K]``, ``labels [K]`` int64 in 1..C, best first,
+    ``K <= detections_per_img``. Defaults are torchvision's (0.05, 0.5, 100, 1e-2).
     """
 
     @attrs.frozen(kw_only=True)
     class Config:
-        nms: Any = component("postprocessor")
+        score_thresh: float = attrs.field(default=0.05, validator=_unit)
+        nms_thresh: float = attrs.field(default=0.5, validator=_unit)
+        detections_per_img: int = attrs.field(default=100, validator=attrs.validators.ge(1))
         min_size: float = attrs.field(default=1e-2, validator=attrs.validators.ge(0.0))
         box_coder: Any = injected(default=None)
 
     def __init__(self, cfg: Config) -> None:
-        self.nms = build_child("postprocessor", cfg.nms, box_coder=_AlreadyDecoded())
-        self.score_mode = getattr(self.nms.cfg, "score", "sigmoid")
-        if self.score_mode not in ("sigmoid", "probabilities"):
-            raise SpecError(
-                "rcnn_detections: nms.score must be 'sigmoid' (it is handed logits of the "
-                f"softmax probabilities) or 'probabilities', got {self.score_mode!r}"
-            )
+        self.cfg = cfg
         self.box_coder = cfg.box_coder or build_child("box_coder", {"type": "delta_xywh"})
-        self.min_size = cfg.min_size
-        self.max_det = int(self.nms.cfg.detections_per_img)
 
     def __call__(
         self,
@@ -69,35 +68,40 @@ class RCNNDetections(RCNNPostprocessor):
         references: torch.Tensor,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
-        logits, valid = predictions["cls_logits"], predictions["valid"]
+        logits = predictions["cls_logits"].float()
         b, r, c1 = logits.shape
         if r == 0 or c1 == 1:  # no proposal in the whole batch, or no foreground class
             return [_empty(logits) for _ in range(b)]
-        deltas = predictions["bbox_deltas"].reshape(b, r, c1, 4)[:, :, 1:]
-        boxes = _clip(self.box_coder.decode(deltas, references[:, :, None, :]), image_sizes)
         probs = torch.softmax(logits, -1)[..., 1:]  # [B,R,C]
-        wh = boxes[..., 2:] - boxes[..., :2]
-        ok = (wh >= self.min_size).all(-1) & valid[:, :, None]
-        probs = torch.where(ok, probs, torch.zeros_like(probs))
-        # (image, class) pairs become single-class "images" for multiclass_nms.
-        per_pair = {
-            "cls_logits": self._as_scores(probs).permute(0, 2, 1).reshape(-1, r, 1),
-            "bbox_deltas": boxes.permute(0, 2, 1, 3).reshape(-1, r, 4),  # already decoded
-        }
-        sizes = [s for s in image_sizes for _ in range(c1 - 1)]
-        found = self.nms(per_pair, None, sizes)
-        return [self._merge(found[i * (c1 - 1) : (i + 1) * (c1 - 1)]) for i in range(b)]
+        ok = (probs > self.cfg.score_thresh) & predictions["valid"][:, :, None]
+        flat = ok.flatten().nonzero().squeeze(1)  # the one compaction before NMS
+        img, rest = flat.div(r * (c1 - 1), rounding_mode="floor"), flat % (r * (c1 - 1))
+        prop, cls = rest.div(c1 - 1, rounding_mode="floor"), rest % (c1 - 1)
+        deltas = predictions["bbox_deltas"].float().reshape(b, r, c1, 4)[img, prop, cls + 1]
+        boxes = self.box_coder.decode(deltas, references[img, prop])  # [N,4]
+        boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
+        wh = boxes[:, 2:] - boxes[:, :2]
+        small = (wh < self.cfg.min_size).any(1)
+        group = torch.where(small, b * (c1 - 1), img * (c1 - 1) + cls)  # small: own group
+        scores = probs.flatten()[flat]
+        kept = grouped_nms(boxes, scores, group, self.cfg.nms_thresh)
+        owner = torch.where(small[kept], b, img[kept])  # B = dropped
+        return self._split(owner, kept, boxes, scores, cls + 1, b)
 
-    def _as_scores(self, probs: torch.Tensor) -> torch.Tensor:
-        """What ``multiclass_nms`` turns back into ``probs`` with its ``score`` mode."""
-        return torch.logit(probs) if self.score_mode == "sigmoid" else probs
-
-    def _merge(self, per_class: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        boxes = torch.cat([d["boxes"] for d in per_class])
-        scores = torch.cat([d["scores"] for d in per_class])
-        labels = torch.cat([torch.full_like(d["labels"], k + 1) for k, d in enumerate(per_class)])
-        order = scores.argsort(descending=True, stable=True)[: self.max_det]
-        return {"boxes": boxes[order], "scores": scores[order], "labels": labels[order]}
+    def _split(
+        self,
+        owner: torch.Tensor,
+        kept: torch.Tensor,
+        boxes: torch.Tensor,
+        scores: torch.Tensor,
+        labels: torch.Tensor,
+        b: int,
+    ) -> list[dict[str, torch.Tensor]]:
+        """NMS survivors (best first, ``owner`` = image, ``b`` = dropped) → B result dicts."""
+        pos, sizes = per_image_top_n(owner, b, self.cfg.detections_per_img)
+        mine = kept[pos]
+        parts = (boxes[mine].split(sizes), scores[mine].split(sizes), labels[mine].split(sizes))
+        return [{"boxes": x, "scores": s, "labels": lab} for x, s, lab in zip(*parts)]
 
 
 def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -106,17 +110,3 @@ def _empty(like: torch.Tensor) -> dict[str, torch.Tensor]:
         "scores": like.new_zeros((0,)),
         "labels": torch.zeros(0, dtype=torch.int64, device=like.device),
     }
-
-
-class _AlreadyDecoded:
-    """The box coder handed to ``multiclass_nms``: boxes arrive decoded (class-specific)."""
-
-    def decode(self, deltas: torch.Tensor, reference: Any) -> torch.Tensor:
-        return deltas
-
-
-def _clip(boxes: torch.Tensor, image_sizes: list[tuple[int, int]]) -> torch.Tensor:
-    """Clamp ``[B,R,C,4]`` boxes to each image's ``(h, w)``."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)
-    upper = hw.flip(-1).repeat(1, 2)[:, None, None, :]
-    return torch.minimum(boxes.clamp(min=0), upper)

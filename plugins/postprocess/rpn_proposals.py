@@ -6,19 +6,23 @@ clipped to the image, boxes smaller than ``min_size`` and scores below ``score_t
 use separate numbers (torchvision: 2000/2000 train, 1000/1000 test).
 
 The batch is handled at once: top-k per level runs on ``[B, A_l]``; NMS runs once for the
-whole batch with ``torchvision.ops.batched_nms`` keyed by (image, level), which is NMS per
-image and level, as torchvision does it image by image.
+whole batch (``grouped_nms``) keyed by (image, level), which is NMS per image and level, as
+torchvision does it image by image; the survivors are cut into per-image lists with one sync.
 """
 
 from __future__ import annotations
 
 import attrs
 import torch
-from torchvision.ops import batched_nms
 
 from anchorage.core.interfaces import roles
 from anchorage.core.registry import POSTPROCESSORS
-from anchorage.plugins.postprocess.clip import clip_boxes
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    grouped_nms,
+    image_bounds,
+    per_image_top_n,
+)
 
 _pos = attrs.validators.gt(0)
 
@@ -66,12 +70,13 @@ class RPNProposals(roles.ProposalGenerator):
         idx, levels = _top_n_per_level(objectness, num_anchors_per_level, pre_n)
         rows = torch.arange(b, device=objectness.device)[:, None]
         scores = torch.sigmoid(objectness[rows, idx])  # [B,K]
-        boxes = clip_boxes(boxes[rows, idx], image_sizes)  # [B,K,4]
+        boxes = boxes[rows, idx]  # [B,K,4]
+        boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
         image = rows.expand_as(scores)
         groups = image * len(num_anchors_per_level) + levels
         flat = keep.view(-1).nonzero().squeeze(1)
-        kept = batched_nms(
+        kept = grouped_nms(
             boxes.view(-1, 4)[flat], scores.view(-1)[flat], groups.reshape(-1)[flat], cfg.nms_thresh
         )
         flat = flat[kept]  # best first over the batch
@@ -111,13 +116,8 @@ def _split_top_n(
 ) -> list[dict[str, torch.Tensor]]:
     """Per-image ``n`` best of the NMS survivors ``flat`` (indices into ``[B*K]``, best first)."""
     image = torch.div(flat, k, rounding_mode="floor")
-    order = torch.sort(image, stable=True).indices  # group by image, keep score order
-    flat, image = flat[order], image[order]
-    counts = torch.bincount(image, minlength=b)
-    start = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(flat.numel(), device=flat.device) - start[image]
-    flat, image = flat[rank < n], image[rank < n]
-    sizes = torch.bincount(image, minlength=b).tolist()
+    pos, sizes = per_image_top_n(image, b, n)
+    flat = flat[pos]
     return [
         {"boxes": bx, "scores": sc}
         for bx, sc in zip(boxes[flat].split(sizes), scores[flat].split(sizes))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
+from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setup_scales
 
 from anchorage.core import injected
 from anchorage.core.interfaces import FeatureSpec, RoIExtractor
@@ -137,7 +138,7 @@ class MultiScaleRoIAlignExtractor(RoIExtractor):
             raise ValueError(f"multiscale_roi_align: levels differ in channels: {levels}")
         self.output_size = cfg.output_size
         self.out_channels = levels[0].channels
-        self.pool = MultiScaleRoIAlign(
+        self.pool = _SortedMultiScaleRoIAlign(
             [f.name for f in levels],
             cfg.output_size,
             cfg.sampling_ratio,
@@ -152,3 +153,36 @@ class MultiScaleRoIAlignExtractor(RoIExtractor):
         image_sizes: list[tuple[int, int]],
     ) -> torch.Tensor:
         return self.pool(features, boxes, [tuple(s) for s in image_sizes])
+
+
+class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """``MultiScaleRoIAlign`` pooling each level's boxes as one slice of the level-sorted boxes.
+
+    torchvision's ``torch.where(levels == level)`` per level is a pass over all boxes and a
+    host sync each; here one stable sort groups the boxes by level, one ``.tolist()`` gives
+    the group sizes; each level's pooled rows are written to their boxes' rows. The same
+    ``roi_align`` per box (same scales, level mapping, sampling ratio): the same numbers.
+    """
+
+    def forward(
+        self,
+        x: dict[str, torch.Tensor],
+        boxes: list[torch.Tensor],
+        image_shapes: list[tuple[int, int]],
+    ) -> torch.Tensor:
+        feats = _filter_input(x, self.featmap_names)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(
+                feats, image_shapes, self.canonical_scale, self.canonical_level
+            )
+        rois = _convert_to_roi_format(boxes)
+        if len(feats) == 1:
+            return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
+        levels, order = self.map_levels(boxes).sort(stable=True)
+        sizes = torch.bincount(levels, minlength=len(feats)).tolist()
+        # zeros, not empty: on a CPU the fill pays the fresh pages' faults sequentially
+        out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        for f, scale, idx in zip(feats, self.scales, order.split(sizes)):
+            pooled = roi_align(f, rois[idx], self.output_size, scale, self.sampling_ratio)
+            out[idx] = pooled.to(out.dtype)
+        return out

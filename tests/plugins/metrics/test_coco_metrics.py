@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -128,14 +130,29 @@ def _direct(ann_file, dataset, outputs, iou_type) -> np.ndarray:
     return e.stats
 
 
+BACKENDS = [
+    "pycocotools",
+    pytest.param(
+        "faster_coco_eval",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("faster_coco_eval") is None,
+            reason="optional extra fast-eval (faster-coco-eval) not installed",
+        ),
+    ),
+]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("iou_type", ["bbox", "segm"])
-def test_parity_with_direct_cocoeval(tmp_path, iou_type):
+def test_parity_with_direct_cocoeval(tmp_path, iou_type, backend):
     ann_file = _write_coco(tmp_path)
     ds = build_component("dataset", {"type": "coco", "ann_file": ann_file, "masks": True})
     assert ds.class_names == ["four", "nine"]  # sorted by category id
     outputs = _predictions(ds)
     metric = build_component(
-        "metric", {"type": f"coco_{iou_type}"}, class_names=tuple(ds.class_names)
+        "metric",
+        {"type": f"coco_{iou_type}", "backend": backend},
+        class_names=tuple(ds.class_names),
     )
     images, targets = collate_detection([ds[i] for i in range(len(ds))])
     metric.update(outputs[:2], targets[:2])  # two batches
@@ -168,8 +185,69 @@ def test_parity_with_direct_cocoeval(tmp_path, iou_type):
     assert "four" in text and "nine" in text and "AP50" in text
 
 
-def test_perfect_and_empty_predictions():
-    metric = build_component("metric", {"type": "coco_bbox"}, class_names=("a",))
+def _synthetic(n: int, classes: int) -> tuple[list[dict], list[dict]]:
+    g = torch.Generator().manual_seed(0)
+    outputs, targets = [], []
+    for i in range(n):
+        k = int(torch.randint(0, 6, (1,), generator=g))
+        xy = torch.rand(k, 2, generator=g) * 200
+        gt = torch.cat([xy, xy + 4 + torch.rand(k, 2, generator=g) * 120], 1)
+        d = 30
+        src = gt[torch.randint(0, k, (d,), generator=g)] if k else torch.rand(d, 4) * 100
+        boxes = src + torch.randn(d, 4, generator=g) * 8
+        boxes[:, 2:] = torch.maximum(boxes[:, 2:], boxes[:, :2] + 1)
+        outputs.append(
+            {
+                "boxes": boxes,
+                "scores": torch.rand(d, generator=g),
+                "labels": torch.randint(1, classes + 1, (d,), generator=g),
+            }
+        )
+        targets.append(
+            {
+                "image_id": i,
+                "boxes": gt,
+                "labels": torch.randint(1, classes + 1, (k,), generator=g),
+                "iscrowd": (torch.rand(k, generator=g) < 0.1).long(),
+                "orig_size": (320, 320),
+            }
+        )
+    return outputs, targets
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("faster_coco_eval") is None,
+    reason="optional extra fast-eval (faster-coco-eval) not installed",
+)
+def test_faster_coco_eval_backend_gives_pycocotools_numbers():
+    outputs, targets = _synthetic(120, 4)
+    results = []
+    for backend in ("pycocotools", "faster_coco_eval"):
+        metric = build_component(
+            "metric", {"type": "coco_bbox", "backend": backend}, class_names=("a", "b", "c", "d")
+        )
+        metric.update(outputs, targets)
+        results.append(metric.compute())
+        assert "a" in metric.summary()
+    slow, fast = results
+    assert len(fast) == 12 and 0 < slow["bbox/AP50"] < 1
+    for key, value in slow.items():
+        assert fast[key] == pytest.approx(value, abs=1e-12), key
+
+
+def test_faster_coco_eval_backend_missing_is_a_clear_error(monkeypatch):
+    from anchorage.core.errors import AnchorageError
+
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import fails
+    with pytest.raises(AnchorageError, match="needs the package faster-coco-eval"):
+        build_component("metric", {"type": "coco_bbox", "backend": "faster_coco_eval"})
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_perfect_and_empty_predictions(backend):
+    metric = build_component(
+        "metric", {"type": "coco_bbox", "backend": backend}, class_names=("a",)
+    )
     box = torch.tensor([[10.0, 10.0, 50.0, 60.0]])
     tgt = {
         "image_id": 1,

@@ -1,13 +1,11 @@
-"""prepare_batch: one checked, preprocessed batch with padded ground truth; clip_boxes."""
+"""prepare_batch: one checked, preprocessed batch with padded ground truth."""
 
 import pytest
 import torch
-from torchvision.ops import clip_boxes_to_image
 
 from anchorage.core import DataError
 from anchorage.plugins.models.detection_batch import prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
-from anchorage.plugins.postprocess.clip import clip_boxes
 
 PRE = ImagePreprocessor(PreprocessConfig(fixed_size=(32, 32), size_divisible=1))
 
@@ -77,12 +75,3 @@ def test_masks_are_checked_against_the_image_size():
     targets[1]["masks"] = torch.zeros(0, 32, 15, dtype=torch.uint8)
     with pytest.raises(DataError, match=r"targets\[1\]\['masks'\]: expected \(0, 32, 16\)"):
         prepare_batch(PRE, images, targets, model="m", num_classes=2, training=True, masks=True)
-
-
-def test_clip_boxes_is_clip_boxes_to_image_per_batch_row():
-    g = torch.Generator().manual_seed(0)
-    boxes = torch.rand(2, 5, 3, 4, generator=g) * 80 - 10
-    sizes = [(40, 60), (70, 30)]
-    clipped = clip_boxes(boxes, sizes)
-    for b, size in enumerate(sizes):
-        assert torch.equal(clipped[b], clip_boxes_to_image(boxes[b], size))

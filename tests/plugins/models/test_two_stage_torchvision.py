@@ -93,7 +93,7 @@ def _pair(masks: bool, depth: int) -> tuple[torch.nn.Module, torch.nn.Module]:
             "model.backbone.norm=bn",
             "model.backbone.trainable_layers=5",
             f"model.rpn.proposals.post_nms_top_n_test={post_nms}",
-            f"model.roi_box.postprocessor.nms.detections_per_img={dets}",
+            f"model.roi_box.postprocessor.detections_per_img={dets}",
             "model.rpn.sampler.order=first",
             "model.roi_box.sampler.order=first",
         ],
@@ -110,8 +110,8 @@ def _images() -> list[torch.Tensor]:
 
 def _set_score_thresh(tv: torch.nn.Module, ours: torch.nn.Module, thresh: float) -> None:
     tv.roi_heads.score_thresh = thresh
-    nms = ours.roi_box.postprocessor.nms
-    nms.cfg = attrs.evolve(nms.cfg, score_thresh=thresh)
+    post = ours.roi_box.postprocessor
+    post.cfg = attrs.evolve(post.cfg, score_thresh=thresh)
 
 
 def _canonical(result: dict) -> dict:

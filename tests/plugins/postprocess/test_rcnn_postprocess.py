@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torchvision.models.detection._utils import BoxCoder
 from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_image
@@ -63,30 +64,32 @@ def test_rpn_proposals_empty_image() -> None:
     assert len(got[0]["boxes"]) > 0 and got[1]["boxes"].shape == (0, 4)
 
 
-def test_rcnn_detections_equal_torchvision_postprocess() -> None:
+@pytest.mark.parametrize(
+    ("counts", "scale", "thresh", "dets"),
+    [
+        ((60, 35), 2.0, 0.1, 30),  # few candidates: torchvision's coordinate-trick NMS
+        ((900, 0, 250), 4.0, 0.05, 100),  # > 1000 per image: its per-class loop; empty image
+        ((300, 280), 4.0, 0.01, 7),  # the top-k cut decides
+    ],
+)
+def test_rcnn_detections_equal_torchvision_postprocess(
+    counts: tuple[int, ...], scale: float, thresh: float, dets: int
+) -> None:
     g = torch.Generator().manual_seed(0)
-    c1, counts, sizes = 4, [60, 35], [(100, 120), (90, 80)]
+    c1, sizes = 6, [(100, 120), (90, 80), (64, 64)][: len(counts)]
     props = []
     for n in counts:
         xy = torch.rand(n, 2, generator=g) * 70
-        props.append(torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], -1))
-    logits = torch.randn(sum(counts), c1, generator=g) * 2
+        p = torch.cat([xy, xy + 5 + torch.rand(n, 2, generator=g) * 40], -1)
+        p[:3, 2] = p[:3, 0]  # zero-width proposals decode to boxes below min_size
+        props.append(p)
+    logits = torch.randn(sum(counts), c1, generator=g) * scale
     deltas = torch.randn(sum(counts), c1 * 4, generator=g)
-    tv = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, 0.1, 0.5, 30)
+    tv = RoIHeads(None, None, None, 0.5, 0.5, 512, 0.25, None, thresh, 0.5, dets)
     e_boxes, e_scores, e_labels = tv.postprocess_detections(logits, deltas, props, sizes)
     ours = build_component(
         "postprocessor",
-        {
-            "type": "rcnn_detections",
-            "nms": {
-                "type": "multiclass_nms",
-                "score": "sigmoid",
-                "score_thresh": 0.1,
-                "nms_thresh": 0.5,
-                "topk_candidates": 1000,
-                "detections_per_img": 30,
-            },
-        },
+        {"type": "rcnn_detections", "score_thresh": thresh, "detections_per_img": dets},
         box_coder=build_component("box_coder", {"type": "delta_xywh"}),
     )
     pad = torch.nn.utils.rnn.pad_sequence
@@ -96,11 +99,27 @@ def test_rcnn_detections_equal_torchvision_postprocess() -> None:
         "valid": pad([torch.ones(n, dtype=torch.bool) for n in counts], batch_first=True),
     }
     got = ours(preds, pad(props, batch_first=True), sizes)
-    for b, s, lab, r in zip(e_boxes, e_scores, e_labels, got):
-        assert len(b) > 0
+    assert len(got) == len(counts)
+    for b, s, lab, r, n in zip(e_boxes, e_scores, e_labels, got, counts):
+        assert (len(b) > 0) == (n > 0)
+        assert r["labels"].dtype == torch.int64
         torch.testing.assert_close(r["boxes"], b)
         torch.testing.assert_close(r["scores"], s)
         assert torch.equal(r["labels"], lab)
+    if dets < 10:  # the per-image cut is exercised
+        assert [len(r["boxes"]) for r in got] == [dets] * len(counts)
+
+
+def test_rcnn_detections_no_foreground_class_and_no_proposal() -> None:
+    ours = build_component("postprocessor", {"type": "rcnn_detections"})
+    for r, c1 in ((0, 4), (5, 1)):
+        preds = {
+            "cls_logits": torch.zeros(2, r, c1),
+            "bbox_deltas": torch.zeros(2, r, c1 * 4),
+            "valid": torch.ones(2, r, dtype=torch.bool),
+        }
+        got = ours(preds, torch.zeros(2, r, 4), [(10, 10), (10, 10)])
+        assert [tuple(d["boxes"].shape) for d in got] == [(0, 4), (0, 4)]
 
 
 def test_mask_paste_equals_torchvision() -> None:

@@ -51,6 +51,21 @@ def test_multiscale_equals_torchvision_and_skips_extra_level() -> None:
     torch.testing.assert_close(ours(feats, boxes, sizes), tv(feats, boxes, sizes))
 
 
+def test_multiscale_many_boxes_every_level_equals_torchvision() -> None:
+    g = torch.Generator().manual_seed(1)
+    feats = {f.name: torch.rand(3, 4, 512 // f.stride, 512 // f.stride, generator=g) for f in INFO}
+    boxes = []
+    for n in (40, 0, 25):  # 2..450 px: every level gets boxes; an image without any
+        xy = torch.rand(n, 2, generator=g) * 60
+        boxes.append(torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) ** 2 * 448], 1))
+    ours = build_component("roi_extractor", {"type": "multiscale_roi_align"}, in_feature_info=INFO)
+    tv = MultiScaleRoIAlign(["p2", "p3", "p4"], 7, 2)
+    sizes = [(512, 512)] * 3
+    expected = tv(feats, boxes, sizes)
+    assert set(tv.map_levels(boxes).tolist()) == {0, 1, 2}
+    assert torch.equal(ours(feats, boxes, sizes), expected)
+
+
 def test_empty_boxes() -> None:
     feats, _ = _inputs()
     for data in ({"type": "roi_pool"}, {"type": "roi_align"}, {"type": "multiscale_roi_align"}):

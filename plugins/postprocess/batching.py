@@ -1,0 +1,97 @@
+"""Batch-wide postprocessing helpers: clipping to each image, NMS over groups, cutting the
+survivors into per-image lists."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import batched_nms, nms
+
+
+def image_bounds(image_sizes: list[tuple[int, int]], like: torch.Tensor) -> torch.Tensor:
+    """``[B,4]`` ``(w, h, w, h)`` of each image's ``(h, w)``, on ``like``'s device and dtype.
+
+    Built on the host and copied with ``non_blocking``: no stream synchronisation on a GPU.
+    """
+    hw = torch.tensor(image_sizes, dtype=like.dtype).reshape(-1, 2)
+    return hw.flip(-1).repeat(1, 2).to(like.device, non_blocking=True)
+
+
+def clip_boxes(boxes: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """xyxy ``boxes [...,4]`` clamped to ``0..bounds`` (``(w, h, w, h)``, broadcast): the
+    arithmetic of ``torchvision.ops.clip_boxes_to_image`` with one size per box or image."""
+    return torch.minimum(boxes.clamp(min=0), bounds)
+
+
+def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, list[int]]:
+    """Each image's first ``n`` entries: (positions into ``image``, entries per image).
+
+    ``image`` ``[N]`` int64: the image of each entry, entries in rank order (NMS survivors best
+    first); values ``>= b`` mark entries to drop. Returns the selected positions grouped by
+    image (image 0's first), each image's in rank order, and the B group sizes, so that
+    ``x[positions].split(sizes)`` gives the per-image lists. One stable sort groups the entries
+    by image; the per-image bounds come back to the host in one ``.tolist()`` (the sizes are
+    the final output's), then slices: no boolean masks.
+    """
+    image, order = image.clamp(max=b).sort(stable=True)
+    counts = torch.bincount(image, minlength=b + 1)[:b]
+    starts = counts.cumsum(0) - counts
+    starts, sizes = torch.stack([starts, counts.clamp(max=n)]).tolist()
+    if not any(sizes):
+        return order[:0], sizes
+    return torch.cat([order[s : s + k] for s, k in zip(starts, sizes)]), sizes
+
+
+def grouped_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    group: torch.Tensor,
+    iou_threshold: float,
+    *,
+    limit: int | None = None,
+    per_group: bool | None = None,
+) -> torch.Tensor:
+    """NMS within each group: indices into ``boxes [N,4]`` xyxy kept, best score first.
+
+    Up to ``limit`` boxes (torchvision's own switch-over: 1000 on a CPU, 25,000 on a GPU), one
+    ``batched_nms`` on float64 boxes (its coordinate offsets stay exact). Above it one big NMS
+    costs too much (pairwise work on a CPU, an N×N/64 mask copied to the host on a GPU), so
+    the boxes are sorted by group (one ``.tolist()`` gives the group sizes) and NMS'd as
+    contiguous slices: one group per call on a CPU (``per_group``: ``batched_nms``'s per-class
+    loop without its ``idxs == k`` pass per group), consecutive groups of up to ``limit``
+    boxes per call on a GPU. Same survivors either way; ties keep the input order.
+    """
+    cpu = boxes.device.type == "cpu"
+    limit = limit if limit is not None else (1000 if cpu else 25_000)
+    per_group = cpu if per_group is None else per_group
+    if len(boxes) <= limit:
+        return batched_nms(boxes.double(), scores.double(), group, iou_threshold)
+    group, order = group.sort(stable=True)
+    boxes, ranked = boxes[order], scores[order]
+    if not per_group:  # several groups per call: exact offsets
+        boxes, ranked = boxes.double(), ranked.double()
+    kept = []
+    for lo, hi in _slices(torch.bincount(group).tolist(), 0 if per_group else limit):
+        if per_group:
+            part = nms(boxes[lo:hi], ranked[lo:hi], iou_threshold)
+        else:
+            part = batched_nms(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
+        kept.append(order[lo:hi][part])
+    kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
+    return kept[scores[kept].argsort(descending=True, stable=True)]
+
+
+def _slices(sizes: list[int], limit: int) -> list[tuple[int, int]]:
+    """Consecutive groups (sizes in order) merged into slices of at most ``limit`` boxes (a
+    larger group alone); ``limit`` 0: one slice per non-empty group."""
+    out: list[tuple[int, int]] = []
+    lo = hi = 0
+    for n in sizes:
+        if n == 0:
+            continue
+        if hi > lo and hi - lo + n > limit:
+            out.append((lo, hi))
+            lo = hi
+        hi += n
+    if hi > lo:
+        out.append((lo, hi))
+    return out
