@@ -9,7 +9,7 @@ import pytest
 
 from anchorage.benchmarking.loop import LoopThroughput, markdown_rows, measure_loop
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _tool():
