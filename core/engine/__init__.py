@@ -18,7 +18,7 @@ from .config import ParamGroupRule, TrainConfig
 _LAZY = {
     "train": "trainer",
     "Trainer": "trainer",
-    "TrainingDiverged": "trainer",
+    "TrainingDiverged": "health",
     "evaluate_checkpoint": "evaluate",
     "predict_images": "evaluate",
     "TrainingStopped": "signals",

@@ -10,8 +10,39 @@ says which tensors.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
+
+from ..errors import AnchorageError
+
+_ADVICE = "lower train.optimizer.lr, set train.grad_clip or check the data"
+
+
+class TrainingDiverged(AnchorageError):
+    """A loss, gradient or the model state became NaN/Inf; the run stopped before saving it."""
+
+
+def loss_diverged(
+    values: dict[str, float], what: str, iteration: int, epoch: int, last: Path | None
+) -> TrainingDiverged:
+    """The error for a non-finite ``what`` ("loss", "gradient norm") at a step not yet applied."""
+    terms = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
+    return TrainingDiverged(
+        f"non-finite {what} at iteration {iteration} (epoch {epoch}): {terms}; training "
+        f"stopped before this step was applied; last good checkpoint: "
+        f"{last or 'none written yet'} ({_ADVICE})"
+    )
+
+
+def state_diverged(model: nn.Module, iteration: int, last: Path | None) -> TrainingDiverged:
+    """The error for parameters or buffers gone NaN/Inf after ``iteration``."""
+    return TrainingDiverged(
+        f"non-finite model state after iteration {iteration}: {describe_nonfinite(model)} hold "
+        f"NaN/Inf; training stopped and nothing was saved; last good checkpoint: "
+        f"{last or 'none written yet'} ({_ADVICE})"
+    )
 
 
 def state_tensors(model: nn.Module) -> list[torch.Tensor]:

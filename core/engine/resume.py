@@ -95,3 +95,18 @@ def scale_lr(optimizer: torch.optim.Optimizer, scheduler: Any, ratio: float) -> 
         for attr in ("base_lrs", "_last_lr"):
             if getattr(sched, attr, None) is not None:
                 setattr(sched, attr, [lr * ratio for lr in getattr(sched, attr)])
+
+
+def apply_resume_changes(
+    saved: dict, new: dict, optimizer: torch.optim.Optimizer, scheduler: Any, source: str
+) -> str | None:
+    """Refuse the changes that cannot apply, scale the lrs for a new ``train.optimizer.lr``;
+    returns a note naming the changed keys (None when the spec is unchanged)."""
+    changed = check_resume_changes(saved, new, source) if saved else []
+    ratio = lr_ratio(saved, new)
+    if ratio != 1.0:
+        scale_lr(optimizer, scheduler, ratio)
+    if not changed:
+        return None
+    shown = changed[:10] + (["..."] if len(changed) > 10 else [])
+    return f"note: the spec differs from the checkpoint's at {shown} (applied)"

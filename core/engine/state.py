@@ -19,6 +19,7 @@ through ``read_checkpoint`` (weights-only); this module never writes a file itse
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,18 @@ from torch import nn
 
 from ..checkpoint import check_state_fits, read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed python, numpy and torch (all devices); optionally deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        # cuBLAS needs a fixed workspace for deterministic matmuls (read at first CUDA use)
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
 
 
 def capture_rng() -> dict[str, Any]:

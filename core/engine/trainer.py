@@ -14,14 +14,11 @@ from __future__ import annotations
 
 import errno
 import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 import yaml
 
@@ -34,16 +31,22 @@ from .batches import epoch_batches, move_to
 from .config import TrainConfig
 from .device import select_device
 from .extras import TrainingExtras
-from .health import confirmed_nonfinite, describe_nonfinite, nonfinite_flag
+from .health import (
+    confirmed_nonfinite,
+    loss_diverged,
+    nonfinite_flag,
+    state_diverged,
+)
 from .logging import RunLogger
 from .optim import build_optimizer, build_scheduler
-from .resume import check_resume_changes, lr_ratio, scale_lr
+from .resume import apply_resume_changes
 from .signals import StopSignals, TrainingStopped
 from .state import (
     capture_rng,
     load_training_state,
     make_payload,
     restore_rng,
+    seed_everything,
     unwrap,
     write_checkpoint,
 )
@@ -53,10 +56,6 @@ LAST = "last.pt"
 _FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
-class TrainingDiverged(AnchorageError):
-    """A loss became NaN/Inf; training stopped before the bad step was applied."""
-
-
 @attrs.define
 class Counters:
     """Where the run is: epochs completed, optimizer steps, steps inside this epoch."""
@@ -64,18 +63,6 @@ class Counters:
     epoch: int = 0
     iteration: int = 0
     epoch_iter: int = 0
-
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (all devices); optionally deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        # cuBLAS needs a fixed workspace for deterministic matmuls (read at first CUDA use)
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
 
 
 class Trainer:
@@ -199,16 +186,12 @@ class Trainer:
             raise
         self.extras.load_state(data, self.optimizer)
         self.counters = Counters(data["epoch"], data["iteration"], data.get("epoch_iter", 0))
-        saved, new = data.get("spec") or {}, self.spec.to_dict()
-        changed = check_resume_changes(saved, new, f"--resume from {path}") if saved else []
-        ratio = lr_ratio(saved, new)
-        if ratio != 1.0:
-            scale_lr(self.optimizer, self.scheduler, ratio)
-        if changed:
-            applied = changed[:10] + (["..."] if len(changed) > 10 else [])
-            self.logger.print(
-                f"note: the spec differs from the checkpoint's at {applied} (applied)"
-            )
+        saved = data.get("spec") or {}
+        note = apply_resume_changes(
+            saved, self.spec.to_dict(), self.optimizer, self.scheduler, f"--resume from {path}"
+        )
+        if note:
+            self.logger.print(note)
         self.metrics = dict(data.get("metrics") or {})
         self.last_checkpoint = path
         c = self.counters
@@ -395,14 +378,8 @@ class Trainer:
         return limit is not None and time.monotonic() - self._started > limit * 60
 
     def _diverged(self, values: dict[str, float], what: str = "loss") -> None:
-        terms = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
-        last = self.last_checkpoint or "none written yet"
-        raise TrainingDiverged(
-            f"non-finite {what} at iteration {self.counters.iteration + 1} "
-            f"(epoch {self.counters.epoch + 1}): {terms}; training stopped before this step "
-            f"was applied; last good checkpoint: {last} (lower train.optimizer.lr, set "
-            "train.grad_clip or check the data)"
-        )
+        c = self.counters
+        raise loss_diverged(values, what, c.iteration + 1, c.epoch + 1, self.last_checkpoint)
 
     def _check_state(self) -> None:
         """TrainingDiverged on every rank when any rank's parameters or buffers are NaN/Inf."""
@@ -414,16 +391,9 @@ class Trainer:
 
     def _state_diverged(self) -> None:
         """Confirm the cheap flag exactly (on every rank together), then stop the run."""
-        if not confirmed_nonfinite(unwrap(self.model), self.device, self.dist.enabled):
-            return  # huge but finite values overflowed the flag's sum
-        c = self.counters
-        last = self.last_checkpoint or "none written yet"
-        raise TrainingDiverged(
-            f"non-finite model state after iteration {c.iteration}: "
-            f"{describe_nonfinite(unwrap(self.model))} hold NaN/Inf; training stopped and "
-            f"nothing was saved; last good checkpoint: {last} (lower train.optimizer.lr, set "
-            "train.grad_clip or check the data)"
-        )
+        model = unwrap(self.model)
+        if confirmed_nonfinite(model, self.device, self.dist.enabled):
+            raise state_diverged(model, self.counters.iteration, self.last_checkpoint)
 
     def _log_train(self, window: dict[str, float]) -> None:
         if not window:
