@@ -1,7 +1,7 @@
 """Dense detections scored per level: ``level_topk_nms`` (RetinaNet, FCOS) and ``yolo_nms``.
 
-Both share ``select_nms``: candidates (image, box, score, label) → one ``batched_nms`` over
-(image, class) groups → the best ``detections_per_img`` of each image.
+Both end in ``batching.select_nms``: candidates (image, box, score, label) → one
+``batched_nms`` over (image, class) groups → the best ``detections_per_img`` of each image.
 
 ``level_topk_nms`` has torchvision ``RetinaNet.postprocess_detections`` /
 ``FCOS.postprocess_detections`` semantics: per level, scores (sigmoid of the class logits, or
@@ -16,37 +16,13 @@ from typing import Any
 
 import attrs
 import torch
-from torchvision.ops import batched_nms
 
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Anchors, DensePostprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-
-
-def select_nms(
-    img: torch.Tensor,
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    labels: torch.Tensor,
-    shape: tuple[int, int],
-    nms_thresh: float,
-    detections_per_img: int,
-) -> list[dict[str, torch.Tensor]]:
-    """Candidates ``[N]`` / ``[N,4]`` (labels 1..C) → per-image dicts after class-wise NMS.
-
-    ``shape``: ``(B, C)``, the batch size and the number of classes.
-    """
-    batch, num_classes = shape
-    groups = img * (num_classes + 1) + labels
-    kept = batched_nms(boxes, scores, groups, nms_thresh)
-    results = []
-    for i in range(batch):  # the batch's sorted survivors, split per image
-        mine = kept[img[kept] == i][:detections_per_img]
-        results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
-    return results
 
 
 def _references(references: Anchors | torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -140,16 +116,7 @@ class LevelTopkNMS(DensePostprocessor):
         anchor, col = idx // c, idx % c
         ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
         boxes = self.box_coder.decode(deltas[img, anchor], ref)
-        return img, _clip_per_row(boxes, img, image_sizes), top, col
-
-
-def _clip_per_row(
-    boxes: torch.Tensor, img: torch.Tensor, image_sizes: list[tuple[int, int]]
-) -> torch.Tensor:
-    """Clip ``boxes [N,4]`` to the size of the image ``img [N]`` each belongs to."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)
-    upper = hw.flip(-1).repeat(1, 2)[img]  # [N,4] = (w, h, w, h)
-    return torch.minimum(boxes.clamp(min=0), upper)
+        return img, clip_boxes(boxes, image_bounds(image_sizes, boxes)[img]), top, col
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
