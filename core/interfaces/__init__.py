@@ -7,6 +7,7 @@ from .dense import (
     DenseLoss,
     DensePostprocessor,
     DenseTargets,
+    ObjectnessLayout,
 )
 from .features import Backbone, FeatureSpec, Neck
 from .matching import (
@@ -58,6 +59,7 @@ __all__ = [
     "MaskPostprocessor",
     "Matcher",
     "Neck",
+    "ObjectnessLayout",
     "Postprocessor",
     "ProposalGenerator",
     "RCNNPostprocessor",

@@ -116,6 +116,18 @@ class DenseLayout:
         return None if value is None else bool(value)
 
 
+class ObjectnessLayout(DenseLayout):
+    """YOLO's layout: an ``objectness [B,A]`` logit beside sigmoid ``cls_logits [B,A,C]`` (no
+    background column). The head, loss and postprocessor that share it declare it by
+    subclassing this next to their role's interface."""
+
+    prediction_keys: ClassVar[Mapping[str, tuple[int, ...]]] = {"objectness": ()}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
+
+
 class DenseHead(DenseLayout, Head):
     """A dense detector's head (see the module docstring for its outputs).
 

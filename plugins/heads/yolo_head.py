@@ -9,14 +9,13 @@ and ``C`` class logits (sigmoid, no background column).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, ObjectnessLayout
 from anchorage.core.registry import HEADS
 
 
@@ -24,7 +23,7 @@ from anchorage.core.registry import HEADS
     "yolo_head",
     examples=({"in_channels": (8, 16), "num_anchors": (3, 2), "num_classes": 3},),
 )
-class YoloHead(DenseHead):
+class YoloHead(ObjectnessLayout, DenseHead):
     """Per level a 1×1 conv to ``a_l·(5+C)`` channels, split into boxes, objectness, classes.
 
     ``forward(features)``: dict of ``[B, in_channels[l], h_l, w_l]`` fine → coarse. Returns
@@ -34,12 +33,6 @@ class YoloHead(DenseHead):
     ``num_classes`` (C) are injected. Objectness and class biases start at
     ``log(prior / (1 - prior))`` so that early training is not swamped by negatives.
     """
-
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
 
     @attrs.frozen(kw_only=True)
     class Config:

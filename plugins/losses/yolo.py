@@ -23,21 +23,15 @@ import torch.nn.functional as F
 
 from anchorage.core import component
 from anchorage.core.build import build_child
-from anchorage.core.interfaces import DenseLoss, DenseTargets
+from anchorage.core.interfaces import DenseLoss, DenseTargets, ObjectnessLayout
 from anchorage.core.registry import LOSSES
 
 _weight = attrs.validators.ge(0.0)
 
 
 @LOSSES.register("yolo", examples=({}, {"box_loss": {"type": "smooth_l1"}, "box_weight": 2.0}))
-class YoloLoss(DenseLoss):
+class YoloLoss(ObjectnessLayout, DenseLoss):
     """See the module docstring. Finite with no gt (only negatives then)."""
-
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
 
     @attrs.frozen(kw_only=True)
     class Config:

@@ -18,7 +18,7 @@ import attrs
 import torch
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Anchors, DensePostprocessor
+from anchorage.core.interfaces import Anchors, DensePostprocessor, ObjectnessLayout
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
 from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
 
@@ -120,7 +120,7 @@ class LevelTopkNMS(DensePostprocessor):
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
-class YoloNMS(DensePostprocessor):
+class YoloNMS(ObjectnessLayout, DensePostprocessor):
     """YOLO inference: ``σ(objectness) · σ(class)``, threshold, top-k, class-wise NMS.
 
     ``predictions``: ``objectness [B,A]``, ``cls_logits [B,A,C]``, ``bbox_deltas [B,A,4]`` (the
@@ -129,12 +129,6 @@ class YoloNMS(DensePostprocessor):
     then NMS removes a box overlapping a better one of its class at IoU > ``nms_thresh``.
     Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` in 1..C, sorted by score.
     """
-
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
 
     @attrs.frozen(kw_only=True)
     class Config:
