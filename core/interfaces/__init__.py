@@ -3,6 +3,7 @@
 from .dense import (
     BoxLoss,
     DenseHead,
+    DenseHeadConfig,
     DenseLayout,
     DenseLoss,
     DensePostprocessor,
@@ -45,6 +46,7 @@ __all__ = [
     "BoxCoder",
     "BoxLoss",
     "DenseHead",
+    "DenseHeadConfig",
     "DenseLayout",
     "DenseLoss",
     "DensePostprocessor",

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
+from ..config import injected
 from .matching import Anchors, Assignment, BoxCoder, GroundTruth, Matcher, gather_rows
 from .prediction import Head, Loss, Postprocessor
 
@@ -132,10 +133,22 @@ class DenseHead(DenseLayout, Head):
     """A dense detector's head (see the module docstring for its outputs).
 
     Built with injected ``in_channels`` (tuple, one per level), ``num_anchors`` (tuple of anchors
-    per location, one per level) and ``num_classes`` (C).
+    per location, one per level) and ``num_classes`` (C): a head's ``Config`` subclasses
+    ``DenseHeadConfig``, which declares the three.
     """
 
     role: ClassVar[str] = "dense_head"
+
+
+@attrs.frozen(kw_only=True)
+class DenseHeadConfig:
+    """The fields every ``DenseHead`` config has, injected by the skeleton from the neck (or
+    backbone) and the anchor generator: ``in_channels`` and ``num_anchors`` (one per level),
+    ``num_classes`` (C, background not counted)."""
+
+    in_channels: tuple[int, ...] = injected()
+    num_anchors: tuple[int, ...] = injected()
+    num_classes: int = injected()
 
 
 class DenseLoss(DenseLayout, Loss):

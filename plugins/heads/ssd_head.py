@@ -8,8 +8,7 @@ import attrs
 import torch
 from torch import nn
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig
 from anchorage.core.registry import HEADS
 
 
@@ -44,10 +43,7 @@ class SSDHead(DenseHead):
         return cfg.background
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         kernel_size: int = attrs.field(default=3, validator=attrs.validators.ge(1))
         init: Literal["xavier", "default"] = "xavier"
         background: bool = True

@@ -14,8 +14,7 @@ import attrs
 import torch
 from torch import nn
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead, ObjectnessLayout
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig, ObjectnessLayout
 from anchorage.core.registry import HEADS
 
 
@@ -35,10 +34,7 @@ class YoloHead(ObjectnessLayout, DenseHead):
     """
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         prior_prob: float = attrs.field(
             default=0.01, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
         )
