@@ -150,6 +150,20 @@ class DenseHeadConfig:
     num_anchors: tuple[int, ...] = injected()
     num_classes: int = injected()
 
+    def levels(self, name: str) -> list[tuple[int, int]]:
+        """``(in_channels, num_anchors)`` of each level, for heads with per-level layers.
+
+        ValueError naming the head ``name`` when the features and the anchor generator give
+        different numbers of levels.
+        """
+        if len(self.in_channels) != len(self.num_anchors):
+            raise ValueError(
+                f"{name}: {len(self.in_channels)} feature levels but anchor counts for "
+                f"{len(self.num_anchors)} levels ({list(self.num_anchors)}); the backbone (or "
+                "neck) and the anchor generator must have the same number of levels"
+            )
+        return list(zip(self.in_channels, self.num_anchors))
+
 
 class DenseLoss(DenseLayout, Loss):
     """``forward(predictions, targets)`` → ``dict[str, Tensor]`` of scalar ``loss_*`` terms.

@@ -50,15 +50,9 @@ class SSDHead(DenseHead):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        if len(cfg.in_channels) != len(cfg.num_anchors):
-            raise ValueError(
-                f"ssd_head: {len(cfg.in_channels)} feature levels but anchor counts for "
-                f"{len(cfg.num_anchors)} levels ({list(cfg.num_anchors)}); the backbone and the "
-                "anchor generator must have the same number of levels"
-            )
         self.num_columns = cfg.num_classes + int(cfg.background)
         conv = dict(kernel_size=cfg.kernel_size, padding=cfg.kernel_size // 2)
-        pairs = list(zip(cfg.in_channels, cfg.num_anchors))
+        pairs = cfg.levels("ssd_head")
         self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * self.num_columns, **conv) for c, a in pairs)
         self.box_convs = nn.ModuleList(nn.Conv2d(c, 4 * a, **conv) for c, a in pairs)
         if cfg.init == "xavier":

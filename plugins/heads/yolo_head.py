@@ -41,16 +41,9 @@ class YoloHead(ObjectnessLayout, DenseHead):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        if len(cfg.in_channels) != len(cfg.num_anchors):
-            raise ValueError(
-                f"yolo_head: {len(cfg.in_channels)} feature levels but anchor counts for "
-                f"{len(cfg.num_anchors)} levels ({list(cfg.num_anchors)}); the neck and the "
-                "anchor generator must have the same number of levels"
-            )
         self.num_outputs = 5 + cfg.num_classes
-        self.preds = nn.ModuleList(
-            nn.Conv2d(c, a * self.num_outputs, 1) for c, a in zip(cfg.in_channels, cfg.num_anchors)
-        )
+        pairs = cfg.levels("yolo_head")
+        self.preds = nn.ModuleList(nn.Conv2d(c, a * self.num_outputs, 1) for c, a in pairs)
         bias = math.log(cfg.prior_prob / (1 - cfg.prior_prob))
         for conv, a in zip(self.preds, cfg.num_anchors):
             nn.init.normal_(conv.weight, std=0.01)
