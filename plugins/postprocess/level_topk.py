@@ -31,6 +31,22 @@ def _references(references: Anchors | torch.Tensor) -> tuple[torch.Tensor, tuple
     return references, (references.shape[-2],)
 
 
+def _decode_clipped(
+    box_coder: Any,
+    deltas: torch.Tensor,
+    refs: torch.Tensor,
+    img: torch.Tensor,
+    anchor: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+) -> torch.Tensor:
+    """The candidates' boxes: ``deltas [B,A,4]`` at (``img``, ``anchor``) (int64, same shape
+    ``[...]``) decoded against ``refs`` (``[A,4]`` or ``[B,A,4]``), clipped to their image.
+    Returns xyxy ``[...,4]``."""
+    ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
+    boxes = box_coder.decode(deltas[img, anchor], ref)
+    return clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
+
+
 @POSTPROCESSORS.register(
     "level_topk_nms",
     examples=({}, {"centerness": True, "score_thresh": 0.2, "nms_thresh": 0.6}),
@@ -114,9 +130,8 @@ class LevelTopkNMS(DensePostprocessor):
         img = torch.arange(b, device=flat.device)[:, None].expand_as(pos)[keep]
         idx, top = idx[(starts[:, None] + pos)[keep]], top[keep]
         anchor, col = idx // c, idx % c
-        ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
-        boxes = self.box_coder.decode(deltas[img, anchor], ref)
-        return img, clip_boxes(boxes, image_bounds(image_sizes, boxes)[img]), top, col
+        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
+        return img, boxes, top, col
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
@@ -154,15 +169,10 @@ class YoloNMS(ObjectnessLayout, DensePostprocessor):
         b, a, c = scores.shape
         top, idx = scores.reshape(b, a * c).topk(min(self.cfg.topk_candidates, a * c), dim=1)
         anchor, label = idx // c, idx % c + 1
-        rows = torch.arange(b, device=scores.device)[:, None]
-        ref = refs[anchor] if refs.dim() == 2 else refs[rows, anchor]
-        deltas = predictions["bbox_deltas"].float()[rows, anchor]
-        boxes = self.box_coder.decode(deltas, ref)
-        boxes = clip_boxes(
-            boxes, image_bounds(image_sizes, boxes).view(-1, *[1] * (boxes.dim() - 2), 4)
-        )
+        img = torch.arange(b, device=scores.device)[:, None].expand_as(top)
+        deltas = predictions["bbox_deltas"].float()
+        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
         keep = top > self.cfg.score_thresh
-        img = rows.expand_as(top)
         return select_nms(
             img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,
             self.cfg.detections_per_img,
