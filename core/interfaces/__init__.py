@@ -3,10 +3,12 @@
 from .dense import (
     BoxLoss,
     DenseHead,
+    DenseHeadConfig,
     DenseLayout,
     DenseLoss,
     DensePostprocessor,
     DenseTargets,
+    ObjectnessLayout,
 )
 from .features import Backbone, FeatureSpec, Neck
 from .matching import (
@@ -44,6 +46,7 @@ __all__ = [
     "BoxCoder",
     "BoxLoss",
     "DenseHead",
+    "DenseHeadConfig",
     "DenseLayout",
     "DenseLoss",
     "DensePostprocessor",
@@ -58,6 +61,7 @@ __all__ = [
     "MaskPostprocessor",
     "Matcher",
     "Neck",
+    "ObjectnessLayout",
     "Postprocessor",
     "ProposalGenerator",
     "RCNNPostprocessor",

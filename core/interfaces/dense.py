@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
+from ..config import injected
 from .matching import Anchors, Assignment, BoxCoder, GroundTruth, Matcher, gather_rows
 from .prediction import Head, Loss, Postprocessor
 
@@ -116,14 +117,52 @@ class DenseLayout:
         return None if value is None else bool(value)
 
 
+class ObjectnessLayout(DenseLayout):
+    """YOLO's layout: an ``objectness [B,A]`` logit beside sigmoid ``cls_logits [B,A,C]`` (no
+    background column). The head, loss and postprocessor that share it declare it by
+    subclassing this next to their role's interface."""
+
+    prediction_keys: ClassVar[Mapping[str, tuple[int, ...]]] = {"objectness": ()}
+
+    @classmethod
+    def background_column(cls, cfg: Any) -> bool:
+        return False
+
+
 class DenseHead(DenseLayout, Head):
     """A dense detector's head (see the module docstring for its outputs).
 
     Built with injected ``in_channels`` (tuple, one per level), ``num_anchors`` (tuple of anchors
-    per location, one per level) and ``num_classes`` (C).
+    per location, one per level) and ``num_classes`` (C): a head's ``Config`` subclasses
+    ``DenseHeadConfig``, which declares the three.
     """
 
     role: ClassVar[str] = "dense_head"
+
+
+@attrs.frozen(kw_only=True)
+class DenseHeadConfig:
+    """The fields every ``DenseHead`` config has, injected by the skeleton from the neck (or
+    backbone) and the anchor generator: ``in_channels`` and ``num_anchors`` (one per level),
+    ``num_classes`` (C, background not counted)."""
+
+    in_channels: tuple[int, ...] = injected()
+    num_anchors: tuple[int, ...] = injected()
+    num_classes: int = injected()
+
+    def levels(self, name: str) -> list[tuple[int, int]]:
+        """``(in_channels, num_anchors)`` of each level, for heads with per-level layers.
+
+        ValueError naming the head ``name`` when the features and the anchor generator give
+        different numbers of levels.
+        """
+        if len(self.in_channels) != len(self.num_anchors):
+            raise ValueError(
+                f"{name}: {len(self.in_channels)} feature levels but anchor counts for "
+                f"{len(self.num_anchors)} levels ({list(self.num_anchors)}); the backbone (or "
+                "neck) and the anchor generator must have the same number of levels"
+            )
+        return list(zip(self.in_channels, self.num_anchors))
 
 
 class DenseLoss(DenseLayout, Loss):

@@ -15,8 +15,7 @@ import attrs
 import torch
 from torchvision.models.detection.fcos import FCOSClassificationHead, FCOSRegressionHead
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig
 from anchorage.core.registry import HEADS
 from anchorage.plugins.heads.retinanet_head import shared_channels
 
@@ -42,10 +41,7 @@ class FCOSHead(DenseHead):
         return True
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         num_convs: int = attrs.field(default=4, validator=attrs.validators.ge(0))
         prior_prob: float = attrs.field(
             default=0.01, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]

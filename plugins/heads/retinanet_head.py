@@ -21,8 +21,7 @@ from torchvision.models.detection.retinanet import (
     RetinaNetRegressionHead,
 )
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig
 from anchorage.core.registry import HEADS
 
 
@@ -61,10 +60,7 @@ class RetinaNetHead(DenseHead):
         return True
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         prior_prob: float = attrs.field(
             default=0.01, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
         )

@@ -8,8 +8,7 @@ import attrs
 import torch
 from torch import nn
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig
 from anchorage.core.registry import HEADS
 
 
@@ -44,25 +43,16 @@ class SSDHead(DenseHead):
         return cfg.background
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         kernel_size: int = attrs.field(default=3, validator=attrs.validators.ge(1))
         init: Literal["xavier", "default"] = "xavier"
         background: bool = True
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        if len(cfg.in_channels) != len(cfg.num_anchors):
-            raise ValueError(
-                f"ssd_head: {len(cfg.in_channels)} feature levels but anchor counts for "
-                f"{len(cfg.num_anchors)} levels ({list(cfg.num_anchors)}); the backbone and the "
-                "anchor generator must have the same number of levels"
-            )
         self.num_columns = cfg.num_classes + int(cfg.background)
         conv = dict(kernel_size=cfg.kernel_size, padding=cfg.kernel_size // 2)
-        pairs = list(zip(cfg.in_channels, cfg.num_anchors))
+        pairs = cfg.levels("ssd_head")
         self.cls_convs = nn.ModuleList(nn.Conv2d(c, a * self.num_columns, **conv) for c, a in pairs)
         self.box_convs = nn.ModuleList(nn.Conv2d(c, 4 * a, **conv) for c, a in pairs)
         if cfg.init == "xavier":

@@ -9,14 +9,12 @@ and ``C`` class logits (sigmoid, no background column).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import DenseHead
+from anchorage.core.interfaces import DenseHead, DenseHeadConfig, ObjectnessLayout
 from anchorage.core.registry import HEADS
 
 
@@ -24,7 +22,7 @@ from anchorage.core.registry import HEADS
     "yolo_head",
     examples=({"in_channels": (8, 16), "num_anchors": (3, 2), "num_classes": 3},),
 )
-class YoloHead(DenseHead):
+class YoloHead(ObjectnessLayout, DenseHead):
     """Per level a 1×1 conv to ``a_l·(5+C)`` channels, split into boxes, objectness, classes.
 
     ``forward(features)``: dict of ``[B, in_channels[l], h_l, w_l]`` fine → coarse. Returns
@@ -35,33 +33,17 @@ class YoloHead(DenseHead):
     ``log(prior / (1 - prior))`` so that early training is not swamped by negatives.
     """
 
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
-
     @attrs.frozen(kw_only=True)
-    class Config:
-        in_channels: tuple[int, ...] = injected()
-        num_anchors: tuple[int, ...] = injected()
-        num_classes: int = injected()
+    class Config(DenseHeadConfig):
         prior_prob: float = attrs.field(
             default=0.01, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
         )
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        if len(cfg.in_channels) != len(cfg.num_anchors):
-            raise ValueError(
-                f"yolo_head: {len(cfg.in_channels)} feature levels but anchor counts for "
-                f"{len(cfg.num_anchors)} levels ({list(cfg.num_anchors)}); the neck and the "
-                "anchor generator must have the same number of levels"
-            )
         self.num_outputs = 5 + cfg.num_classes
-        self.preds = nn.ModuleList(
-            nn.Conv2d(c, a * self.num_outputs, 1) for c, a in zip(cfg.in_channels, cfg.num_anchors)
-        )
+        pairs = cfg.levels("yolo_head")
+        self.preds = nn.ModuleList(nn.Conv2d(c, a * self.num_outputs, 1) for c, a in pairs)
         bias = math.log(cfg.prior_prob / (1 - cfg.prior_prob))
         for conv, a in zip(self.preds, cfg.num_anchors):
             nn.init.normal_(conv.weight, std=0.01)

@@ -26,10 +26,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from anchorage.core import component
-from anchorage.core.build import build_child
-from anchorage.core.interfaces import DenseLoss, DenseTargets
+from anchorage.core.interfaces import DenseTargets
 from anchorage.core.registry import LOSSES
+from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field
 
 
 def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
@@ -52,7 +51,7 @@ def point_to_sides(points: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 @LOSSES.register("fcos", examples=({}, {"background_column": True, "gamma": 1.5}))
-class FCOSLoss(DenseLoss):
+class FCOSLoss(WithBoxLoss):
     """FCOS loss (module docstring); needs ``cls_logits``, ``bbox_deltas``, ``centerness``."""
 
     prediction_keys = {"centerness": (1,)}
@@ -64,12 +63,7 @@ class FCOSLoss(DenseLoss):
         )
         gamma: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
         background_column: bool = False
-        box_loss: Any = component("loss", role="box_loss", factory=lambda: {"type": "giou"})
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.box_loss = build_child("loss", cfg.box_loss)
+        box_loss: Any = box_loss_field({"type": "giou"})
 
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets

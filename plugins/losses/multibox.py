@@ -32,12 +32,14 @@ def _check(predictions: dict[str, torch.Tensor], targets: DenseTargets) -> None:
         )
 
 
-def _box_loss(default: dict[str, Any]) -> Any:
+def box_loss_field(default: dict[str, Any]) -> Any:
+    """A ``box_loss`` component field (role ``box_loss``) defaulting to ``default``."""
     return component("loss", role="box_loss", factory=lambda: dict(default))
 
 
-class _WithBoxLoss(DenseLoss):
-    """A dense loss whose box term is its ``box_loss`` component (``cfg.box_loss``)."""
+class WithBoxLoss(DenseLoss):
+    """A dense loss whose box term is its ``box_loss`` component (``cfg.box_loss``, declared
+    with ``box_loss_field``), built as ``self.box_loss``; ``self.cfg`` is the config."""
 
     def __init__(self, cfg: Any) -> None:
         super().__init__()
@@ -53,7 +55,7 @@ class _WithBoxLoss(DenseLoss):
 
 
 @LOSSES.register("multibox", examples=({}, {"neg_pos_ratio": 2.0, "box_loss": {"type": "giou"}}))
-class MultiboxLoss(_WithBoxLoss):
+class MultiboxLoss(WithBoxLoss):
     """SSD's loss: softmax cross-entropy with hard-negative mining + a box loss on positives.
 
     Numerics of torchvision ``SSD.compute_loss`` (with the default ``box_loss: smooth_l1``,
@@ -70,7 +72,7 @@ class MultiboxLoss(_WithBoxLoss):
     @attrs.frozen(kw_only=True)
     class Config:
         neg_pos_ratio: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
-        box_loss: Any = _box_loss({"type": "smooth_l1", "beta": 1.0})
+        box_loss: Any = box_loss_field({"type": "smooth_l1", "beta": 1.0})
 
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets
@@ -146,7 +148,7 @@ class MaskedL1Loss(DenseLoss):
     "sigmoid_focal",
     examples=({}, {"normalize": "batch", "box_loss": {"type": "giou"}, "gamma": 1.5}),
 )
-class SigmoidFocalLoss(_WithBoxLoss):
+class SigmoidFocalLoss(WithBoxLoss):
     """RetinaNet's loss: sigmoid focal loss over the C class logits + a box loss on positives.
 
     Classification: ``torchvision.ops.sigmoid_focal_loss`` (``alpha``, ``gamma``) against one-hot
@@ -165,7 +167,7 @@ class SigmoidFocalLoss(_WithBoxLoss):
         )
         gamma: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
         normalize: Literal["per_image", "batch"] = "per_image"
-        box_loss: Any = _box_loss({"type": "l1"})
+        box_loss: Any = box_loss_field({"type": "l1"})
 
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets

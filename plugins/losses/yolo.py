@@ -21,35 +21,23 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from anchorage.core import component
-from anchorage.core.build import build_child
-from anchorage.core.interfaces import DenseLoss, DenseTargets
+from anchorage.core.interfaces import DenseTargets, ObjectnessLayout
 from anchorage.core.registry import LOSSES
+from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field
 
 _weight = attrs.validators.ge(0.0)
 
 
 @LOSSES.register("yolo", examples=({}, {"box_loss": {"type": "smooth_l1"}, "box_weight": 2.0}))
-class YoloLoss(DenseLoss):
+class YoloLoss(ObjectnessLayout, WithBoxLoss):
     """See the module docstring. Finite with no gt (only negatives then)."""
-
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
 
     @attrs.frozen(kw_only=True)
     class Config:
-        box_loss: Any = component("loss", role="box_loss", factory=lambda: {"type": "giou"})
+        box_loss: Any = box_loss_field({"type": "giou"})
         box_weight: float = attrs.field(default=1.0, validator=_weight)
         objectness_weight: float = attrs.field(default=1.0, validator=_weight)
         class_weight: float = attrs.field(default=1.0, validator=_weight)
-
-    def __init__(self, cfg: Config) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.box_loss = build_child("loss", cfg.box_loss)
 
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets

@@ -41,6 +41,34 @@ def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, 
     return torch.cat([order[s : s + k] for s, k in zip(starts, sizes)]), sizes
 
 
+def select_nms(
+    img: torch.Tensor,
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    labels: torch.Tensor,
+    shape: tuple[int, int],
+    nms_thresh: float,
+    detections_per_img: int,
+) -> list[dict[str, torch.Tensor]]:
+    """Candidates → per-image detections after class-wise NMS (the dense postprocessors' end).
+
+    ``img [N]`` int64 image index, ``boxes [N,4]`` xyxy, ``scores [N]``, ``labels [N]`` int64
+    in 1..C; ``shape``: ``(B, C)``, the batch size and the number of classes. One
+    ``batched_nms`` over (image, class) groups, then each image's best ``detections_per_img``
+    (``per_image_top_n``). Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]``,
+    sorted by score.
+    """
+    batch, num_classes = shape
+    kept = batched_nms(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
+    pos, sizes = per_image_top_n(img[kept], batch, detections_per_img)
+    mine = kept[pos]  # per image, best first
+    parts = (boxes[mine], scores[mine], labels[mine])
+    return [
+        {"boxes": x, "scores": s, "labels": lab}
+        for x, s, lab in zip(*(p.split(sizes) for p in parts))
+    ]
+
+
 def grouped_nms(
     boxes: torch.Tensor,
     scores: torch.Tensor,

@@ -1,7 +1,7 @@
 """Dense detections scored per level: ``level_topk_nms`` (RetinaNet, FCOS) and ``yolo_nms``.
 
-Both share ``select_nms``: candidates (image, box, score, label) → one ``batched_nms`` over
-(image, class) groups → the best ``detections_per_img`` of each image.
+Both end in ``batching.select_nms``: candidates (image, box, score, label) → one
+``batched_nms`` over (image, class) groups → the best ``detections_per_img`` of each image.
 
 ``level_topk_nms`` has torchvision ``RetinaNet.postprocess_detections`` /
 ``FCOS.postprocess_detections`` semantics: per level, scores (sigmoid of the class logits, or
@@ -16,43 +16,35 @@ from typing import Any
 
 import attrs
 import torch
-from torchvision.ops import batched_nms
 
 from anchorage.core.config import injected
-from anchorage.core.interfaces import Anchors, DensePostprocessor
+from anchorage.core.interfaces import Anchors, DensePostprocessor, ObjectnessLayout
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-
-
-def select_nms(
-    img: torch.Tensor,
-    boxes: torch.Tensor,
-    scores: torch.Tensor,
-    labels: torch.Tensor,
-    shape: tuple[int, int],
-    nms_thresh: float,
-    detections_per_img: int,
-) -> list[dict[str, torch.Tensor]]:
-    """Candidates ``[N]`` / ``[N,4]`` (labels 1..C) → per-image dicts after class-wise NMS.
-
-    ``shape``: ``(B, C)``, the batch size and the number of classes.
-    """
-    batch, num_classes = shape
-    groups = img * (num_classes + 1) + labels
-    kept = batched_nms(boxes, scores, groups, nms_thresh)
-    results = []
-    for i in range(batch):  # the batch's sorted survivors, split per image
-        mine = kept[img[kept] == i][:detections_per_img]
-        results.append({"boxes": boxes[mine], "scores": scores[mine], "labels": labels[mine]})
-    return results
 
 
 def _references(references: Anchors | torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     if isinstance(references, Anchors):
         return references.boxes, references.num_per_level
     return references, (references.shape[-2],)
+
+
+def _decode_clipped(
+    box_coder: Any,
+    deltas: torch.Tensor,
+    refs: torch.Tensor,
+    img: torch.Tensor,
+    anchor: torch.Tensor,
+    image_sizes: list[tuple[int, int]],
+) -> torch.Tensor:
+    """The candidates' boxes: ``deltas [B,A,4]`` at (``img``, ``anchor``) (int64, same shape
+    ``[...]``) decoded against ``refs`` (``[A,4]`` or ``[B,A,4]``), clipped to their image.
+    Returns xyxy ``[...,4]``."""
+    ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
+    boxes = box_coder.decode(deltas[img, anchor], ref)
+    return clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
 
 
 @POSTPROCESSORS.register(
@@ -138,22 +130,12 @@ class LevelTopkNMS(DensePostprocessor):
         img = torch.arange(b, device=flat.device)[:, None].expand_as(pos)[keep]
         idx, top = idx[(starts[:, None] + pos)[keep]], top[keep]
         anchor, col = idx // c, idx % c
-        ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
-        boxes = self.box_coder.decode(deltas[img, anchor], ref)
-        return img, _clip_per_row(boxes, img, image_sizes), top, col
-
-
-def _clip_per_row(
-    boxes: torch.Tensor, img: torch.Tensor, image_sizes: list[tuple[int, int]]
-) -> torch.Tensor:
-    """Clip ``boxes [N,4]`` to the size of the image ``img [N]`` each belongs to."""
-    hw = torch.as_tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)
-    upper = hw.flip(-1).repeat(1, 2)[img]  # [N,4] = (w, h, w, h)
-    return torch.minimum(boxes.clamp(min=0), upper)
+        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
+        return img, boxes, top, col
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
-class YoloNMS(DensePostprocessor):
+class YoloNMS(ObjectnessLayout, DensePostprocessor):
     """YOLO inference: ``σ(objectness) · σ(class)``, threshold, top-k, class-wise NMS.
 
     ``predictions``: ``objectness [B,A]``, ``cls_logits [B,A,C]``, ``bbox_deltas [B,A,4]`` (the
@@ -162,12 +144,6 @@ class YoloNMS(DensePostprocessor):
     then NMS removes a box overlapping a better one of its class at IoU > ``nms_thresh``.
     Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` in 1..C, sorted by score.
     """
-
-    prediction_keys = {"objectness": ()}
-
-    @classmethod
-    def background_column(cls, cfg: Any) -> bool:
-        return False
 
     @attrs.frozen(kw_only=True)
     class Config:
@@ -193,15 +169,10 @@ class YoloNMS(DensePostprocessor):
         b, a, c = scores.shape
         top, idx = scores.reshape(b, a * c).topk(min(self.cfg.topk_candidates, a * c), dim=1)
         anchor, label = idx // c, idx % c + 1
-        rows = torch.arange(b, device=scores.device)[:, None]
-        ref = refs[anchor] if refs.dim() == 2 else refs[rows, anchor]
-        deltas = predictions["bbox_deltas"].float()[rows, anchor]
-        boxes = self.box_coder.decode(deltas, ref)
-        boxes = clip_boxes(
-            boxes, image_bounds(image_sizes, boxes).view(-1, *[1] * (boxes.dim() - 2), 4)
-        )
+        img = torch.arange(b, device=scores.device)[:, None].expand_as(top)
+        deltas = predictions["bbox_deltas"].float()
+        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
         keep = top > self.cfg.score_thresh
-        img = rows.expand_as(top)
         return select_nms(
             img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,
             self.cfg.detections_per_img,

@@ -12,12 +12,11 @@ from typing import Any, Literal
 import attrs
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms
 
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Anchors, DensePostprocessor
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, per_image_top_n
+from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -90,13 +89,7 @@ class MulticlassNMS(DensePostprocessor):
         keep = torch.isfinite(top)
         img = torch.arange(b, device=scores.device)[:, None, None].expand(b, c, k)[keep]
         label = torch.arange(1, c + 1, device=scores.device)[None, :, None].expand(b, c, k)[keep]
-        cand_scores = top[keep]
-        cand_boxes = boxes[img, idx[keep]]
-        kept = batched_nms(cand_boxes, cand_scores, img * (c + 1) + label, self.cfg.nms_thresh)
-        pos, sizes = per_image_top_n(img[kept], b, self.cfg.detections_per_img)
-        mine = kept[pos]  # per image, best first
-        parts = (cand_boxes[mine], cand_scores[mine], label[mine])
-        return [
-            {"boxes": x, "scores": s, "labels": lab}
-            for x, s, lab in zip(*(p.split(sizes) for p in parts))
-        ]
+        return select_nms(
+            img, boxes[img, idx[keep]], top[keep], label, (b, c), self.cfg.nms_thresh,
+            self.cfg.detections_per_img,
+        )  # fmt: skip
