@@ -16,7 +16,9 @@ component of the right kind but another role (an R-CNN loss in a dense detector'
 refused at validation, before anything is built.
 
 Validation turns nested plain data into checked values without building anything, so every
-error in a spec is reported before a single tensor is allocated.
+error in a spec is reported before a single tensor is allocated. The field helpers live in
+``core.fields`` (which imports nothing of anchorage, so interfaces may use them) and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -30,36 +32,13 @@ from typing import Any
 import attrs
 
 from .errors import SpecError
+from .fields import _COMPONENT, _COMPONENT_LIST, _INJECTED, _ROLE
+from .fields import component as component  # re-exported: the config API in one place
+from .fields import component_list as component_list
+from .fields import injected as injected
 
 Where = Callable[[str], str]
 """Maps a key path to a description of where it was set ("file.yaml" or "--set")."""
-
-_COMPONENT = "anchorage_component"
-_COMPONENT_LIST = "anchorage_component_list"
-_INJECTED = "anchorage_injected"
-_ROLE = "anchorage_role"
-
-
-def component(kind: str, *, optional: bool = False, role: str | None = None, **kwargs: Any) -> Any:
-    """An attrs field holding a nested component of ``kind`` (a ``ComponentSpec``).
-
-    ``optional=True`` makes it default to None (the spec may leave it out or set null).
-    ``role`` restricts the slot to components implementing that role's interface.
-    """
-    if optional:
-        kwargs.setdefault("default", None)
-    return attrs.field(metadata={_COMPONENT: kind, _ROLE: role}, **kwargs)
-
-
-def component_list(kind: str, *, role: str | None = None, **kwargs: Any) -> Any:
-    """An attrs field holding a list of components of ``kind`` (default: empty)."""
-    kwargs.setdefault("factory", tuple)
-    return attrs.field(metadata={_COMPONENT_LIST: kind, _ROLE: role}, **kwargs)
-
-
-def injected(**kwargs: Any) -> Any:
-    """An attrs field the parent component supplies at build time, never the spec."""
-    return attrs.field(metadata={_INJECTED: True}, **kwargs)
 
 
 @attrs.frozen(kw_only=True)

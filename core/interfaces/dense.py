@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import attrs
 import torch
 
-from ..config import injected
+from ..fields import injected
 from .matching import Anchors, Assignment, BoxCoder, GroundTruth, Matcher, gather_rows
 from .prediction import Head, Loss, Postprocessor
 
