@@ -93,13 +93,29 @@ def check_targets(
     """Images and boxes (``[3,H,W]`` float, ``[N,4]``), labels (int64, one per box, in 1..C),
     boxes of positive size and masks (one per box, image size)."""
     check_inputs(images, targets)
-    for i, t in enumerate(targets):
+    for i, t in enumerate(targets):  # types and counts: no tensor values read
         labels = t.get("labels")
         if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
             raise DataError(f"targets[{i}]['labels']: expected an int64 tensor [N]")
-        boxes = t["boxes"]
-        if labels.shape[0] != boxes.shape[0]:
-            raise DataError(f"targets[{i}]: {boxes.shape[0]} boxes but {labels.shape[0]} labels")
+        if labels.shape[0] != t["boxes"].shape[0]:
+            raise DataError(
+                f"targets[{i}]: {t['boxes'].shape[0]} boxes but {labels.shape[0]} labels"
+            )
+        if masks:
+            _check_masks(i, images[i], t)
+    # Values: one host sync for the whole batch; the per-image pass only names what failed.
+    labels = torch.cat([t["labels"].reshape(-1) for t in targets])
+    boxes = torch.cat([t["boxes"].reshape(-1, 4).to(labels.device) for t in targets])
+    bad_label = (labels < 1) | (labels > num_classes)
+    bad_box = (boxes[:, 2:] <= boxes[:, :2]).any(dim=1)
+    if bool(torch.cat([bad_label, bad_box.to(bad_label.device)]).any()):
+        _name_bad_values(targets, num_classes)
+
+
+def _name_bad_values(targets: list[dict[str, Any]], num_classes: int) -> None:
+    """Raise the ``DataError`` for the first target with a label or box out of range."""
+    for i, t in enumerate(targets):
+        labels, boxes = t["labels"], t["boxes"]
         if labels.numel() and (labels.min() < 1 or labels.max() > num_classes):
             raise DataError(
                 f"targets[{i}]['labels']: labels must be in 1..{num_classes}, got "
@@ -112,8 +128,6 @@ def check_targets(
                 f"targets[{i}]: box {k} {boxes[k].tolist()} has non-positive width or height "
                 "(expected xyxy with x2 > x1, y2 > y1)"
             )
-        if masks:
-            _check_masks(i, images[i], t)
 
 
 def _check_masks(i: int, image: torch.Tensor, target: dict[str, Any]) -> None:
