@@ -24,6 +24,27 @@ from .pictures import with_ground_truth
 from .visualize import LEGIBLE_SIZE, draw_prediction
 
 
+class LossWindow:
+    """Sums of the logged step values since the last flush, with a count per key
+    (``grad_norm`` appears only on the steps that end an accumulation window)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def add(self, values: Mapping[str, float]) -> None:
+        """Add one step's values."""
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+
+    def flush(self) -> dict[str, float]:
+        """The mean of every key since the last flush (empty when nothing was added)."""
+        means = {k: v / self.counts[k] for k, v in self.sums.items()}
+        self.sums, self.counts = {}, {}
+        return means
+
+
 class RunLogger:
     """Writes metrics to ``work_dir`` (when ``enabled``) and shows progress (when ``progress``)."""
 

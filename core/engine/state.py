@@ -24,12 +24,27 @@ import random
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 import torch
 from torch import nn
 
 from ..checkpoint import check_state_fits, read_checkpoint, save_checkpoint
 from ..errors import CheckpointError
+
+
+@attrs.define
+class Counters:
+    """Where the run is: epochs completed, optimizer steps, steps inside this epoch."""
+
+    epoch: int = 0
+    iteration: int = 0
+    epoch_iter: int = 0
+
+    @property
+    def epoch_number(self) -> int:
+        """The 1-based epoch the current weights come from (logs of train and eval rows)."""
+        return self.epoch + (1 if self.epoch_iter else 0)
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

@@ -12,13 +12,11 @@ Under torchrun the same code runs on every rank (DDP); rank 0 logs and writes ch
 
 from __future__ import annotations
 
-import errno
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 import yaml
 
@@ -37,11 +35,12 @@ from .health import (
     nonfinite_flag,
     state_diverged,
 )
-from .logging import RunLogger
+from .logging import LossWindow, RunLogger
 from .optim import build_optimizer, build_scheduler
 from .resume import apply_resume_changes
 from .signals import StopSignals, TrainingStopped
 from .state import (
+    Counters,
     capture_rng,
     load_training_state,
     make_payload,
@@ -50,19 +49,9 @@ from .state import (
     unwrap,
     write_checkpoint,
 )
-from .workdir import WorkDirError, WorkDirLock, prepare_work_dir
+from .workdir import WorkDirLock, disk_error, prepare_work_dir
 
 LAST = "last.pt"
-_FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
-
-
-@attrs.define
-class Counters:
-    """Where the run is: epochs completed, optimizer steps, steps inside this epoch."""
-
-    epoch: int = 0
-    iteration: int = 0
-    epoch_iter: int = 0
 
 
 class Trainer:
@@ -223,10 +212,10 @@ class Trainer:
                 "images_per_s": self._images / max(self._train_seconds, 1e-9),
             }
         except OSError as exc:
-            if exc.errno not in _FULL_OR_READ_ONLY:
+            error = disk_error(exc, self.work_dir)
+            if error is None:
                 raise
-            where = exc.filename or self.work_dir
-            raise WorkDirError(f"disk full / not writable: {where} ({exc.strerror})") from None
+            raise error from None
         finally:
             if hasattr(self, "logger"):
                 self.logger.close()
@@ -270,7 +259,7 @@ class Trainer:
         )
         self.model.train()
         self.logger.start_epoch(c.epoch, self.steps_per_epoch, c.epoch_iter)
-        window: dict[str, float] = {}
+        window = LossWindow()
         tick = start = time.perf_counter()
         try:
             for images, targets in batches:
@@ -292,7 +281,7 @@ class Trainer:
         return reason
 
     def _after_step(
-        self, values: dict[str, float], batch: int, tick: float, window: dict[str, float]
+        self, values: dict[str, float], batch: int, tick: float, window: LossWindow
     ) -> float:
         """Count the step, update the progress bar, log every ``log_interval``; new tick."""
         c = self.counters
@@ -303,7 +292,7 @@ class Trainer:
         self._images += images
         ips = images / max(now - tick, 1e-9)
         self.logger.step(values["loss"], ips)
-        _accumulate(window, {**values, "images_per_s": ips})
+        window.add({**values, "images_per_s": ips})
         if c.iteration % self.cfg.log_interval == 0:
             self._log_train(window)
         return now
@@ -395,12 +384,10 @@ class Trainer:
         if confirmed_nonfinite(model, self.device, self.dist.enabled):
             raise state_diverged(model, self.counters.iteration, self.last_checkpoint)
 
-    def _log_train(self, window: dict[str, float]) -> None:
-        if not window:
-            return
-        means = {k: v / window[f"_n:{k}"] for k, v in window.items() if not k.startswith("_n:")}
-        self.logger.record("train", self._epoch_number(), self.counters.iteration, means)
-        window.clear()
+    def _log_train(self, window: LossWindow) -> None:
+        means = window.flush()
+        if means:
+            self.logger.record("train", self.counters.epoch_number, self.counters.iteration, means)
 
     # ------------------------------------------------------------------ evaluate, checkpoint
     def evaluate(self, *, final: bool = False) -> dict[str, float]:
@@ -437,7 +424,7 @@ class Trainer:
         self._val_loader = result.loader
         self.metrics = result.metrics
         c = self.counters
-        epoch = self._epoch_number()
+        epoch = self.counters.epoch_number
         self.logger.record(split, epoch, c.iteration, self.metrics)
         if self.cfg.log_images and self.dist.is_main:
             log_prediction_images(
@@ -451,11 +438,6 @@ class Trainer:
             best = self.work_dir / "best.pt"
             write_checkpoint(best, self._payload(model_state=model.state_dict()))
             self.logger.print(f"new best {self.extras.best_text()}: {best}")
-
-    def _epoch_number(self) -> int:
-        """The 1-based epoch the current weights come from (logs of train and eval rows)."""
-        c = self.counters
-        return c.epoch + (1 if c.epoch_iter else 0)
 
     def checkpoint(self, *, epoch_file: bool = False) -> Path | None:
         """Write ``last.pt`` (and ``epoch_N.pt``) on rank 0; returns the path."""
@@ -493,14 +475,6 @@ class Trainer:
 
 def _due(epoch: int, interval: int) -> bool:
     return interval > 0 and epoch % interval == 0
-
-
-def _accumulate(window: dict[str, float], values: dict[str, float]) -> None:
-    """Sum ``values`` into ``window`` with a count per key (``grad_norm`` appears only on the
-    steps that end an accumulation window)."""
-    for k, v in values.items():
-        window[k] = window.get(k, 0.0) + v
-        window[f"_n:{k}"] = window.get(f"_n:{k}", 0) + 1
 
 
 def train(

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import shutil
@@ -63,6 +64,17 @@ def check_output_dir(path: str | Path, what: str = "work dir") -> Path:
         reason = exc.strerror or str(exc)
         raise WorkDirError(f"disk full / not writable: {path} ({what}: {reason})") from None
     return path
+
+
+FULL_OR_READ_ONLY = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def disk_error(exc: OSError, work_dir: Path) -> WorkDirError | None:
+    """``disk full / not writable: PATH`` for a write that failed for lack of space or a
+    read-only file system (None for any other OSError, which stays as it is)."""
+    if exc.errno not in FULL_OR_READ_ONLY:
+        return None
+    return WorkDirError(f"disk full / not writable: {exc.filename or work_dir} ({exc.strerror})")
 
 
 class WorkDirLock:
