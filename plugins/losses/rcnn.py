@@ -48,17 +48,22 @@ class RPNLoss(roles.RPNLoss):
         regression_targets: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         sampled = positive | negative
-        count = int(sampled.sum())
-        if count == 0:
-            zero = objectness.sum() * 0 + bbox_deltas.sum() * 0
-            return {"loss_objectness": zero, "loss_rpn_box_reg": zero.clone()}
-        box = F.smooth_l1_loss(
-            bbox_deltas[positive], regression_targets[positive], beta=self.beta, reduction="sum"
-        )
+        # Masks instead of boolean indexing: the sums need no host-side count (no GPU sync).
+        count = sampled.sum().clamp(min=1)
+        deltas_pos = _only_where(positive, bbox_deltas, regression_targets)
+        box = F.smooth_l1_loss(bbox_deltas, deltas_pos, beta=self.beta, reduction="sum")
         obj = F.binary_cross_entropy_with_logits(
-            objectness[sampled], positive[sampled].to(objectness.dtype)
+            objectness, positive.to(objectness.dtype), reduction="none"
         )
+        obj = torch.where(sampled, obj, 0.0).sum() / count
         return {"loss_objectness": obj, "loss_rpn_box_reg": box / count}
+
+
+def _only_where(keep: torch.Tensor, deltas: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Targets where ``keep`` ``[...]``, else the (detached) deltas themselves: a regression
+    loss of (deltas, result) is then zero, with zero gradient, off ``keep``, whatever values
+    (even inf or NaN) the targets hold there."""
+    return torch.where(keep[..., None], targets, deltas.detach())
 
 
 @LOSSES.register("fast_rcnn_loss", examples=({},))
@@ -90,9 +95,9 @@ class FastRCNNLoss(roles.RoIBoxLoss):
             zero = cls_logits.sum() * 0 + bbox_deltas.sum() * 0
             return {"loss_classifier": zero, "loss_box_reg": zero.clone()}
         cls = F.cross_entropy(cls_logits, labels)
-        pos = torch.where(labels > 0)[0]
-        deltas = bbox_deltas.reshape(r, -1, 4)[pos, labels[pos]]
-        box = F.smooth_l1_loss(deltas, regression_targets[pos], beta=self.beta, reduction="sum")
+        deltas = bbox_deltas.reshape(r, -1, 4)[torch.arange(r, device=labels.device), labels]
+        targets = _only_where(labels > 0, deltas, regression_targets)
+        box = F.smooth_l1_loss(deltas, targets, beta=self.beta, reduction="sum")
         return {"loss_classifier": cls, "loss_box_reg": box / r}
 
 

@@ -91,7 +91,14 @@ def check_targets(
     masks: bool = False,
 ) -> None:
     """Images and boxes (``[3,H,W]`` float, ``[N,4]``), labels (int64, one per box, in 1..C),
-    boxes of positive size and masks (one per box, image size)."""
+    boxes of positive size and masks (one per box, image size).
+
+    Label and box *values* are checked when the targets are on the CPU. Targets already on a
+    GPU get the type and shape checks only: reading their values would make the host wait for
+    the GPU at every train step. The datasets check the values when they load them, on the
+    host, so a training run still names a bad box; a caller feeding GPU tensors directly can
+    run this check on their CPU copies.
+    """
     check_inputs(images, targets)
     for i, t in enumerate(targets):  # types and counts: no tensor values read
         labels = t.get("labels")
@@ -103,7 +110,9 @@ def check_targets(
             )
         if masks:
             _check_masks(i, images[i], t)
-    # Values: one host sync for the whole batch; the per-image pass only names what failed.
+    if not targets or any(t["labels"].device.type != "cpu" for t in targets):
+        return
+    # Values: one pass over the whole batch; the per-image pass only names what failed.
     labels = torch.cat([t["labels"].reshape(-1) for t in targets])
     boxes = torch.cat([t["boxes"].reshape(-1, 4).to(labels.device) for t in targets])
     bad_label = (labels < 1) | (labels > num_classes)

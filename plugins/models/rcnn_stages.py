@@ -125,7 +125,8 @@ class Sampled:
     """Proposals chosen for training the RoI heads, concatenated image by image.
 
     ``boxes [R,4]``, ``labels [R]`` (0 background), ``matched [R]`` (gt index in its image's
-    target, clamped to 0 for background), ``counts`` per image, ``targets [R,4]`` encoded.
+    target, clamped to 0 for background), ``counts`` per image, ``targets [R,4]`` encoded,
+    ``positive_counts`` per image (the RoIs with ``labels > 0``).
     """
 
     boxes: torch.Tensor
@@ -133,6 +134,11 @@ class Sampled:
     matched: torch.Tensor
     counts: list[int]
     targets: torch.Tensor
+    positive_counts: list[int]
+
+    def positives(self) -> torch.Tensor:
+        """Indices ``[P]`` of the positive RoIs, image by image (no GPU sync: P is known)."""
+        return _indices(self.labels > 0, sum(self.positive_counts))
 
 
 class BoxStage(nn.Module):
@@ -177,10 +183,15 @@ class BoxStage(nn.Module):
         matched = matched.masked_fill(~ref_valid, self.matcher.IGNORE)
         positive, negative = self.sampler(matched)
         chosen = positive | negative
-        labels = torch.where(positive, gather_rows(gt_labels, matched), 0)[chosen]
-        boxes = refs[chosen]
-        targets = self.box_coder.encode(gather_rows(gt_boxes, matched)[chosen], boxes)
-        return Sampled(boxes, labels, matched.clamp(min=0)[chosen], chosen.sum(1).tolist(), targets)
+        # The one host read of a train step's RoI stage: how many RoIs each image keeps (the
+        # RoI extractor takes per-image lists); every selection below reuses the counts.
+        counts, positive_counts = torch.stack([chosen.sum(1), positive.sum(1)]).tolist()
+        image, index = _indices(chosen, sum(counts), dims=2)
+        labels = torch.where(positive, gather_rows(gt_labels, matched), 0)[image, index]
+        boxes = refs[image, index]
+        targets = self.box_coder.encode(gather_rows(gt_boxes, matched)[image, index], boxes)
+        matched = matched.clamp(min=0)[image, index]
+        return Sampled(boxes, labels, matched, counts, targets, positive_counts)
 
     def predict(
         self,
@@ -247,17 +258,12 @@ class MaskStage(nn.Module):
         image_sizes: list[tuple[int, int]],
         gt_masks: list[torch.Tensor],
     ) -> dict[str, torch.Tensor]:
-        positive = sampled.labels > 0
-        image = torch.repeat_interleave(
-            torch.arange(len(sampled.counts), device=positive.device),
-            torch.as_tensor(sampled.counts, device=positive.device),
-        )[positive]
-        counts = torch.bincount(image, minlength=len(sampled.counts)).tolist()
-        boxes = list(sampled.boxes[positive].split(counts))
+        keep, counts = sampled.positives(), sampled.positive_counts
+        boxes = list(sampled.boxes[keep].split(counts))
         logits = self._logits(features, boxes, image_sizes)
-        matched = list(sampled.matched[positive].split(counts))
+        matched = list(sampled.matched[keep].split(counts))
         targets = _mask_targets(gt_masks, boxes, matched, logits.shape[-1])
-        return self.loss(logits, sampled.labels[positive], targets)
+        return self.loss(logits, sampled.labels[keep], targets)
 
     def detect(
         self,
@@ -288,6 +294,18 @@ def build_extractor(node: Any, info: list, features_path: str, default_path: str
             names = (names,) if isinstance(names, str) else tuple(names)
             check_feature_names(names, f"{path}.{key}", info, features_path)
     return build_child("roi_extractor", node, in_feature_info=tuple(info))
+
+
+def _indices(mask: torch.Tensor, count: int, dims: int = 1) -> Any:
+    """``mask.nonzero()`` with its size ``count`` known on the host: no GPU sync.
+
+    ``dims=1``: ``[count]`` indices into the flattened mask; ``dims=2`` (a ``[B,N]`` mask): the
+    pair (row ``[count]``, column ``[count]``), row-major like ``nonzero``.
+    """
+    flat = torch.nonzero_static(mask.reshape(-1), size=count)[:, 0]
+    if dims == 1:
+        return flat
+    return flat // mask.shape[1], flat % mask.shape[1]
 
 
 def _pad_boxes(

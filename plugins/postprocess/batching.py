@@ -22,6 +22,17 @@ def clip_boxes(boxes: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
     return torch.minimum(boxes.clamp(min=0), bounds)
 
 
+def sorted_counts(values: torch.Tensor, n: int) -> torch.Tensor:
+    """How often each of ``0..n-1`` occurs in ascending int64 ``values [N]`` (``[n]`` int64).
+
+    ``torch.bincount(values, minlength=n)[:n]`` without bincount's GPU sync (CUDA's bincount
+    reads the maximum on the host to size its output): on sorted values the counts are the
+    differences of the ``searchsorted`` bounds. Values ``>= n`` are not counted.
+    """
+    edges = torch.arange(n + 1, device=values.device, dtype=values.dtype)
+    return torch.searchsorted(values, edges).diff()
+
+
 def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, list[int]]:
     """Each image's first ``n`` entries: (positions into ``image``, entries per image).
 
@@ -33,7 +44,7 @@ def per_image_top_n(image: torch.Tensor, b: int, n: int) -> tuple[torch.Tensor, 
     the final output's), then slices: no boolean masks.
     """
     image, order = image.clamp(max=b).sort(stable=True)
-    counts = torch.bincount(image, minlength=b + 1)[:b]
+    counts = sorted_counts(image, b)
     starts = counts.cumsum(0) - counts
     starts, sizes = torch.stack([starts, counts.clamp(max=n)]).tolist()
     if not any(sizes):

@@ -20,7 +20,12 @@ import torch
 from anchorage.core.config import injected
 from anchorage.core.interfaces import Anchors, DensePostprocessor, ObjectnessLayout
 from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
-from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
+from anchorage.plugins.postprocess.batching import (
+    clip_boxes,
+    image_bounds,
+    select_nms,
+    sorted_counts,
+)
 
 _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
@@ -120,7 +125,7 @@ class LevelTopkNMS(DensePostprocessor):
         b, a, c = scores.shape
         flat = scores.reshape(b, a * c)
         img, idx = (flat > self.cfg.score_thresh).nonzero(as_tuple=True)  # image-major
-        counts = torch.bincount(img, minlength=b)
+        counts = sorted_counts(img, b)
         starts = counts.cumsum(0) - counts
         width = int(counts.max()) if b else 0  # final-output stage: one sync per level
         padded = flat.new_full((b, width), float("-inf"))

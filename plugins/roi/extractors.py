@@ -17,6 +17,7 @@ from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setu
 from anchorage.core import injected
 from anchorage.core.interfaces import FeatureSpec, RoIExtractor
 from anchorage.core.registry import ROI_EXTRACTORS
+from anchorage.plugins.postprocess.batching import sorted_counts
 
 _EXAMPLE_INFO = (FeatureSpec("p2", 8, 4), FeatureSpec("p3", 8, 8), FeatureSpec("p4", 8, 16))
 
@@ -179,7 +180,7 @@ class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
         if len(feats) == 1:
             return roi_align(feats[0], rois, self.output_size, self.scales[0], self.sampling_ratio)
         levels, order = self.map_levels(boxes).sort(stable=True)
-        sizes = torch.bincount(levels, minlength=len(feats)).tolist()
+        sizes = sorted_counts(levels, len(feats)).tolist()
         # zeros, not empty: on a CPU the fill pays the fresh pages' faults sequentially
         out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
         for f, scale, idx in zip(feats, self.scales, order.split(sizes)):

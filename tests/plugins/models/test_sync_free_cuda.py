@@ -10,6 +10,8 @@
   and eval forward run under ``"warn"`` and every synchronising call must come from a
   function on the list below (NMS and the postprocessors' compaction/splitting); anything else
   (a ``.item()`` in a head, a loss, a matcher, the model glue) fails the test with its site.
+
+``test_host_syncs.py`` runs the same checks on any machine (``anchorage.core.host_sync``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.sync_sites import ALLOWED
 
 from anchorage.core import build_component, build_model, load_spec
 from anchorage.plugins.models.two_stage import _TINY
@@ -28,24 +31,6 @@ from anchorage.plugins.models.two_stage import _TINY
 pytestmark = pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs CUDA: set_sync_debug_mode checks CUDA syncs"
 )
-
-ALLOWED = {
-    # torchvision: NMS itself; our multiscale RoIAlign: the per-level group sizes (one sync)
-    ("boxes.py", "nms"),
-    ("boxes.py", "batched_nms"),
-    ("boxes.py", "_batched_nms_vanilla"),
-    ("boxes.py", "_batched_nms_coordinate_trick"),
-    ("extractors.py", "forward"),
-    # postprocessors: the one compaction before NMS, NMS over group segments (one sync for
-    # the segment sizes) and the one sync that cuts the final per-image lists
-    ("rpn_proposals.py", "__call__"),
-    ("rcnn_detections.py", "__call__"),
-    ("multiclass_nms.py", "_select"),
-    ("batching.py", "grouped_nms"),
-    ("batching.py", "per_image_top_n"),
-    # the sampled RoIs per image of a train step (a variable count per image)
-    ("rcnn_stages.py", "sample"),
-}
 
 
 @functools.cache

@@ -1,0 +1,125 @@
+"""No host-device synchronisation on the hot path, checked on any machine.
+
+``anchorage.core.host_sync.record_host_syncs`` records every operator that would make the
+host wait for a GPU (``.item()``, ``.tolist()``, ``nonzero``, boolean-mask indexing, NMS, ...)
+with its site. The same allow-list as the CUDA test (``tests/support/sync_sites.py``) bounds
+where they may happen: a sync in a head, a loss, a matcher or the model glue fails here, on
+the CPU, before it costs anything on a GPU.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import torch
+from support.sync_sites import ALLOWED, HOST_ONLY
+
+from anchorage.core import build_component, build_model, load_spec
+from anchorage.core.errors import DataError
+from anchorage.core.host_sync import record_host_syncs
+from anchorage.plugins.models.detection_batch import check_targets
+from anchorage.plugins.models.two_stage import _TINY
+
+
+def _batch() -> tuple[list[torch.Tensor], list[dict]]:
+    g = torch.Generator().manual_seed(0)
+    images = [torch.rand(3, 96, 96, generator=g), torch.rand(3, 80, 112, generator=g)]
+    targets = [
+        {"boxes": torch.tensor([[10.0, 12, 50, 60]]), "labels": torch.tensor([1])},
+        {
+            "boxes": torch.tensor([[5.0, 5, 40, 30], [30, 20, 90, 70]]),
+            "labels": torch.tensor([2, 1]),
+        },
+    ]
+    return images, targets
+
+
+def _train_step(model: torch.nn.Module, images: list, targets: list) -> None:
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    model.train()
+    losses = model(images, targets)
+    sum(losses.values()).backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _sites(syncs: list) -> Counter:
+    return Counter((s.file, s.function) for s in syncs)
+
+
+def test_recorder_sees_the_synchronising_calls_and_only_those() -> None:
+    x = torch.arange(6.0)
+    mask = x > 2
+    syncing = {
+        "item": lambda: x.sum().item(),
+        "tolist": lambda: x.tolist(),
+        "bool": lambda: bool(mask.any()),
+        "nonzero": lambda: mask.nonzero(),
+        "mask index": lambda: x[mask],
+        "repeat_interleave": lambda: torch.repeat_interleave(x, torch.full((6,), 2)),
+        "bincount": lambda: torch.bincount(torch.tensor([0, 2])),
+        "cpu": lambda: x.cpu(),
+    }
+    free = {
+        "integer index": lambda: x[torch.tensor([1, 3])],
+        "masked_fill": lambda: x.masked_fill(mask, 0),
+        "where": lambda: torch.where(mask, x, 0),
+        "repeat_interleave with size": lambda: torch.repeat_interleave(
+            x, torch.full((6,), 2), output_size=12
+        ),
+        "nonzero_static": lambda: torch.nonzero_static(mask, size=3),
+        "non-blocking copy": lambda: x.to("cpu", non_blocking=True),
+    }
+    for name, fn in {**syncing, **free}.items():
+        with record_host_syncs() as syncs:
+            fn()
+        assert bool(syncs) == (name in syncing), name
+        if syncs:
+            assert syncs[0].function == "<lambda>" and syncs[0].file == "test_host_syncs.py"
+
+
+def test_tiny_ssd_train_step_and_forward_read_nothing_back() -> None:
+    torch.manual_seed(0)
+    model = build_model(load_spec("specs/tiny_ssd_shapes.yaml"))
+    images, targets = _batch()
+    _train_step(model, images, targets)
+    model.postprocessor = lambda predictions, references, sizes: [
+        {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0).long()}
+        for _ in sizes
+    ]
+    with record_host_syncs() as syncs:
+        _train_step(model, images, targets)
+        model.eval()
+        with torch.no_grad():
+            model(images)
+    assert set(_sites(syncs)) <= HOST_ONLY, _sites(syncs)
+
+
+def test_tiny_faster_rcnn_syncs_only_at_nms_and_final_outputs() -> None:
+    torch.manual_seed(0)
+    model = build_component("model", {"type": "two_stage", **_TINY})
+    images, targets = _batch()
+    _train_step(model, images, targets)
+    with record_host_syncs() as train:
+        _train_step(model, images, targets)
+    model.eval()
+    with torch.no_grad(), record_host_syncs() as infer:
+        model(images)
+    for syncs in (train, infer):
+        sites = _sites(syncs)
+        assert set(sites) <= ALLOWED | HOST_ONLY, set(sites) - ALLOWED - HOST_ONLY
+    # the RoI stage of a train step reads its per-image counts once, and nothing else
+    assert _sites(train)[("rcnn_stages.py", "sample")] == 1
+    assert sum(_sites(train).values()) <= 8, _sites(train)
+
+
+def test_target_values_are_checked_on_the_host_only() -> None:
+    images, targets = _batch()
+    targets[1]["labels"] = torch.tensor([2, 7])  # out of range for 3 classes
+    with pytest.raises(DataError, match=r"targets\[1\]\['labels'\]: labels must be in 1..3"):
+        check_targets(images, targets, 3)
+    on_device = [{k: v.to("meta") for k, v in t.items()} for t in targets]
+    with record_host_syncs() as syncs:
+        check_targets(images, on_device, 3)  # off the CPU: shapes only, no value read
+    assert not syncs
