@@ -146,14 +146,20 @@ class MaskedL1Loss(DenseLoss):
 
 @LOSSES.register(
     "sigmoid_focal",
-    examples=({}, {"normalize": "batch", "box_loss": {"type": "giou"}, "gamma": 1.5}),
+    examples=(
+        {},
+        {"normalize": "batch", "box_loss": {"type": "giou"}, "gamma": 1.5},
+        {"background_column": True},
+    ),
 )
 class SigmoidFocalLoss(WithBoxLoss):
     """RetinaNet's loss: sigmoid focal loss over the C class logits + a box loss on positives.
 
     Classification: ``torchvision.ops.sigmoid_focal_loss`` (``alpha``, ``gamma``) against one-hot
     targets (all zeros for background), summed over the non-ignored anchors. Logits are
-    ``[B,A,C]``; with ``[B,A,C+1]`` (a softmax head's layout) column 0 is left out. Box term:
+    ``[B,A,C]``; with ``[B,A,C+1]`` (a softmax head's layout) column 0 is left out, unless
+    ``background_column: true``: then column 0 is kept as a class that is never a target, as
+    torchvision's RetinaNet sums it (its head has a column per label value 0..C). Box term:
     ``box_loss`` (default ``l1`` on encoded deltas, torchvision RetinaNet's) summed over
     positives. ``normalize: per_image`` divides each image's sums by its positives (at least 1)
     and averages over images (torchvision RetinaNet); ``batch`` divides by the batch's positives
@@ -167,15 +173,23 @@ class SigmoidFocalLoss(WithBoxLoss):
         )
         gamma: float = attrs.field(default=2.0, validator=attrs.validators.ge(0.0))
         normalize: Literal["per_image", "batch"] = "per_image"
+        background_column: bool = False
         box_loss: Any = box_loss_field({"type": "l1"})
 
     def forward(
         self, predictions: dict[str, torch.Tensor], targets: DenseTargets
     ) -> dict[str, torch.Tensor]:
         _check(predictions, targets)
-        logits = self._class_logits(predictions["cls_logits"], targets.num_classes)
         labels = targets.labels
-        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1)[..., 1:].to(logits)
+        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1).to(
+            predictions["cls_logits"]
+        )
+        onehot[..., 0] = 0  # label 0 (background) is no class's target
+        if self.cfg.background_column:
+            logits = self._with_background(predictions["cls_logits"], targets.num_classes)
+        else:
+            logits = self._class_logits(predictions["cls_logits"], targets.num_classes)
+            onehot = onehot[..., 1:]
         focal = sigmoid_focal_loss(
             logits, onehot, alpha=self.cfg.alpha, gamma=self.cfg.gamma, reduction="none"
         ).sum(dim=-1)
@@ -189,6 +203,15 @@ class SigmoidFocalLoss(WithBoxLoss):
             "loss_classification": (cls.sum(dim=1) / per_image).mean(),
             "loss_bbox_regression": (box.sum(dim=1) / per_image).mean(),
         }
+
+    @staticmethod
+    def _with_background(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+        if logits.shape[-1] != num_classes + 1:
+            raise ValueError(
+                f"sigmoid_focal: cls_logits have {logits.shape[-1]} columns, expected C+1 = "
+                f"{num_classes + 1} (background_column: true)"
+            )
+        return logits
 
     @staticmethod
     def _class_logits(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
