@@ -9,6 +9,8 @@ from torchvision.models.detection.roi_heads import RoIHeads, paste_masks_in_imag
 from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from anchorage.core.build import build_component
+from anchorage.core.host_sync import record_host_syncs
+from anchorage.plugins.postprocess.mask_paste import paste_masks_batched
 
 
 def _rpn_inputs(b: int = 2, counts: tuple[int, ...] = (1200, 300, 80)) -> tuple:
@@ -134,6 +136,38 @@ def test_mask_paste_equals_torchvision() -> None:
     )
     torch.testing.assert_close(out[0]["masks"], paste_masks_in_image(masks, boxes, (60, 64), 1))
     assert out[1]["masks"].shape == (0, 1, 10, 12)
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+def test_batched_mask_paste_equals_torchvisions_per_mask_loop(padding: int) -> None:
+    """Random masks, sizes and boxes (some past the right and bottom edges, some under a pixel;
+    none left of or above the image, as clipped detections: torchvision's loop fails there)."""
+    g = torch.Generator().manual_seed(padding)
+    for _ in range(30):
+        k = int(torch.randint(1, 9, (1,), generator=g))
+        m = int(torch.randint(4, 29, (1,), generator=g))
+        h, w = (int(v) for v in torch.randint(8, 100, (2,), generator=g))
+        masks = torch.rand(k, 1, m, m, generator=g)
+        xy = torch.rand(k, 2, generator=g) * torch.tensor([w - 1.0, h - 1.0])
+        boxes = torch.cat([xy, xy + torch.rand(k, 2, generator=g) * 70 + 0.01], 1)
+        expected = paste_masks_in_image(masks, boxes, (h, w), padding)
+        got = paste_masks_batched(masks, boxes, (h, w), padding)
+        assert got.shape == expected.shape == (k, 1, h, w)
+        # float32 rounding of the same source coordinates (torchvision's own error against a
+        # float64 paste is ~3e-6)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+
+
+def test_batched_mask_paste_reads_nothing_back_and_auto_keeps_the_cpu_loop() -> None:
+    masks, boxes = torch.rand(4, 1, 14, 14), torch.tensor([[2.0, 3, 20, 30]]).repeat(4, 1)
+    batched = build_component("postprocessor", {"type": "mask_paste", "method": "batched"})
+    with record_host_syncs() as syncs:
+        batched([{"masks": masks, "boxes": boxes}], None, [(40, 36)])
+    assert syncs == []
+    auto = build_component("postprocessor", {"type": "mask_paste"})
+    with record_host_syncs() as syncs:  # torchvision's loop on the CPU: reads every box
+        auto([{"masks": masks, "boxes": boxes}], None, [(40, 36)])
+    assert len(syncs) >= 4
 
 
 def test_box_coder_is_torchvisions() -> None:
