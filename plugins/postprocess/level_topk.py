@@ -12,6 +12,7 @@ class-wise NMS per image. ``yolo_nms`` scores objectness × class probability ov
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
@@ -91,52 +92,70 @@ class LevelTopkNMS(DensePostprocessor):
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
         refs, counts = _references(references)
-        logits = predictions["cls_logits"].float()
-        deltas = predictions["bbox_deltas"].float()
-        scores = logits.sigmoid()
-        if self.cfg.centerness:
-            scores = torch.sqrt(scores * predictions["centerness"].float().sigmoid())
+        logits = predictions["cls_logits"]
         if self.cfg.background_column:
-            scores = scores[..., 1:]
+            logits = logits[..., 1:]
+        ctr = predictions["centerness"] if self.cfg.centerness else None
+        deltas = predictions["bbox_deltas"]
         parts = [
-            self._level(s, d, r, image_sizes)
-            for s, d, r in zip(
-                scores.split(counts, 1), deltas.split(counts, 1), refs.split(counts, -2)
+            self._level(lg, None if ctr is None else ct, d, r, image_sizes)
+            for lg, ct, d, r in zip(
+                logits.split(counts, 1),
+                (logits if ctr is None else ctr).split(counts, 1),
+                deltas.split(counts, 1),
+                refs.split(counts, -2),
             )
         ]
         img, boxes, top, col = (torch.cat(p, 0) for p in zip(*parts))
         return select_nms(
-            img, boxes, top, col + 1, scores.shape[::2], self.cfg.nms_thresh,
+            img, boxes, top, col + 1, logits.shape[::2], self.cfg.nms_thresh,
             self.cfg.detections_per_img,
         )  # fmt: skip
 
     def _level(
         self,
-        scores: torch.Tensor,
+        logits: torch.Tensor,
+        centerness: torch.Tensor | None,
         deltas: torch.Tensor,
         refs: torch.Tensor,
         image_sizes: list[tuple[int, int]],
     ) -> tuple[torch.Tensor, ...]:
         """One level's candidates: image index, clipped boxes, scores, class column.
 
-        Thresholds first (usually few candidates pass), then takes each image's best
-        ``topk_candidates`` with one top-k over the survivors padded per image.
+        ``logits [B,A,C]``. Thresholds first (usually few candidates pass), then takes each
+        image's best ``topk_candidates`` with one top-k over the survivors padded per image.
+        The threshold is tested on the logits (the sigmoid is monotonic, and the score is at
+        most σ(logit) with centerness), so only the candidates get a sigmoid; their exact
+        scores are then tested again, so the result is that of thresholding every score.
         """
-        b, a, c = scores.shape
-        flat = scores.reshape(b, a * c)
-        img, idx = (flat > self.cfg.score_thresh).nonzero(as_tuple=True)  # image-major
+        b, a, c = logits.shape
+        img, anchor, col = (logits > self._logit_floor).nonzero(as_tuple=True)  # image-major
+        score = logits[img, anchor, col].float().sigmoid()
+        if centerness is not None:
+            score = torch.sqrt(score * centerness[img, anchor, 0].float().sigmoid())
+        score = torch.where(score > self.cfg.score_thresh, score, float("-inf"))
         counts = sorted_counts(img, b)
         starts = counts.cumsum(0) - counts
-        width = int(counts.max()) if b else 0  # final-output stage: one sync per level
-        padded = flat.new_full((b, width), float("-inf"))
-        padded[img, torch.arange(len(img), device=img.device) - starts[img]] = flat[img, idx]
+        width = int(counts.max()) if b and len(img) else 0  # final-output stage: one sync/level
+        padded = score.new_full((b, width), float("-inf"))
+        padded[img, torch.arange(len(img), device=img.device) - starts[img]] = score
         top, pos = padded.topk(min(self.cfg.topk_candidates, width), dim=1)  # [B,k] sorted
         keep = torch.isfinite(top)
-        img = torch.arange(b, device=flat.device)[:, None].expand_as(pos)[keep]
-        idx, top = idx[(starts[:, None] + pos)[keep]], top[keep]
-        anchor, col = idx // c, idx % c
-        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
+        img = torch.arange(b, device=logits.device)[:, None].expand_as(pos)[keep]
+        chosen = (starts[:, None] + pos)[keep]
+        anchor, col, top = anchor[chosen], col[chosen], top[keep]
+        boxes = _decode_clipped(self.box_coder, deltas.float(), refs, img, anchor, image_sizes)
         return img, boxes, top, col
+
+    @property
+    def _logit_floor(self) -> float:
+        """A logit below which no score passes ``score_thresh`` (with a margin for rounding)."""
+        t = self.cfg.score_thresh**2 if self.cfg.centerness else self.cfg.score_thresh
+        if t <= 0.0:
+            return float("-inf")
+        if t >= 1.0:
+            return float("inf")
+        return math.log(t / (1.0 - t)) - 1e-3
 
 
 @POSTPROCESSORS.register("yolo_nms", examples=({}, {"score_thresh": 0.1, "nms_thresh": 0.5}))
