@@ -70,6 +70,9 @@ def select_nms(
     sorted by score.
     """
     batch, num_classes = shape
+    if img.numel() == 0:  # nothing passed the thresholds (shapes are known on the host)
+        none = {"boxes": boxes[:0], "scores": scores[:0], "labels": labels[:0]}
+        return [dict(none) for _ in range(batch)]
     kept = batched_nms(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
     pos, sizes = per_image_top_n(img[kept], batch, detections_per_img)
     mine = kept[pos]  # per image, best first

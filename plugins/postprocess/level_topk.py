@@ -130,6 +130,9 @@ class LevelTopkNMS(DensePostprocessor):
         """
         b, a, c = logits.shape
         img, anchor, col = (logits > self._logit_floor).nonzero(as_tuple=True)  # image-major
+        if img.numel() == 0:  # the size is on the host already (nonzero): skip the rest
+            empty = deltas.new_zeros((0, 4), dtype=torch.float32)
+            return img, empty, empty[:, 0], col
         score = logits[img, anchor, col].float().sigmoid()
         if centerness is not None:
             score = torch.sqrt(score * centerness[img, anchor, 0].float().sigmoid())

@@ -1,5 +1,8 @@
 """level_topk_nms: per-level threshold and per-image top-k, background column, empty input."""
 
+import math
+
+import pytest
 import torch
 
 from anchorage.core import build_component
@@ -43,3 +46,38 @@ def test_nothing_above_threshold_gives_empty_results():
     preds, anchors = _inputs(torch.full((2, 5, 3), -9.0))
     for det in post(preds, anchors, [(100, 100)] * 2):
         assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,)
+
+
+@pytest.mark.parametrize("centerness", [False, True])
+def test_logit_threshold_equals_thresholding_every_score(centerness: bool):
+    """The threshold is tested on logits first: the survivors must be exactly those of
+    thresholding every score (σ, or sqrt(σ(cls)·σ(ctr))), then each level's per-image top-k."""
+    g = torch.Generator().manual_seed(3)
+    b, counts, c, k, thresh = 2, (30, 12), 3, 7, 0.3
+    logits = torch.randn(b, sum(counts), c, generator=g) * 2 - 1
+    logits[0, 0, 0] = math.log(thresh / (1 - thresh))  # on the threshold: σ rounds to it
+    ctr = torch.randn(b, sum(counts), 1, generator=g)
+    preds, anchors = _inputs(logits)
+    anchors = Anchors(anchors.boxes, counts, (8, 16))
+    preds["centerness"] = ctr
+    post = build_component(
+        "postprocessor",
+        {
+            "type": "level_topk_nms",
+            "score_thresh": thresh,
+            "topk_candidates": k,
+            "detections_per_img": 1000,
+            "centerness": centerness,
+        },
+    )
+    out = post(preds, anchors, [(2000, 2000)] * b)
+    scores = logits.sigmoid()
+    if centerness:
+        scores = torch.sqrt(scores * ctr.sigmoid())
+    for i in range(b):
+        expected = []
+        for level in scores[i].split(counts):
+            flat = level.flatten()
+            kept = flat[flat > thresh]
+            expected += kept.topk(min(k, len(kept))).values.tolist()
+        assert sorted(out[i]["scores"].tolist()) == sorted(expected)
