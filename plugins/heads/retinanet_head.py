@@ -43,10 +43,14 @@ def norm_layer(norm: str) -> partial | None:
 
 @HEADS.register(
     "retinanet_head",
-    examples=({"in_channels": (32, 32, 32), "num_anchors": (9, 9, 9), "num_classes": 3},),
+    examples=(
+        {"in_channels": (32, 32, 32), "num_anchors": (9, 9, 9), "num_classes": 3},
+        {"in_channels": (32, 32), "num_anchors": (3, 3), "num_classes": 2, "num_convs": 2},
+    ),
 )
 class RetinaNetHead(DenseHead):
-    """Four 3×3 conv + ReLU then a 3×3 predictor, for classes and for boxes, on every level.
+    """``num_convs`` (default 4) 3×3 conv + ReLU then a 3×3 predictor, for classes and for
+    boxes, on every level.
 
     ``forward(features)``: dict of ``[B, c, h_l, w_l]`` fine → coarse. Returns
     ``cls_logits [B,A,C+1]`` (sigmoid logits, column = label) and ``bbox_deltas [B,A,4]``,
@@ -65,6 +69,9 @@ class RetinaNetHead(DenseHead):
             default=0.01, validator=[attrs.validators.gt(0.0), attrs.validators.lt(1.0)]
         )
         norm: Literal["none", "group_norm"] = "none"
+        num_convs: int = attrs.field(
+            default=4, validator=[attrs.validators.ge(0), attrs.validators.le(4)]
+        )
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
@@ -75,6 +82,10 @@ class RetinaNetHead(DenseHead):
             channels, anchors, cfg.num_classes + 1, cfg.prior_prob, norm_layer(cfg.norm)
         )
         self.regression_head = RetinaNetRegressionHead(channels, anchors, norm_layer(cfg.norm))
+        # torchvision builds four convs per subnet; a shallower head keeps its first ones, under
+        # the same names (conv.0, conv.1, ...), so converted weights still load by name.
+        for subnet in (self.classification_head, self.regression_head):
+            subnet.conv = subnet.conv[: cfg.num_convs]
 
     def forward(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         maps = list(features.values())

@@ -36,6 +36,21 @@ def test_retinanet_head_loads_torchvision_weights_and_agrees(norm):
     torch.testing.assert_close(got["bbox_deltas"], expected["bbox_regression"], rtol=0, atol=0)
 
 
+def test_shallower_retinanet_head_keeps_torchvisions_first_convs():
+    full, two = _build("retinanet_head", 9), _build("retinanet_head", 9, num_convs=2)
+    names = set(two.state_dict())
+    assert names < set(full.state_dict())
+    assert {n for n in names if ".conv." in n} == {
+        f"{branch}.conv.{i}.0.{p}"
+        for branch in ("classification_head", "regression_head")
+        for i in (0, 1)
+        for p in ("weight", "bias")
+    }
+    two.load_state_dict({k: v for k, v in full.state_dict().items() if k in names})
+    out = two({"p3": torch.rand(1, 32, 4, 4)} | {f"p{i}": torch.rand(1, 32, 2, 2) for i in (4, 5)})
+    assert out["cls_logits"].shape == (1, 9 * (16 + 4 + 4), 5)
+
+
 def test_fcos_head_loads_torchvision_weights_and_agrees():
     torch.manual_seed(0)
     ours = _build("fcos_head", 1)
