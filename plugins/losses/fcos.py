@@ -28,7 +28,7 @@ from torchvision.ops import sigmoid_focal_loss
 
 from anchorage.core.interfaces import DenseTargets
 from anchorage.core.registry import LOSSES
-from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field
+from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field, class_targets
 
 
 def centerness_target(ltrb: torch.Tensor) -> torch.Tensor:
@@ -76,8 +76,7 @@ class FCOSLoss(WithBoxLoss):
                 f"{tuple(labels.shape)} with {columns} class columns (background_column: "
                 f"{self.cfg.background_column})"
             )
-        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1).to(logits)
-        onehot[..., 0] = 0  # label 0 (background, ignored) is no class's target
+        onehot = class_targets(labels, targets.num_classes, logits)
         if not self.cfg.background_column:
             onehot = onehot[..., 1:]
         focal = sigmoid_focal_loss(

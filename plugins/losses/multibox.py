@@ -144,6 +144,19 @@ class MaskedL1Loss(DenseLoss):
         }
 
 
+def class_targets(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """Sigmoid class targets ``[..., C+1]`` of ``labels [...]`` (column = label), in ``like``'s
+    dtype and device; column 0 (background) and ignored anchors (label < 0) are all zeros.
+
+    ``F.one_hot`` would check the label range on the host (a sync per call off CUDA) and
+    build an int64 tensor first; one ``scatter_`` into the float zeros does neither.
+    """
+    out = like.new_zeros((*labels.shape, num_classes + 1))
+    out.scatter_(-1, labels.clamp(min=0)[..., None], 1.0)
+    out[..., 0] = 0
+    return out
+
+
 @LOSSES.register(
     "sigmoid_focal",
     examples=(
@@ -181,10 +194,7 @@ class SigmoidFocalLoss(WithBoxLoss):
     ) -> dict[str, torch.Tensor]:
         _check(predictions, targets)
         labels = targets.labels
-        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1).to(
-            predictions["cls_logits"]
-        )
-        onehot[..., 0] = 0  # label 0 (background) is no class's target
+        onehot = class_targets(labels, targets.num_classes, predictions["cls_logits"])
         if self.cfg.background_column:
             logits = self._with_background(predictions["cls_logits"], targets.num_classes)
         else:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from anchorage.core.interfaces import DenseTargets, ObjectnessLayout
 from anchorage.core.registry import LOSSES
-from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field
+from anchorage.plugins.losses.multibox import WithBoxLoss, box_loss_field, class_targets
 
 _weight = attrs.validators.ge(0.0)
 
@@ -53,7 +53,7 @@ class YoloLoss(ObjectnessLayout, WithBoxLoss):
         n = targets.num_positive()
         bce = F.binary_cross_entropy_with_logits(obj, positive.to(obj), reduction="none")
         objectness = torch.where(labels >= 0, bce, 0.0).sum()
-        onehot = F.one_hot(labels.clamp(min=0), targets.num_classes + 1)[..., 1:].to(logits)
+        onehot = class_targets(labels, targets.num_classes, logits)[..., 1:]
         cls = F.binary_cross_entropy_with_logits(logits, onehot, reduction="none").sum(-1)
         box = self.box_loss(predictions["bbox_deltas"], targets)
         return {

@@ -5,6 +5,7 @@ import torch
 from torchvision.ops import distance_box_iou_loss, generalized_box_iou_loss, sigmoid_focal_loss
 
 from anchorage.core import build_component
+from anchorage.core.host_sync import record_host_syncs
 from anchorage.core.interfaces import Anchors, Assignment, DenseTargets, GroundTruth
 from anchorage.core.testing import check_entry
 
@@ -61,6 +62,32 @@ def test_iou_losses_equal_torchvision_on_decoded_boxes(name, reference):
     assert got.shape == (2, 60) and torch.isfinite(got).all()
     got[pos].sum().backward()
     assert deltas.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize(
+    "name,reference",
+    [("giou", generalized_box_iou_loss), ("diou", distance_box_iou_loss)],
+)
+def test_iou_losses_equal_torchvision_bit_for_bit_without_host_syncs(name, reference):
+    """Overlapping, disjoint, touching and identical pairs: same values and gradients as
+    torchvision's, and none of its boolean-mask syncs."""
+    g = torch.Generator().manual_seed(4)
+    xy = torch.rand(400, 2, generator=g) * 60
+    boxes = torch.cat([xy, xy + torch.rand(400, 2, generator=g) * 30 + 0.1], 1)
+    xy = torch.rand(400, 2, generator=g) * 60
+    gt = torch.cat([xy, xy + torch.rand(400, 2, generator=g) * 30 + 0.1], 1)
+    gt[:5] = boxes[:5]
+    gt[5:10, 0] = boxes[5:10, 2]  # touching: zero-width intersection
+    loss = build_component("loss", {"type": name})
+    ours, theirs = boxes.clone().requires_grad_(), boxes.clone().requires_grad_()
+    with record_host_syncs() as syncs:
+        got = loss.pairwise(ours, gt)
+        got.sum().backward()
+    expected = reference(theirs, gt, reduction="none", eps=1e-7)
+    expected.sum().backward()
+    assert syncs == []
+    assert (got > 1).any() and torch.equal(got, expected)
+    assert torch.equal(ours.grad, theirs.grad)
 
 
 def test_l1_and_smooth_l1_on_encoded_targets():

@@ -79,9 +79,13 @@ def test_recorder_sees_the_synchronising_calls_and_only_those() -> None:
             assert syncs[0].function == "<lambda>" and syncs[0].file == "test_host_syncs.py"
 
 
-def test_tiny_ssd_train_step_and_forward_read_nothing_back() -> None:
+@pytest.mark.parametrize(
+    "spec", ["tiny_ssd_shapes", "retinanet_r18_fpn_shapes", "fcos_r18_fpn_shapes", "yolo_shapes"]
+)
+def test_dense_train_step_and_forward_read_nothing_back(spec: str) -> None:
+    """Matchers, focal / GIoU / centerness / objectness losses, heads: no host reads."""
     torch.manual_seed(0)
-    model = build_model(load_spec("specs/tiny_ssd_shapes.yaml"))
+    model = build_model(load_spec(f"specs/{spec}.yaml"))
     images, targets = _batch()
     _train_step(model, images, targets)
     model.postprocessor = lambda predictions, references, sizes: [
