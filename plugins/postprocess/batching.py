@@ -65,7 +65,7 @@ def select_nms(
 
     ``img [N]`` int64 image index, ``boxes [N,4]`` xyxy, ``scores [N]``, ``labels [N]`` int64
     in 1..C; ``shape``: ``(B, C)``, the batch size and the number of classes. One
-    ``batched_nms`` over (image, class) groups, then each image's best ``detections_per_img``
+    ``group_nms`` over (image, class) groups, then each image's best ``detections_per_img``
     (``per_image_top_n``). Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]``,
     sorted by score.
     """
@@ -73,7 +73,7 @@ def select_nms(
     if img.numel() == 0:  # nothing passed the thresholds (shapes are known on the host)
         none = {"boxes": boxes[:0], "scores": scores[:0], "labels": labels[:0]}
         return [dict(none) for _ in range(batch)]
-    kept = batched_nms(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
+    kept = group_nms(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
     pos, sizes = per_image_top_n(img[kept], batch, detections_per_img)
     mine = kept[pos]  # per image, best first
     parts = (boxes[mine], scores[mine], labels[mine])
@@ -106,7 +106,7 @@ def grouped_nms(
     limit = limit if limit is not None else (1000 if cpu else 25_000)
     per_group = cpu if per_group is None else per_group
     if len(boxes) <= limit:
-        return batched_nms(boxes.double(), scores.double(), group, iou_threshold)
+        return group_nms(boxes.double(), scores.double(), group, iou_threshold)
     group, order = group.sort(stable=True)
     boxes, ranked = boxes[order], scores[order]
     if not per_group:  # several groups per call: exact offsets
@@ -116,10 +116,35 @@ def grouped_nms(
         if per_group:
             part = nms(boxes[lo:hi], ranked[lo:hi], iou_threshold)
         else:
-            part = batched_nms(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
+            part = group_nms(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
         kept.append(order[lo:hi][part])
     kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
     return kept[scores[kept].argsort(descending=True, stable=True)]
+
+
+def group_nms(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    group: torch.Tensor,
+    iou_threshold: float,
+    *,
+    one_call: bool | None = None,
+) -> torch.Tensor:
+    """``torchvision.ops.batched_nms``, but one NMS call at any size off the CPU.
+
+    torchvision switches to a Python loop over the groups above 5,000 boxes on a GPU as well
+    (one NMS call and one host sync per group: hundreds for an (image, class) grouping).
+    ``one_call`` (default: off the CPU) keeps its coordinate trick instead: each group's
+    boxes shifted apart by more than the boxes' extent, in float64 so that the shifted
+    coordinates stay exact (the same survivors as NMS group by group), then one ``nms``. On a
+    CPU torchvision's own choice stands (its loop is faster there for many boxes).
+    """
+    one_call = boxes.device.type != "cpu" if one_call is None else one_call
+    if not one_call or boxes.numel() == 0:
+        return batched_nms(boxes, scores, group, iou_threshold)
+    boxes = boxes.double()
+    shifted = boxes + (group.double() * (boxes.max() - boxes.min() + 1))[:, None]
+    return nms(shifted, scores.double(), iou_threshold)
 
 
 def _slices(sizes: list[int], limit: int) -> list[tuple[int, int]]:

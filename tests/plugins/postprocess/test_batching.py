@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torchvision.ops import batched_nms
+from torchvision.ops import batched_nms, nms
 
+from anchorage.core.host_sync import record_host_syncs
 from anchorage.plugins.postprocess.batching import (
     clip_boxes,
+    group_nms,
     grouped_nms,
     image_bounds,
     per_image_top_n,
@@ -42,6 +44,32 @@ def test_grouped_nms_equals_batched_nms(n: int, per_group: bool | None) -> None:
     group = torch.randint(0, 40, (n,), generator=g)
     expected = batched_nms(boxes.double(), scores.double(), group, 0.5)
     got = grouped_nms(boxes, scores, group, 0.5, per_group=per_group)
+    assert 0 < len(got) < n
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("n", [300, 6000])  # below and above torchvision's 5,000-box switch
+def test_group_nms_in_one_call_equals_nms_group_by_group(n: int) -> None:
+    """The one-call path a GPU takes (forced here on the CPU): the survivors of NMS run
+    within each group, best first, and no host read besides NMS itself."""
+    g = torch.Generator().manual_seed(5)
+    xy = torch.rand(n, 2, generator=g) * 300
+    boxes = torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) * 60], -1)
+    scores = torch.rand(n, generator=g)
+    groups = n // 22  # 273 at 6000: e.g. 3 images x 91 classes
+    group = torch.randint(0, groups, (n,), generator=g)
+    with record_host_syncs() as syncs:
+        got = group_nms(boxes, scores, group, 0.5, one_call=True)
+    assert [s.op for s in syncs] == ["torchvision::nms"]
+    expected = torch.cat(
+        [
+            (group == k).nonzero()[:, 0][
+                nms(boxes[group == k].double(), scores[group == k].double(), 0.5)
+            ]
+            for k in range(groups)
+        ]
+    )
+    expected = expected[scores[expected].argsort(descending=True, stable=True)]
     assert 0 < len(got) < n
     assert torch.equal(got, expected)
 
