@@ -29,6 +29,18 @@ def test_outputs_equal_torchvision_frozen_batchnorm() -> None:
     torch.testing.assert_close(ours(xc), tv(x), rtol=0, atol=1e-6)
 
 
+def test_backward_keeps_no_activation() -> None:
+    """Like torchvision's module (and unlike F.batch_norm), autograd saves only [C] tensors."""
+    _, ours = _pair()
+    x = torch.randn(2, 16, 8, 8, requires_grad=True)
+    saved: list[int] = []
+    with torch.autograd.graph.saved_tensors_hooks(
+        lambda t: saved.append(t.numel()) or t, lambda t: t
+    ):
+        ours(x).sum().backward()
+    assert saved and max(saved) <= 16
+
+
 def test_state_dict_keys_and_frozen_buffers_unchanged() -> None:
     tv, ours = _pair()
     assert list(ours.state_dict()) == list(tv.state_dict())
