@@ -123,7 +123,13 @@ class GroundTruth:
             )
 
     def to(self, device: torch.device | str) -> GroundTruth:
-        return GroundTruth(self.boxes.to(device), self.labels.to(device), self.valid.to(device))
+        """On ``device``; a copy from the host to a GPU does not wait for it (``non_blocking``;
+        a copy to the host does, so that its values are there when read)."""
+        to_gpu = torch.device(device).type != "cpu"
+        boxes, labels, valid = (
+            t.to(device, non_blocking=to_gpu) for t in (self.boxes, self.labels, self.valid)
+        )
+        return GroundTruth(boxes, labels, valid)
 
     def slice(self, start: int, stop: int) -> GroundTruth:
         """Images ``start:stop`` of the batch (G unchanged)."""

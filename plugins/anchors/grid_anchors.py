@@ -73,8 +73,10 @@ class GridAnchors(AnchorGenerator):
                 f"grid_anchors has {len(self.cell_anchors)} levels (sizes), got "
                 f"{len(feature_sizes)} feature maps"
             )
-        levels = [
-            _shifted(cell.to(device), (int(h), int(w)), _stride(image_size, (h, w)))
+        levels = [  # host → device copies that do not wait for the GPU
+            _shifted(
+                cell.to(device, non_blocking=True), (int(h), int(w)), _stride(image_size, (h, w))
+            )
             for cell, (h, w) in zip(self.cell_anchors, feature_sizes)
         ]
         return levels if per_level else torch.cat(levels)
