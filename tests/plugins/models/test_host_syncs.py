@@ -13,35 +13,13 @@ from collections import Counter
 
 import pytest
 import torch
-from support.sync_sites import ALLOWED, HOST_ONLY
+from support.sync_sites import ALLOWED, HOST_ONLY, tiny_batch, train_step
 
 from anchorage.core import build_component, build_model, load_spec
 from anchorage.core.errors import DataError
 from anchorage.core.host_sync import record_host_syncs
 from anchorage.plugins.models.detection_batch import check_targets
 from anchorage.plugins.models.two_stage import _TINY
-
-
-def _batch() -> tuple[list[torch.Tensor], list[dict]]:
-    g = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 96, 96, generator=g), torch.rand(3, 80, 112, generator=g)]
-    targets = [
-        {"boxes": torch.tensor([[10.0, 12, 50, 60]]), "labels": torch.tensor([1])},
-        {
-            "boxes": torch.tensor([[5.0, 5, 40, 30], [30, 20, 90, 70]]),
-            "labels": torch.tensor([2, 1]),
-        },
-    ]
-    return images, targets
-
-
-def _train_step(model: torch.nn.Module, images: list, targets: list) -> None:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    model.train()
-    losses = model(images, targets)
-    sum(losses.values()).backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
 
 
 def _sites(syncs: list) -> Counter:
@@ -86,14 +64,14 @@ def test_dense_train_step_and_forward_read_nothing_back(spec: str) -> None:
     """Matchers, focal / GIoU / centerness / objectness losses, heads: no host reads."""
     torch.manual_seed(0)
     model = build_model(load_spec(f"specs/{spec}.yaml"))
-    images, targets = _batch()
-    _train_step(model, images, targets)
+    images, targets = tiny_batch()
+    train_step(model, images, targets)
     model.postprocessor = lambda predictions, references, sizes: [
         {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "labels": torch.zeros(0).long()}
         for _ in sizes
     ]
     with record_host_syncs() as syncs:
-        _train_step(model, images, targets)
+        train_step(model, images, targets)
         model.eval()
         with torch.no_grad():
             model(images)
@@ -103,10 +81,10 @@ def test_dense_train_step_and_forward_read_nothing_back(spec: str) -> None:
 def test_tiny_faster_rcnn_syncs_only_at_nms_and_final_outputs() -> None:
     torch.manual_seed(0)
     model = build_component("model", {"type": "two_stage", **_TINY})
-    images, targets = _batch()
-    _train_step(model, images, targets)
+    images, targets = tiny_batch()
+    train_step(model, images, targets)
     with record_host_syncs() as train:
-        _train_step(model, images, targets)
+        train_step(model, images, targets)
     model.eval()
     with torch.no_grad(), record_host_syncs() as infer:
         model(images)
@@ -119,7 +97,7 @@ def test_tiny_faster_rcnn_syncs_only_at_nms_and_final_outputs() -> None:
 
 
 def test_target_values_are_checked_on_the_host_only() -> None:
-    images, targets = _batch()
+    images, targets = tiny_batch()
     targets[1]["labels"] = torch.tensor([2, 7])  # out of range for 3 classes
     with pytest.raises(DataError, match=r"targets\[1\]\['labels'\]: labels must be in 1..3"):
         check_targets(images, targets, 3)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support.sync_sites import ALLOWED
+from support.sync_sites import ALLOWED, tiny_batch, train_step
 
 from anchorage.core import build_component, build_model, load_spec
 from anchorage.plugins.models.two_stage import _TINY
@@ -53,30 +53,6 @@ def _site(filename: str, lineno: int) -> tuple[str, str]:
     return Path(filename).name, inner
 
 
-def _tiny_batch(device: torch.device) -> tuple[list[torch.Tensor], list[dict]]:
-    g = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, 96, 96, generator=g), torch.rand(3, 80, 112, generator=g)]
-    targets = [
-        {"boxes": torch.tensor([[10.0, 12, 50, 60]]), "labels": torch.tensor([1])},
-        {
-            "boxes": torch.tensor([[5.0, 5, 40, 30], [30, 20, 90, 70]]),
-            "labels": torch.tensor([2, 1]),
-        },
-    ]
-    return [i.to(device) for i in images], [
-        {k: v.to(device) for k, v in t.items()} for t in targets
-    ]
-
-
-def _train_step(model: torch.nn.Module, images: list, targets: list) -> None:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
-    model.train()
-    losses = model(images, targets)
-    sum(losses.values()).backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-
 @pytest.fixture
 def sync_mode():
     """Set the debug mode for the test body; restore the default afterwards."""
@@ -89,8 +65,8 @@ def test_tiny_ssd_train_step_and_forward_do_not_sync(sync_mode) -> None:
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = build_model(load_spec("specs/tiny_ssd_shapes.yaml")).to(device)
-    images, targets = _tiny_batch(device)
-    _train_step(model, images, targets)  # warm-up: lazy initialisation may sync once
+    images, targets = tiny_batch(device)
+    train_step(model, images, targets)  # warm-up: lazy initialisation may sync once
     captured = {}
 
     def keep_inputs(predictions, references, image_sizes):
@@ -109,7 +85,7 @@ def test_tiny_ssd_train_step_and_forward_do_not_sync(sync_mode) -> None:
     model.postprocessor = keep_inputs
     try:
         sync_mode("error")
-        _train_step(model, images, targets)
+        train_step(model, images, targets)
         model.eval()
         with torch.no_grad():
             out = model(images)
@@ -123,12 +99,12 @@ def test_tiny_faster_rcnn_syncs_only_at_nms_and_final_outputs(sync_mode) -> None
     device = torch.device("cuda")
     torch.manual_seed(0)
     model = build_component("model", {"type": "two_stage", **_TINY}).to(device)
-    images, targets = _tiny_batch(device)
-    _train_step(model, images, targets)  # warm-up
+    images, targets = tiny_batch(device)
+    train_step(model, images, targets)  # warm-up
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         sync_mode("warn")
-        _train_step(model, images, targets)
+        train_step(model, images, targets)
         model.eval()
         with torch.no_grad():
             model(images)
