@@ -142,3 +142,16 @@ def record_host_syncs() -> Iterator[list[SyncSite]]:
     sites: list[SyncSite] = []
     with _HostReads(sites), _Recorder(sites):
         yield sites
+
+
+def from_host(data: Any, *, dtype: torch.dtype | None = None, device: Any = None) -> torch.Tensor:
+    """``torch.tensor(data, dtype=dtype, device=device)`` without waiting for the GPU.
+
+    ``torch.tensor(..., device="cuda")`` builds the tensor on the host and copies it with a
+    blocking copy, which synchronises the stream; here the copy is ``non_blocking`` (safe:
+    the host tensor is staged before the call returns). On the CPU it is ``torch.tensor``.
+    """
+    host = torch.tensor(data, dtype=dtype)
+    if device is None or torch.device(device).type == "cpu":
+        return host
+    return host.to(device, non_blocking=True)

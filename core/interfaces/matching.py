@@ -14,6 +14,8 @@ import attrs
 import torch
 from torchvision.ops import box_area, box_iou
 
+from ..host_sync import from_host
+
 
 class AnchorGenerator:
     """Anchors (default boxes, priors) for one image size and its feature maps.
@@ -92,13 +94,13 @@ class Anchors:
 
     def level_index(self) -> torch.Tensor:
         """int64 ``[A]``: the level of each anchor."""
-        counts = torch.as_tensor(self.num_per_level, device=self.boxes.device)
+        counts = from_host(self.num_per_level, device=self.boxes.device)
         levels = torch.arange(len(counts), device=counts.device)
         return torch.repeat_interleave(levels, counts, output_size=sum(self.num_per_level))
 
     def per_level(self, values: list[float] | tuple[float, ...]) -> torch.Tensor:
         """One value per level → float ``[A]`` (each anchor gets its level's value)."""
-        table = torch.as_tensor(values, dtype=self.boxes.dtype, device=self.boxes.device)
+        table = from_host(values, dtype=self.boxes.dtype, device=self.boxes.device)
         return table[self.level_index()]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import AnchorGenerator
 from anchorage.core.registry import ANCHOR_GENERATORS
 
@@ -80,8 +81,8 @@ class MultiboxPrior(AnchorGenerator):
 
     def _level(self, image_size, feature_size, sizes, ratios, device) -> torch.Tensor:
         fh, fw = feature_size
-        s = torch.tensor(sizes, dtype=torch.float32, device=device)
-        r = torch.tensor(ratios, dtype=torch.float32, device=device)
+        s = from_host(sizes, dtype=torch.float32, device=device)
+        r = from_host(ratios, dtype=torch.float32, device=device)
         w = torch.cat((s * torch.sqrt(r[0]), s[0] * torch.sqrt(r[1:]))) * fh / fw
         h = torch.cat((s / torch.sqrt(r[0]), s[0] / torch.sqrt(r[1:])))
         cy = (torch.arange(fh, device=device, dtype=torch.float32) + 0.5) / fh
@@ -93,4 +94,4 @@ class MultiboxPrior(AnchorGenerator):
         if self.cfg.clip:
             boxes = boxes.clamp(0.0, 1.0)
         ih, iw = image_size
-        return boxes * torch.tensor([iw, ih, iw, ih], dtype=torch.float32, device=device)
+        return boxes * from_host([iw, ih, iw, ih], dtype=torch.float32, device=device)

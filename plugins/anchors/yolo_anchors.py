@@ -12,6 +12,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import AnchorGenerator
 from anchorage.core.registry import ANCHOR_GENERATORS
 
@@ -69,7 +70,7 @@ class YoloAnchors(AnchorGenerator):
                 f"{len(feature_sizes)} feature maps"
             )
         levels = [
-            _level(torch.tensor(shapes, dtype=torch.float32, device=device), image_size, size)
+            _level(from_host(shapes, dtype=torch.float32, device=device), image_size, size)
             for shapes, size in zip(self.cfg.shapes, feature_sizes)
         ]
         return levels if per_level else torch.cat(levels)

@@ -22,6 +22,7 @@ import math
 import attrs
 import torch
 
+from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import BoxCoder
 from anchorage.core.registry import BOX_CODERS
 
@@ -34,7 +35,7 @@ def _strides(_inst: object, attr: attrs.Attribute, value: tuple[int, ...]) -> No
 def cell_size(reference: torch.Tensor, strides: tuple[int, ...]) -> torch.Tensor:
     """float ``[...,1]``: the stride whose cell-centre lattice holds each reference's centre."""
     centre = (reference[..., :2] + reference[..., 2:]) * 0.5
-    table = torch.as_tensor(strides, dtype=reference.dtype, device=reference.device)
+    table = from_host(strides, dtype=reference.dtype, device=reference.device)
     pos = centre[..., None, :] / table[:, None] - 0.5  # [...,L,2]
     on_lattice = ((pos - pos.round()).abs() < 1e-3).all(dim=-1)  # [...,L], float-rounding safe
     return (on_lattice * table).amax(dim=-1, keepdim=True)

@@ -15,6 +15,7 @@ import torch
 
 from anchorage.core.data.batching import pad_targets
 from anchorage.core.errors import DataError
+from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import GroundTruth
 from anchorage.plugins.models.preprocess import ImagePreprocessor
 from anchorage.plugins.models.preprocess import _check_inputs as check_inputs
@@ -163,6 +164,6 @@ def _scaled_proposals(
     scaled = []
     for t, size, orig in zip(targets, image_sizes, original_sizes):
         boxes = t["proposals"].as_subclass(torch.Tensor).float().reshape(-1, 4)
-        ratio = torch.tensor([size[1] / orig[1], size[0] / orig[0]] * 2, device=boxes.device)
+        ratio = from_host([size[1] / orig[1], size[0] / orig[0]] * 2, device=boxes.device)
         scaled.append(boxes * ratio)
     return scaled

@@ -17,7 +17,7 @@ from support.sync_sites import ALLOWED, HOST_ONLY, tiny_batch, train_step
 
 from anchorage.core import build_component, build_model, load_spec
 from anchorage.core.errors import DataError
-from anchorage.core.host_sync import record_host_syncs
+from anchorage.core.host_sync import from_host, record_host_syncs
 from anchorage.plugins.models.detection_batch import check_targets
 from anchorage.plugins.models.two_stage import _TINY
 
@@ -105,3 +105,10 @@ def test_target_values_are_checked_on_the_host_only() -> None:
     with record_host_syncs() as syncs:
         check_targets(images, on_device, 3)  # off the CPU: shapes only, no value read
     assert not syncs
+
+
+def test_from_host_builds_like_torch_tensor_and_copies_without_blocking() -> None:
+    got = from_host([[1, 2], [3, 4]], dtype=torch.float32)
+    assert torch.equal(got, torch.tensor([[1.0, 2.0], [3.0, 4.0]]))
+    elsewhere = from_host((8, 16), device="meta")  # any non-CPU device: a non-blocking copy
+    assert elsewhere.device.type == "meta" and elsewhere.dtype == torch.int64
