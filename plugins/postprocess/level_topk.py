@@ -95,14 +95,17 @@ class LevelTopkNMS(DensePostprocessor):
         logits = predictions["cls_logits"]
         if self.cfg.background_column:
             logits = logits[..., 1:]
-        ctr = predictions["centerness"] if self.cfg.centerness else None
-        deltas = predictions["bbox_deltas"]
+        ctrs = (
+            predictions["centerness"].split(counts, 1)
+            if self.cfg.centerness
+            else [None] * len(counts)
+        )
         parts = [
-            self._level(lg, None if ctr is None else ct, d, r, image_sizes)
+            self._level(lg, ct, d, r, image_sizes)
             for lg, ct, d, r in zip(
                 logits.split(counts, 1),
-                (logits if ctr is None else ctr).split(counts, 1),
-                deltas.split(counts, 1),
+                ctrs,
+                predictions["bbox_deltas"].split(counts, 1),
                 refs.split(counts, -2),
             )
         ]
