@@ -65,15 +65,15 @@ def select_nms(
 
     ``img [N]`` int64 image index, ``boxes [N,4]`` xyxy, ``scores [N]``, ``labels [N]`` int64
     in 1..C; ``shape``: ``(B, C)``, the batch size and the number of classes. One
-    ``group_nms`` over (image, class) groups, then each image's best ``detections_per_img``
-    (``per_image_top_n``). Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]``,
-    sorted by score.
+    ``batched_nms_on_device`` over (image, class) groups, then each image's best
+    ``detections_per_img`` (``per_image_top_n``). Returns B dicts ``boxes [K,4]``,
+    ``scores [K]``, ``labels [K]``, sorted by score.
     """
     batch, num_classes = shape
     if img.numel() == 0:  # nothing passed the thresholds (shapes are known on the host)
         none = {"boxes": boxes[:0], "scores": scores[:0], "labels": labels[:0]}
         return [dict(none) for _ in range(batch)]
-    kept = group_nms(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
+    kept = batched_nms_on_device(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
     pos, sizes = per_image_top_n(img[kept], batch, detections_per_img)
     mine = kept[pos]  # per image, best first
     parts = (boxes[mine], scores[mine], labels[mine])
@@ -106,7 +106,7 @@ def grouped_nms(
     limit = limit if limit is not None else (1000 if cpu else 25_000)
     per_group = cpu if per_group is None else per_group
     if len(boxes) <= limit:
-        return group_nms(boxes.double(), scores.double(), group, iou_threshold)
+        return batched_nms_on_device(boxes.double(), scores.double(), group, iou_threshold)
     group, order = group.sort(stable=True)
     boxes, ranked = boxes[order], scores[order]
     if not per_group:  # several groups per call: exact offsets
@@ -116,13 +116,13 @@ def grouped_nms(
         if per_group:
             part = nms(boxes[lo:hi], ranked[lo:hi], iou_threshold)
         else:
-            part = group_nms(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
+            part = batched_nms_on_device(boxes[lo:hi], ranked[lo:hi], group[lo:hi], iou_threshold)
         kept.append(order[lo:hi][part])
     kept = torch.cat(kept).sort().values  # input order, so that ties stay in it
     return kept[scores[kept].argsort(descending=True, stable=True)]
 
 
-def group_nms(
+def batched_nms_on_device(
     boxes: torch.Tensor,
     scores: torch.Tensor,
     group: torch.Tensor,

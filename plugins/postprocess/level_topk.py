@@ -1,7 +1,8 @@
 """Dense detections scored per level: ``level_topk_nms`` (RetinaNet, FCOS) and ``yolo_nms``.
 
 Both end in ``batching.select_nms``: candidates (image, box, score, label) → one
-``group_nms`` over (image, class) groups → the best ``detections_per_img`` of each image.
+``batched_nms_on_device`` over (image, class) groups → the best ``detections_per_img`` of
+each image.
 
 ``level_topk_nms`` has torchvision ``RetinaNet.postprocess_detections`` /
 ``FCOS.postprocess_detections`` semantics: per level, scores (sigmoid of the class logits, or

@@ -1,8 +1,8 @@
 """``multiclass_nms``: decode, per-class threshold and top-k, class-wise NMS, top detections.
 
 torchvision SSD ``postprocess_detections`` semantics, vectorized over the batch: the per-class
-candidate selection is one ``topk`` over ``[B,C,A]`` and NMS is one ``group_nms`` call whose
-groups are (image, class) pairs (``batched_nms`` on a CPU, one NMS call on a GPU).
+candidate selection is one ``topk`` over ``[B,C,A]`` and NMS is one ``batched_nms_on_device``
+call whose groups are (image, class) pairs (``batched_nms`` on a CPU, one NMS call on a GPU).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ Softmax scores per proposal; background dropped; scores ``> score_thresh``; the 
 (image, proposal, class) candidates decoded with the injected box coder from their
 class-specific deltas, clipped to the image, boxes narrower or lower than ``min_size``
 dropped; NMS per (image, class) group (``image * C + class``) in one ``grouped_nms`` call
-(one NMS call on a GPU, ``group_nms``; a loop over group segments on a CPU above 1000
-candidates, as torchvision switches too); the best ``detections_per_img`` per image.
+(one NMS call on a GPU, ``batched_nms_on_device``; a loop over group segments on a CPU
+above 1000 candidates, as torchvision switches too); the best ``detections_per_img`` per image.
 
 Only the thresholded candidates are decoded (torchvision decodes every proposal for every
 class; the numbers are the same, decoding is elementwise). Boxes below ``min_size`` go to a

@@ -8,8 +8,8 @@ from torchvision.ops import batched_nms, nms
 
 from anchorage.core.host_sync import record_host_syncs
 from anchorage.plugins.postprocess.batching import (
+    batched_nms_on_device,
     clip_boxes,
-    group_nms,
     grouped_nms,
     image_bounds,
     per_image_top_n,
@@ -59,7 +59,7 @@ def test_group_nms_in_one_call_equals_nms_group_by_group(n: int) -> None:
     groups = n // 22  # 273 at 6000: e.g. 3 images x 91 classes
     group = torch.randint(0, groups, (n,), generator=g)
     with record_host_syncs() as syncs:
-        got = group_nms(boxes, scores, group, 0.5, one_call=True)
+        got = batched_nms_on_device(boxes, scores, group, 0.5, one_call=True)
     assert [s.op for s in syncs] == ["torchvision::nms"]
     expected = torch.cat(
         [
