@@ -178,6 +178,14 @@ def validate_section(cls: type, data: Any, path: str, where: Where) -> Any:
     return cls(**validate_fields(cls, data, path, where, f"section {path!r}"))
 
 
+def as_section(cls: type, value: Any, path: str) -> Any:
+    """A nested section given as plain data (Python callers, registry examples) → a validated
+    ``cls`` instance; an instance or None passes through (specs arrive validated)."""
+    if value is None or isinstance(value, cls):
+        return value
+    return validate_section(cls, value, path, lambda _p: "<python>")
+
+
 def _validate_field(field: Any, hint: Any, value: Any, path: str, where: Where) -> Any:
     kind = field.metadata.get(_COMPONENT)
     role = field.metadata.get(_ROLE)

@@ -36,3 +36,8 @@ def component_list(kind: str, *, role: str | None = None, **kwargs: Any) -> Any:
 def injected(**kwargs: Any) -> Any:
     """An attrs field the parent component supplies at build time, never the spec."""
     return attrs.field(metadata={_INJECTED: True}, **kwargs)
+
+
+def is_injected(field: attrs.Attribute) -> bool:
+    """Whether ``field`` was declared with ``injected()``."""
+    return bool(field.metadata.get(_INJECTED))

@@ -9,12 +9,14 @@ level. Its slots take these roles:
 - ``DenseLoss`` (``dense_loss``): ``forward(predictions, targets: DenseTargets)`` → scalar
   ``loss_*`` terms.
 - ``BoxLoss`` (``box_loss``): the box-regression term a dense loss delegates to, per anchor.
-- ``DensePostprocessor`` (``dense_postprocessor``): predictions + anchors → detections.
+- ``DensePostprocessor`` (``dense_postprocessor``): ``__call__(predictions, anchors: Anchors,
+  image_sizes)`` → detections, decoding with the injected ``box_coder``.
 
 The skeleton hands the head's whole dict to the matcher, the loss and the postprocessor, so
 the three must agree on its layout. Each declares it (``DenseLayout``): ``prediction_keys``,
-the keys beyond ``cls_logits``/``bbox_deltas`` it produces or reads, and
-``background_column(cfg)``, whether ``cls_logits`` carry the background column 0.
+the keys beyond ``cls_logits``/``bbox_deltas`` it produces or reads,
+``background_column(cfg)``, whether ``cls_logits`` carry the background column 0, and
+``kit_box_coder``, the coder it is designed for (the conformance kit exercises it with that one).
 """
 
 from __future__ import annotations
@@ -34,17 +36,19 @@ from .prediction import Head, Loss, Postprocessor
 class DenseTargets:
     """Per-anchor training targets of a dense detector (what a ``DenseLoss`` receives).
 
-    - ``anchors``: float ``[A,4]`` (or ``[B,A,4]``) xyxy batch pixels the head predicts for.
+    - ``anchors``: the ``Anchors`` the head predicts for (``boxes [A,4]`` or ``[B,A,4]`` xyxy
+      batch pixels, per-level counts, strides).
     - ``assignment``: the matcher's ``Assignment`` (``matched [B,A]``, optional ``weights``).
     - ``labels``: int64 ``[B,A]``: class 1..C for positives, 0 background, -1 ignore.
     - ``boxes``: float ``[B,A,4]`` xyxy: the matched gt box of positives, the anchor itself
       elsewhere (so every row is a valid box).
-    - ``box_targets``: float ``[B,A,4]``: ``box_coder.encode(boxes, anchors)``.
+    - ``box_targets``: float ``[B,A,4]``: ``box_coder.encode(boxes, anchors.boxes, strides)``
+      with ``strides = anchors.anchor_strides()`` (``[A]``, or None without strides).
     - ``box_coder``: the ``BoxCoder`` of the model; ``decode(deltas)`` uses it.
     - ``num_classes``: C (background not counted).
     """
 
-    anchors: torch.Tensor
+    anchors: Anchors
     assignment: Assignment
     labels: torch.Tensor
     boxes: torch.Tensor
@@ -69,11 +73,11 @@ class DenseTargets:
         labels = torch.where(positive, gather_rows(gt.labels, matched), ignore)
         boxes = torch.where(positive[..., None], gather_rows(gt.boxes, matched), reference)
         return cls(
-            anchors=anchors.boxes,
+            anchors=anchors,
             assignment=assignment,
             labels=labels,
             boxes=boxes,
-            box_targets=box_coder.encode(boxes, reference),
+            box_targets=box_coder.encode(boxes, reference, anchors.anchor_strides()),
             box_coder=box_coder,
             num_classes=num_classes,
         )
@@ -89,7 +93,7 @@ class DenseTargets:
 
     def decode(self, deltas: torch.Tensor) -> torch.Tensor:
         """``[B,A,4]`` deltas → xyxy boxes ``[B,A,4]`` relative to ``anchors``."""
-        return self.box_coder.decode(deltas, self.anchors)
+        return self.box_coder.decode(deltas, self.anchors.boxes, self.anchors.anchor_strides())
 
 
 class DenseLayout:
@@ -101,11 +105,14 @@ class DenseLayout:
     (default: ``prediction_keys``; override when a config option turns a key on).
     ``background_column(cfg)``: ``True`` when ``cls_logits`` are ``[B,A,C+1]`` with column 0
     the background, ``False`` for ``[B,A,C]``, ``None`` when either is accepted (default: the
-    config's ``background_column`` field, if any). The conformance kit builds its inputs from
-    these declarations and checks a head against them.
+    config's ``background_column`` field, if any); the skeleton refuses a loss and a
+    postprocessor that declare different answers. ``kit_box_coder``: the spec of the registered
+    box coder the component is designed for. The conformance kit builds its inputs from these
+    declarations and checks a head against them.
     """
 
     prediction_keys: ClassVar[Mapping[str, tuple[int, ...]]] = {}
+    kit_box_coder: ClassVar[dict[str, Any]] = {"type": "delta_xywh"}
 
     @classmethod
     def extra_keys(cls, cfg: Any) -> Mapping[str, tuple[int, ...]]:
@@ -123,6 +130,7 @@ class ObjectnessLayout(DenseLayout):
     subclassing this next to their role's interface."""
 
     prediction_keys: ClassVar[Mapping[str, tuple[int, ...]]] = {"objectness": ()}
+    kit_box_coder: ClassVar[dict[str, Any]] = {"type": "yolo"}
 
     @classmethod
     def background_column(cls, cfg: Any) -> bool:
@@ -200,11 +208,27 @@ class BoxLoss(Loss):
 class DensePostprocessor(DenseLayout, Postprocessor):
     """``__call__(predictions, anchors, image_sizes)`` → one detection dict per image.
 
-    ``predictions`` the dense head's dict; ``anchors`` the ``Anchors`` (or their ``[A,4]`` /
-    ``[B,A,4]`` boxes); ``image_sizes`` ``(h, w)`` per image. Output as ``Postprocessor``.
+    ``predictions`` the dense head's dict; ``anchors`` the ``Anchors`` (``boxes [A,4]`` or
+    ``[B,A,4]``, per-level counts, strides: decode with ``box_coder.decode(deltas, boxes,
+    strides)``, gathering ``anchors.anchor_strides()`` like the boxes); ``image_sizes``
+    ``(h, w)`` per image. Built with the skeleton's ``box_coder`` injected (a config subclasses
+    ``DensePostprocessConfig``). Output as ``Postprocessor``.
     """
 
     role: ClassVar[str] = "dense_postprocessor"
 
-    def __call__(self, predictions: Any, references: Any, image_sizes: Any) -> list[dict]:
+    def __call__(  # type: ignore[override]
+        self,
+        predictions: dict[str, torch.Tensor],
+        anchors: Anchors,
+        image_sizes: list[tuple[int, int]],
+    ) -> list[dict[str, torch.Tensor]]:
         raise NotImplementedError
+
+
+@attrs.frozen(kw_only=True)
+class DensePostprocessConfig:
+    """The field every box postprocessor config has: ``box_coder``, injected by the skeleton
+    (the one its matcher's targets were encoded with). Subclass it."""
+
+    box_coder: Any = injected()

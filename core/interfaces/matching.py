@@ -42,6 +42,23 @@ class AnchorGenerator:
     ) -> torch.Tensor | list[torch.Tensor]:
         raise NotImplementedError
 
+    def anchors(
+        self,
+        image_size: tuple[int, int],
+        feature_sizes: list[tuple[int, int]],
+        strides: tuple[int, ...],
+        *,
+        device: torch.device | str = "cpu",
+    ) -> Anchors:
+        """``Anchors`` for one batch: ``[A,4]`` boxes level by level, their per-level counts and
+        the feature ``strides`` (one per level, from the backbone or neck ``feature_info``).
+
+        The one place a skeleton turns an anchor generator's levels into ``Anchors``.
+        """
+        levels = self(image_size, feature_sizes, device=device, per_level=True)
+        counts = tuple(int(level.shape[0]) for level in levels)
+        return Anchors(torch.cat(list(levels)), counts, strides)
+
 
 def _tensor(name: str, dims: tuple[int, ...]) -> Any:
     def check(_inst: object, _attr: attrs.Attribute, value: Any) -> None:
@@ -103,6 +120,22 @@ class Anchors:
         table = from_host(values, dtype=self.boxes.dtype, device=self.boxes.device)
         return table[self.level_index()]
 
+    def split_levels(self) -> list[Anchors]:
+        """One single-level ``Anchors`` per level: its boxes (split along A), count, stride."""
+        boxes = self.boxes.split(list(self.num_per_level), dim=-2)
+        strides = self.strides or (None,) * len(boxes)
+        return [
+            Anchors(b, (n,), None if s is None else (s,))
+            for b, n, s in zip(boxes, self.num_per_level, strides)
+        ]
+
+    def anchor_strides(self) -> torch.Tensor | None:
+        """float ``[A]``: the feature stride of each anchor's level, or None without strides.
+
+        What a ``BoxCoder`` that needs per-anchor geometry receives (``strides=``).
+        """
+        return None if self.strides is None else self.per_level(self.strides)
+
 
 @attrs.frozen
 class GroundTruth:
@@ -132,6 +165,10 @@ class GroundTruth:
             t.to(device, non_blocking=to_gpu) for t in (self.boxes, self.labels, self.valid)
         )
         return GroundTruth(boxes, labels, valid)
+
+    def class_agnostic(self) -> GroundTruth:
+        """The same boxes with every valid label 1 (one foreground class, as an RPN sees it)."""
+        return GroundTruth(self.boxes, torch.where(self.valid, 1, -1), self.valid)
 
     def slice(self, start: int, stop: int) -> GroundTruth:
         """Images ``start:stop`` of the batch (G unchanged)."""
@@ -254,15 +291,26 @@ def gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 class BoxCoder:
     """Boxes ↔ regression targets relative to reference boxes (anchors or proposals).
 
-    ``encode(boxes, reference)``: both ``[..., 4]`` xyxy absolute pixels, broadcastable;
-    returns deltas of the same shape. ``decode(deltas, reference)`` is its exact inverse
-    (up to float error), returning xyxy boxes. Empty inputs give empty outputs.
+    ``encode(boxes, reference, strides=None)``: both ``[..., 4]`` xyxy absolute pixels,
+    broadcastable; returns deltas of the same shape. ``decode(deltas, reference, strides=None)``
+    is its exact inverse (up to float error), returning xyxy boxes. Empty inputs give empty
+    outputs. ``strides``: float ``[...]`` broadcastable to ``reference.shape[:-1]``, the feature
+    stride of each reference in pixels (``Anchors.anchor_strides()``, gathered like the
+    references), or None where the references have none (proposals). A coder that needs it
+    (``needs_strides = True``) raises ``ValueError`` without it; no coder infers geometry from
+    box positions.
     """
 
-    def encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    needs_strides: bool = False
+
+    def encode(
+        self, boxes: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
-    def decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, deltas: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 

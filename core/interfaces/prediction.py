@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -42,13 +42,21 @@ class RoIExtractor(nn.Module):
 class Postprocessor:
     """Raw predictions → one result dict per image.
 
-    ``__call__(predictions, references, image_sizes)``: head outputs, the anchors or
-    proposals they refer to, and the ``(H, W)`` each image has in the batch tensor. Returns a
-    list of B dicts with ``boxes [K,4]`` xyxy (batch-tensor pixels; the model rescales to the
-    original size), ``scores [K]`` float, ``labels [K]`` int64 in 1..C; K may be 0.
+    Each role states its one call (``DensePostprocessor``, ``ProposalGenerator``,
+    ``RCNNPostprocessor``, ``MaskPostprocessor``); the box roles share the shape
+    ``__call__(predictions, anchors, image_sizes)``: head outputs, the ``Anchors`` (anchors or
+    proposals) they refer to, and the ``(h, w)`` each image has in the batch tensor, decoding with
+    the ``box_coder`` the skeleton injects at build time. They return B dicts with
+    ``boxes [K,4]`` xyxy (batch-tensor pixels; the model rescales to the original size),
+    ``scores [K]`` float, ``labels [K]`` int64 in 1..C; K may be 0.
+
+    ``kit_box_coder``: the spec of the registered coder a component is designed for; the
+    conformance kit injects it (the model always injects its own).
     """
 
-    def __call__(self, predictions: Any, references: Any, image_sizes: Any) -> list[dict]:
+    kit_box_coder: ClassVar[dict[str, Any]] = {"type": "delta_xywh"}
+
+    def __call__(self, *args: Any, **kwargs: Any) -> list[dict]:
         raise NotImplementedError
 
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .matching import Anchors
 from .prediction import Head, Loss, Postprocessor
 
 Tensor = torch.Tensor
@@ -199,21 +200,22 @@ class ImagePriorLoss(Loss):
 
 
 class ProposalGenerator(Postprocessor):
-    """RPN outputs → per-image proposals.
+    """RPN outputs → per-image proposals: the class-agnostic dense postprocessor.
 
-    ``__call__(predictions, num_anchors_per_level, image_sizes, *, training=False)``:
-    ``predictions`` has ``objectness`` float ``[B,A]`` (logits) and ``boxes`` float ``[B,A,4]``
-    (decoded xyxy, batch pixels), anchors level by level; ``num_anchors_per_level`` L ints;
-    ``image_sizes`` ``(h, w)`` per image. Returns B dicts ``boxes [R_i,4]``, ``scores [R_i]``,
-    best first (R_i may be 0). Not differentiable.
+    Injected: ``box_coder`` (the RPN's). ``__call__(predictions, anchors, image_sizes, *,
+    training=False)``: ``predictions`` the RPN head's ``objectness`` float ``[B,A]`` (logits)
+    and ``bbox_deltas`` float ``[B,A,4]``; ``anchors`` the ``Anchors`` (``[A,4]`` level by
+    level, per-level counts, strides); ``image_sizes`` ``(h, w)`` per image; ``training``
+    selects the train-time candidate counts. Returns B dicts ``boxes [R_i,4]``, ``scores
+    [R_i]``, best first (R_i may be 0). Not differentiable.
     """
 
     role: ClassVar[str] = "rpn_proposals"
 
-    def __call__(
+    def __call__(  # type: ignore[override]
         self,
         predictions: dict[str, Tensor],
-        num_anchors_per_level: list[int],
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
         *,
         training: bool = False,
@@ -224,19 +226,19 @@ class ProposalGenerator(Postprocessor):
 class RCNNPostprocessor(Postprocessor):
     """RoI box head outputs → per-image detections.
 
-    Injected: ``box_coder`` (the box stage's). ``__call__(predictions, references,
-    image_sizes)``: ``predictions`` has ``cls_logits [B,R,C+1]``, ``bbox_deltas [B,R,(C+1)*4]``
-    and ``valid`` bool ``[B,R]`` (False for padding); ``references`` the proposals ``[B,R,4]``;
-    ``image_sizes`` ``(h, w)`` per image. Returns B dicts ``boxes [K,4]``, ``scores [K]``,
-    ``labels [K]`` int64 in 1..C, best first.
+    Injected: ``box_coder`` (the box stage's). ``__call__(predictions, anchors, image_sizes)``:
+    ``predictions`` has ``cls_logits [B,R,C+1]``, ``bbox_deltas [B,R,(C+1)*4]`` and ``valid``
+    bool ``[B,R]`` (False for padding); ``anchors`` the proposals as ``Anchors`` (``boxes
+    [B,R,4]``, one level, no strides); ``image_sizes`` ``(h, w)`` per image. Returns B dicts
+    ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` int64 in 1..C, best first.
     """
 
     role: ClassVar[str] = "rcnn_postprocessor"
 
-    def __call__(
+    def __call__(  # type: ignore[override]
         self,
         predictions: dict[str, Tensor],
-        references: Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, Tensor]]:
         raise NotImplementedError
@@ -245,16 +247,15 @@ class RCNNPostprocessor(Postprocessor):
 class MaskPostprocessor(Postprocessor):
     """RoI mask probabilities → full-image masks.
 
-    ``__call__(results, references, image_sizes)``: ``results`` B dicts with ``masks`` float
-    ``[K,1,M,M]`` (0..1) and ``boxes [K,4]`` xyxy in output-image pixels; ``references``
-    unused (None); ``image_sizes`` the output ``(H, W)`` per image. Returns the same dicts
-    with ``masks [K,1,H,W]``.
+    ``__call__(results, image_sizes)``: ``results`` B dicts with ``masks`` float
+    ``[K,1,M,M]`` (0..1) and ``boxes [K,4]`` xyxy in output-image pixels; ``image_sizes`` the
+    output ``(H, W)`` per image. Returns the same dicts with ``masks [K,1,H,W]``.
     """
 
     role: ClassVar[str] = "mask_postprocessor"
 
-    def __call__(
-        self, results: list[dict[str, Tensor]], references: Any, image_sizes: list[tuple[int, int]]
+    def __call__(  # type: ignore[override]
+        self, results: list[dict[str, Tensor]], image_sizes: list[tuple[int, int]]
     ) -> list[dict[str, Tensor]]:
         raise NotImplementedError
 

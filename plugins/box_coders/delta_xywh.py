@@ -43,7 +43,9 @@ class DeltaXYWHCoder(BoxCoder):
         self.weights = tuple(float(w) for w in cfg.weights)
         self.bbox_xform_clip = cfg.bbox_xform_clip
 
-    def encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, boxes: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Deltas ``[...,4]`` that take ``reference`` to ``boxes`` (both xyxy ``[...,4]``)."""
         wx, wy, ww, wh = self.weights
         ex_w = reference[..., 2] - reference[..., 0]
@@ -60,7 +62,9 @@ class DeltaXYWHCoder(BoxCoder):
         dh = wh * torch.log(gt_h / ex_h)
         return torch.stack((dx, dy, dw, dh), dim=-1)
 
-    def decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, deltas: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """xyxy boxes ``[...,4]`` from ``deltas`` relative to ``reference`` (broadcast)."""
         reference = reference.to(deltas.dtype)
         wx, wy, ww, wh = self.weights

@@ -32,12 +32,16 @@ class LTRBCoder(BoxCoder):
         scale = size if self.normalize else torch.ones_like(size)
         return centre, scale
 
-    def encode(self, boxes: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def encode(
+        self, boxes: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         centre, scale = self._centre_scale(reference.to(boxes.dtype))
         out = torch.cat([centre - boxes[..., :2], boxes[..., 2:] - centre], dim=-1)
         return out / torch.cat([scale, scale], dim=-1)
 
-    def decode(self, deltas: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self, deltas: torch.Tensor, reference: torch.Tensor, strides: torch.Tensor | None = None
+    ) -> torch.Tensor:
         centre, scale = self._centre_scale(reference.to(deltas.dtype))
         d = deltas * torch.cat([scale, scale], dim=-1)
         return torch.cat([centre - d[..., :2], centre + d[..., 2:]], dim=-1)

@@ -84,7 +84,7 @@ class FCOSLoss(WithBoxLoss):
         ).sum(dim=-1)
         positive, n = targets.positive, targets.num_positive()
         box = self.box_loss(predictions["bbox_deltas"], targets)
-        centres = (targets.anchors[..., :2] + targets.anchors[..., 2:]) * 0.5  # [A,2] / [B,A,2]
+        centres = targets.anchors.centres  # [A,2] / [B,A,2]
         ctr_target = centerness_target(point_to_sides(centres, targets.boxes))
         ctr = F.binary_cross_entropy_with_logits(
             predictions["centerness"].squeeze(-1), ctr_target, reduction="none"

@@ -50,7 +50,7 @@ class YoloGridMatcher(Matcher):
             return Assignment(
                 torch.full((b, ref.shape[-2]), -1, dtype=torch.int64, device=ref.device)
             )
-        stride = anchors.per_level(anchors.strides)  # [A]
+        stride = anchors.anchor_strides()  # [A]
         matched = self._responsible(ref, stride, gt)
         if predictions is not None and "bbox_deltas" in predictions:
             deltas = predictions["bbox_deltas"].detach().float()

@@ -1,9 +1,10 @@
-"""The batch every detection model works on, checked once: ``prepare_batch``.
+"""The batch every detection model works on, checked once: ``prepare_batch``; its anchors.
 
 ``prepare_batch`` checks the targets (labels, boxes, masks), runs the model's
 ``ImagePreprocessor`` (normalize, resize, pad) and pads the ground truth into a
 ``GroundTruth`` (``[B,G,...]``), so single-shot and two-stage models share one copy of the
-target checks, the padding and the proposal rescaling.
+target checks, the padding and the proposal rescaling. ``batch_anchors`` gives a dense stage
+(a single-shot head, the RPN) the ``Anchors`` of the batch, strides included.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 from anchorage.core.data.batching import pad_targets
 from anchorage.core.errors import DataError
 from anchorage.core.host_sync import from_host
-from anchorage.core.interfaces import GroundTruth
+from anchorage.core.interfaces import AnchorGenerator, Anchors, GroundTruth
 from anchorage.plugins.models.preprocess import ImagePreprocessor
 from anchorage.plugins.models.preprocess import _check_inputs as check_inputs
 
@@ -167,3 +168,25 @@ def _scaled_proposals(
         ratio = from_host([size[1] / orig[1], size[0] / orig[0]] * 2, device=boxes.device)
         scaled.append(boxes * ratio)
     return scaled
+
+
+def batch_anchors(
+    generator: AnchorGenerator,
+    image_size: tuple[int, int],
+    features: dict[str, torch.Tensor],
+    strides: tuple[int, ...],
+    predicted: int,
+    where: str,
+) -> Anchors:
+    """The ``Anchors`` of a padded batch of ``image_size`` for ``features`` (fine → coarse),
+    with the levels' ``strides``; ``predicted`` is the A the head produced, and a generator
+    giving another count is a ``ValueError`` naming ``where`` (the stage's key path)."""
+    device = next(iter(features.values())).device
+    sizes = [tuple(f.shape[-2:]) for f in features.values()]
+    anchors = generator.anchors(image_size, sizes, strides, device=device)
+    if anchors.boxes.shape[0] != predicted:
+        raise ValueError(
+            f"{where}: the anchor generator gives {anchors.boxes.shape[0]} anchors but the head "
+            f"predicts {predicted}"
+        )
+    return anchors

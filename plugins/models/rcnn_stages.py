@@ -20,8 +20,9 @@ from torchvision.ops import roi_align
 from anchorage.core import component
 from anchorage.core.build import build_child
 from anchorage.core.composition import CompositionError, check_feature_names, node_path
-from anchorage.core.interfaces import Anchors, GroundTruth
+from anchorage.core.interfaces import Anchors, DenseTargets, FeatureSpec, GroundTruth
 from anchorage.core.interfaces.matching import gather_rows
+from anchorage.plugins.models.detection_batch import batch_anchors
 
 
 @attrs.frozen(kw_only=True)
@@ -62,16 +63,21 @@ class MaskStageConfig:
 
 
 class RPNStage(nn.Module):
-    """Features → proposals (+ RPN losses in train mode).
+    """Features → proposals (+ RPN losses in train mode): a class-agnostic dense detector.
 
     ``forward(features, batch_size_hw, image_sizes, gt)``: ``features`` dict fine → coarse,
     ``batch_size_hw`` the padded batch ``(H, W)``, ``image_sizes`` per image, ``gt`` the
-    padded ``GroundTruth`` (train mode) or None. Returns per-image proposal boxes ``[R_i,4]``
-    (batch pixels, best first) and a dict of losses (empty in eval mode).
+    padded ``GroundTruth`` (train mode) or None. The stages are the dense skeleton's: head →
+    ``Anchors`` (with the levels' strides) → proposals (the ``rpn_proposals`` postprocessor
+    decodes with the injected coder); in train mode matcher → sampler → ``DenseTargets`` (one
+    foreground class) → loss. Returns per-image proposal boxes ``[R_i,4]`` (batch pixels, best
+    first) and a dict of losses (empty in eval mode).
     """
 
-    def __init__(self, cfg: RPNConfig, in_channels: int) -> None:
+    def __init__(self, cfg: RPNConfig, in_feature_info: list[FeatureSpec]) -> None:
         super().__init__()
+        in_channels = in_feature_info[0].channels
+        self.strides = tuple(f.stride for f in in_feature_info)
         self.anchor_generator = build_child("anchor_generator", cfg.anchor_generator)
         num_anchors = self.anchor_generator.num_anchors_per_location()
         if len(set(num_anchors)) != 1:
@@ -89,7 +95,7 @@ class RPNStage(nn.Module):
         self.matcher = build_child("matcher", cfg.matcher)
         self.box_coder = build_child("box_coder", cfg.box_coder)
         self.sampler = build_child("sampler", cfg.sampler)
-        self.proposals = build_child("postprocessor", cfg.proposals)
+        self.proposals = build_child("postprocessor", cfg.proposals, box_coder=self.box_coder)
         self.loss = build_child("loss", cfg.loss)
 
     def forward(
@@ -100,23 +106,25 @@ class RPNStage(nn.Module):
         gt: GroundTruth | None,
     ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
         out = self.head(features)
-        sizes = [tuple(f.shape[-2:]) for f in features.values()]
-        anchors = self.anchor_generator(batch_size_hw, sizes, device=out["objectness"].device)
-        boxes = self.box_coder.decode(out["bbox_deltas"].detach(), anchors)
-        found = self.proposals(
-            {"objectness": out["objectness"], "boxes": boxes},
-            out["num_anchors_per_level"],
-            image_sizes,
-            training=self.training,
+        anchors = batch_anchors(
+            self.anchor_generator,
+            batch_size_hw,
+            features,
+            self.strides,
+            out["objectness"].shape[1],
+            "model.rpn.anchor_generator",
         )
+        found = self.proposals(out, anchors, image_sizes, training=self.training)
         proposals = [p["boxes"] for p in found]
         if gt is None:
             return proposals, {}
-        levels = Anchors(anchors, tuple(out["num_anchors_per_level"]))
-        matched = self.matcher(levels, gt, predictions=out).matched
-        positive, negative = self.sampler(matched)
-        targets = self.box_coder.encode(gather_rows(gt.boxes, matched), anchors)
-        losses = self.loss(out["objectness"], out["bbox_deltas"], positive, negative, targets)
+        gt = gt.class_agnostic()
+        assignment = self.matcher(anchors, gt, predictions=out)
+        positive, negative = self.sampler(assignment.matched)
+        targets = DenseTargets.from_assignment(anchors, gt, assignment, self.box_coder, 1)
+        losses = self.loss(
+            out["objectness"], out["bbox_deltas"], positive, negative, targets.box_targets
+        )
         return proposals, losses
 
 
@@ -225,7 +233,8 @@ class BoxStage(nn.Module):
             key: pad_sequence(list(out[key].split(counts)), batch_first=True)
             for key in ("cls_logits", "bbox_deltas")
         }
-        return self.postprocessor({**padded, "valid": valid}, refs, image_sizes)
+        predictions = {**padded, "valid": valid}
+        return self.postprocessor(predictions, Anchors.single_level(refs), image_sizes)
 
 
 class MaskStage(nn.Module):

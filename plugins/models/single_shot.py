@@ -20,10 +20,10 @@ from torch import nn
 from anchorage.core import component
 from anchorage.core.build import build_child
 from anchorage.core.composition import check_levels, node_path
-from anchorage.core.config import validate_section
+from anchorage.core.config import as_section
 from anchorage.core.interfaces import Anchors, DenseTargets, GroundTruth
 from anchorage.core.registry import MODELS
-from anchorage.plugins.models.detection_batch import prepare_batch
+from anchorage.plugins.models.detection_batch import batch_anchors, prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
 
 SSD_PREPROCESS = PreprocessConfig(fixed_size=(300, 300), size_divisible=1)
@@ -72,10 +72,9 @@ class SingleShotDetector(nn.Module):
     def __init__(self, cfg: Config) -> None:
         super().__init__()
         self.num_classes = cfg.num_classes
-        pre = cfg.preprocess
-        if not isinstance(pre, PreprocessConfig):
-            pre = validate_section(PreprocessConfig, pre, "model.preprocess", lambda _p: "<python>")
-        self.preprocess = ImagePreprocessor(pre)
+        self.preprocess = ImagePreprocessor(
+            as_section(PreprocessConfig, cfg.preprocess, "model.preprocess")
+        )
         self.backbone = build_child("backbone", cfg.backbone)
         info = tuple(self.backbone.feature_info)
         self.neck = None
@@ -120,7 +119,14 @@ class SingleShotDetector(nn.Module):
         )
         features = self.features(batch.images)
         predictions = self.head(features)
-        anchors = self.anchors(batch.images, features, predictions)
+        anchors = batch_anchors(
+            self.anchor_generator,
+            tuple(batch.images.shape[-2:]),
+            features,
+            self.strides,
+            predictions["cls_logits"].shape[1],
+            "model.anchor_generator",
+        )
         if self.training:
             return self.loss(predictions, self.targets(anchors, batch.gt, predictions))
         detections = self.postprocessor(predictions, anchors, batch.image_sizes)
@@ -130,30 +136,6 @@ class SingleShotDetector(nn.Module):
         """Backbone (+ neck) features, fine → coarse."""
         features = self.backbone(images)
         return features if self.neck is None else self.neck(features)
-
-    def anchors(
-        self, images: torch.Tensor, features: dict[str, torch.Tensor], predictions: dict
-    ) -> Anchors:
-        """``Anchors`` (``[A,4]``, per-level counts, strides) for the batch tensor.
-
-        Checks A against the head's outputs.
-        """
-        sizes = [tuple(f.shape[-2:]) for f in features.values()]
-        levels = self.anchor_generator(
-            tuple(images.shape[-2:]), sizes, device=images.device, per_level=True
-        )
-        anchors = Anchors(
-            torch.cat(list(levels)),
-            tuple(int(level.shape[0]) for level in levels),
-            self.strides if len(self.strides) == len(levels) else None,
-        )
-        predicted = predictions["cls_logits"].shape[1]
-        if anchors.boxes.shape[0] != predicted:
-            raise ValueError(
-                f"single_shot: the anchor generator gives {anchors.boxes.shape[0]} anchors but "
-                f"the head predicts {predicted}"
-            )
-        return anchors
 
     def targets(
         self, anchors: Anchors, gt: GroundTruth, predictions: dict[str, torch.Tensor]

@@ -24,7 +24,7 @@ from torch import nn
 from anchorage.core import component
 from anchorage.core.build import build_child
 from anchorage.core.composition import CompositionError, check_levels, node_path
-from anchorage.core.config import validate_section
+from anchorage.core.config import as_section
 from anchorage.core.errors import CheckpointError, DataError
 from anchorage.core.registry import MODELS
 from anchorage.plugins.models.detection_batch import DetectionBatch, prepare_batch
@@ -73,13 +73,6 @@ _TINY = {
 }
 
 
-def _section(cls: type, value: Any, path: str) -> Any:
-    """A nested config given as plain data (Python callers, examples) → validated instance."""
-    if value is None or isinstance(value, cls):
-        return value
-    return validate_section(cls, value, path, lambda _p: "<python>")
-
-
 @MODELS.register("two_stage", examples=(_TINY,))
 class TwoStageDetector(nn.Module):
     """Fast / Faster / Mask R-CNN with torchvision detection I/O.
@@ -108,7 +101,7 @@ class TwoStageDetector(nn.Module):
         self.cfg = cfg
         self.num_classes = cfg.num_classes
         self.preprocess = ImagePreprocessor(
-            _section(PreprocessConfig, cfg.preprocess, "preprocess")
+            as_section(PreprocessConfig, cfg.preprocess, "model.preprocess")
         )
         self.backbone = build_child("backbone", cfg.backbone)
         info = list(self.backbone.feature_info)
@@ -118,10 +111,10 @@ class TwoStageDetector(nn.Module):
             self.neck = build_child("neck", cfg.neck, in_feature_info=tuple(info))
             info = list(self.neck.feature_info)
             features = node_path(cfg.neck, "model.neck")
-        self.rpn = self._build_rpn(_section(RPNConfig, cfg.rpn, "rpn"), info, features)
-        box = _section(BoxStageConfig, cfg.roi_box, "roi_box")
+        self.rpn = self._build_rpn(as_section(RPNConfig, cfg.rpn, "model.rpn"), info, features)
+        box = as_section(BoxStageConfig, cfg.roi_box, "model.roi_box")
         self.roi_box = BoxStage(box, info, cfg.num_classes, features)
-        mask = _section(MaskStageConfig, cfg.roi_mask, "roi_mask")
+        mask = as_section(MaskStageConfig, cfg.roi_mask, "model.roi_mask")
         self.roi_mask = None if mask is None else MaskStage(mask, info, cfg.num_classes, features)
         self._file_proposals = _load_proposals(cfg.proposals_file)
 
@@ -140,7 +133,7 @@ class TwoStageDetector(nn.Module):
                 head,
                 features,
             )
-        stage = RPNStage(cfg, widths.pop())
+        stage = RPNStage(cfg, info)
         levels = len(stage.anchor_generator.num_anchors_per_location())
         anchors = node_path(cfg.anchor_generator, "model.rpn.anchor_generator")
         check_levels(levels, anchors, "anchor levels", info, features)
@@ -189,7 +182,7 @@ class TwoStageDetector(nn.Module):
             return results
         for r, m in zip(results, masks):
             r["masks"] = m
-        return self.roi_mask.paste(results, None, batch.original_sizes)
+        return self.roi_mask.paste(results, batch.original_sizes)
 
     def _with_file_proposals(self, targets: list[dict] | None) -> list[dict] | None:
         if self._file_proposals is None or targets is None:

@@ -19,9 +19,14 @@ from typing import Any
 import attrs
 import torch
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import Anchors, DensePostprocessor, ObjectnessLayout
-from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+from anchorage.core.interfaces import (
+    Anchors,
+    DensePostprocessConfig,
+    DensePostprocessor,
+    ObjectnessLayout,
+)
+from anchorage.core.registry import POSTPROCESSORS
+from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import (
     clip_boxes,
     image_bounds,
@@ -29,28 +34,22 @@ from anchorage.plugins.postprocess.batching import (
     sorted_counts,
 )
 
-_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-
-
-def _references(references: Anchors | torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    if isinstance(references, Anchors):
-        return references.boxes, references.num_per_level
-    return references, (references.shape[-2],)
-
 
 def _decode_clipped(
     box_coder: Any,
     deltas: torch.Tensor,
-    refs: torch.Tensor,
+    anchors: Anchors,
     img: torch.Tensor,
     anchor: torch.Tensor,
     image_sizes: list[tuple[int, int]],
 ) -> torch.Tensor:
     """The candidates' boxes: ``deltas [B,A,4]`` at (``img``, ``anchor``) (int64, same shape
-    ``[...]``) decoded against ``refs`` (``[A,4]`` or ``[B,A,4]``), clipped to their image.
-    Returns xyxy ``[...,4]``."""
+    ``[...]``, ``anchor`` indexing all levels) decoded against their anchors (with their
+    strides), clipped to their image. Returns xyxy ``[...,4]``."""
+    refs, strides = anchors.boxes, anchors.anchor_strides()
     ref = refs[anchor] if refs.dim() == 2 else refs[img, anchor]
-    boxes = box_coder.decode(deltas[img, anchor], ref)
+    stride = None if strides is None else strides[anchor]
+    boxes = box_coder.decode(deltas[img, anchor], ref, stride)
     return clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
 
 
@@ -63,7 +62,7 @@ class LevelTopkNMS(DensePostprocessor):
 
     ``predictions``: ``cls_logits [B,A,C]``, or ``[B,A,C+1]`` with ``background_column: true``
     (column j scores label j as in torchvision's heads; column 0 is never a detection),
-    ``bbox_deltas [B,A,4]`` and, with ``centerness``, ``centerness [B,A,1]``; ``references``
+    ``bbox_deltas [B,A,4]`` and, with ``centerness``, ``centerness [B,A,1]``; ``anchors``
     the ``Anchors`` (levels from ``num_per_level``). Returns B dicts ``boxes [K,4]``,
     ``scores [K]``, ``labels [K]`` in 1..C.
     """
@@ -73,26 +72,25 @@ class LevelTopkNMS(DensePostprocessor):
         return {"centerness": (1,)} if cfg.centerness else {}
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        score_thresh: float = attrs.field(default=0.05, validator=_unit)
-        nms_thresh: float = attrs.field(default=0.5, validator=_unit)
-        topk_candidates: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
-        detections_per_img: int = attrs.field(default=300, validator=attrs.validators.ge(1))
+    class Config(DensePostprocessConfig):
+        score_thresh: float = fields.score_thresh(0.05)
+        nms_thresh: float = fields.nms_thresh(0.5)
+        topk_candidates: int = fields.topk_candidates(1000)
+        detections_per_img: int = fields.detections_per_img(300)
         centerness: bool = False
         background_column: bool = False
-        box_coder: Any = injected(default=None)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.box_coder = cfg.box_coder or BOX_CODERS.get("delta_xywh").build(weights=(1.0,) * 4)
+        self.box_coder = cfg.box_coder
 
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        references: Anchors | torch.Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
-        refs, counts = _references(references)
+        counts = anchors.num_per_level
         logits = predictions["cls_logits"]
         if self.cfg.background_column:
             logits = logits[..., 1:]
@@ -107,7 +105,7 @@ class LevelTopkNMS(DensePostprocessor):
                 logits.split(counts, 1),
                 ctrs,
                 predictions["bbox_deltas"].split(counts, 1),
-                refs.split(counts, -2),
+                anchors.split_levels(),
             )
         ]
         img, boxes, top, col = (torch.cat(p, 0) for p in zip(*parts))
@@ -121,7 +119,7 @@ class LevelTopkNMS(DensePostprocessor):
         logits: torch.Tensor,
         centerness: torch.Tensor | None,
         deltas: torch.Tensor,
-        refs: torch.Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> tuple[torch.Tensor, ...]:
         """One level's candidates: image index, clipped boxes, scores, class column.
@@ -151,7 +149,7 @@ class LevelTopkNMS(DensePostprocessor):
         img = torch.arange(b, device=logits.device)[:, None].expand_as(pos)[keep]
         chosen = (starts[:, None] + pos)[keep]
         anchor, col, top = anchor[chosen], col[chosen], top[keep]
-        boxes = _decode_clipped(self.box_coder, deltas.float(), refs, img, anchor, image_sizes)
+        boxes = _decode_clipped(self.box_coder, deltas.float(), anchors, img, anchor, image_sizes)
         return img, boxes, top, col
 
     @property
@@ -170,31 +168,29 @@ class YoloNMS(ObjectnessLayout, DensePostprocessor):
     """YOLO inference: ``σ(objectness) · σ(class)``, threshold, top-k, class-wise NMS.
 
     ``predictions``: ``objectness [B,A]``, ``cls_logits [B,A,C]``, ``bbox_deltas [B,A,4]`` (the
-    injected coder decodes them against ``references``). Per image the best
+    injected coder decodes them against the ``anchors`` at their strides). Per image the best
     ``topk_candidates`` (anchor, class) scores above ``score_thresh`` are kept, boxes clipped,
     then NMS removes a box overlapping a better one of its class at IoU > ``nms_thresh``.
     Returns B dicts ``boxes [K,4]``, ``scores [K]``, ``labels [K]`` in 1..C, sorted by score.
     """
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        score_thresh: float = attrs.field(default=0.05, validator=_unit)
-        nms_thresh: float = attrs.field(default=0.6, validator=_unit)
-        topk_candidates: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
-        detections_per_img: int = attrs.field(default=100, validator=attrs.validators.ge(1))
-        box_coder: Any = injected(default=None)
+    class Config(DensePostprocessConfig):
+        score_thresh: float = fields.score_thresh(0.05)
+        nms_thresh: float = fields.nms_thresh(0.6)
+        topk_candidates: int = fields.topk_candidates(1000)
+        detections_per_img: int = fields.detections_per_img(100)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.box_coder = cfg.box_coder or BOX_CODERS.get("yolo").build()
+        self.box_coder = cfg.box_coder
 
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        references: Anchors | torch.Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
-        refs, _ = _references(references)
         obj = predictions["objectness"].float().sigmoid()
         scores = obj[..., None] * predictions["cls_logits"].float().sigmoid()  # [B,A,C]
         b, a, c = scores.shape
@@ -202,7 +198,7 @@ class YoloNMS(ObjectnessLayout, DensePostprocessor):
         anchor, label = idx // c, idx % c + 1
         img = torch.arange(b, device=scores.device)[:, None].expand_as(top)
         deltas = predictions["bbox_deltas"].float()
-        boxes = _decode_clipped(self.box_coder, deltas, refs, img, anchor, image_sizes)
+        boxes = _decode_clipped(self.box_coder, deltas, anchors, img, anchor, image_sizes)
         keep = top > self.cfg.score_thresh
         return select_nms(
             img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,

@@ -36,9 +36,9 @@ _CHUNK_ELEMENTS = 1 << 26  # detections per chunk: at most ~64M output pixels at
 class MaskPaste(roles.MaskPostprocessor):
     """RoI masks → full-image masks.
 
-    ``__call__(results, references, image_sizes)``: ``results`` a list of per-image dicts with
+    ``__call__(results, image_sizes)``: ``results`` a list of per-image dicts with
     ``masks`` float ``[K,1,M,M]`` (probabilities 0..1) and ``boxes`` float ``[K,4]`` xyxy in the
-    pixels of the output image; ``references`` unused (None); ``image_sizes`` the output
+    pixels of the output image; ``image_sizes`` the output
     ``(H, W)`` per image. Returns the same dicts with ``masks`` replaced by ``[K,1,H,W]``
     (``[0,1,H,W]`` when K = 0).
     """
@@ -52,9 +52,7 @@ class MaskPaste(roles.MaskPostprocessor):
         self.padding = cfg.padding
         self.method = cfg.method
 
-    def __call__(
-        self, results: list[dict], references: object, image_sizes: list[tuple[int, int]]
-    ) -> list[dict]:
+    def __call__(self, results: list[dict], image_sizes: list[tuple[int, int]]) -> list[dict]:
         out = []
         for result, size in zip(results, image_sizes, strict=True):
             masks, boxes = result["masks"], result["boxes"]

@@ -13,17 +13,10 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from anchorage.core.config import injected
-from anchorage.core.interfaces import Anchors, DensePostprocessor
-from anchorage.core.registry import BOX_CODERS, POSTPROCESSORS
+from anchorage.core.interfaces import Anchors, DensePostprocessConfig, DensePostprocessor
+from anchorage.core.registry import POSTPROCESSORS
+from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
-
-_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-
-
-def _default_coder() -> Any:
-    entry = BOX_CODERS.get("delta_xywh")
-    return entry.build()
 
 
 @POSTPROCESSORS.register(
@@ -33,10 +26,10 @@ def _default_coder() -> Any:
 class MulticlassNMS(DensePostprocessor):
     """Dense predictions → per-image detections.
 
-    ``__call__(predictions, references, image_sizes)``: ``predictions`` holds ``cls_logits``
+    ``__call__(predictions, anchors, image_sizes)``: ``predictions`` holds ``cls_logits``
     ``[B,A,C+1]`` (``score: softmax``, column 0 = background) or ``[B,A,C]`` (``sigmoid``)
-    and ``bbox_deltas [B,A,4]``; ``references`` are the ``Anchors`` (or their boxes ``[A,4]``
-    / ``[B,A,4]``) the injected ``box_coder`` decodes against; ``image_sizes`` the ``(h, w)``
+    and ``bbox_deltas [B,A,4]``; ``anchors`` are the ``Anchors`` the injected ``box_coder``
+    decodes against; ``image_sizes`` the ``(h, w)``
     of each image in the batch tensor (boxes are clipped to it when ``clip``). Per image and
     class: scores ``> score_thresh``, the best ``topk_candidates``; then NMS at ``nms_thresh``
     per class and the best ``detections_per_img``. Returns B dicts: ``boxes [K,4]`` xyxy batch
@@ -48,30 +41,27 @@ class MulticlassNMS(DensePostprocessor):
         return cfg.score == "softmax"
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        score_thresh: float = attrs.field(default=0.01, validator=_unit)
-        nms_thresh: float = attrs.field(default=0.45, validator=_unit)
-        topk_candidates: int = attrs.field(default=400, validator=attrs.validators.ge(1))
-        detections_per_img: int = attrs.field(default=200, validator=attrs.validators.ge(1))
+    class Config(DensePostprocessConfig):
+        score_thresh: float = fields.score_thresh(0.01)
+        nms_thresh: float = fields.nms_thresh(0.45)
+        topk_candidates: int = fields.topk_candidates(400)
+        detections_per_img: int = fields.detections_per_img(200)
         score: Literal["softmax", "sigmoid"] = "softmax"
         clip: bool = True
-        box_coder: Any = injected(default=None)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.box_coder = cfg.box_coder if cfg.box_coder is not None else _default_coder()
+        self.box_coder = cfg.box_coder
 
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        references: Anchors | torch.Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
-        if isinstance(references, Anchors):
-            references = references.boxes
         # float32 whatever the autocast dtype: decoding and NMS need the precision
         logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
-        boxes = self.box_coder.decode(deltas, references)  # [B,A,4]
+        boxes = self.box_coder.decode(deltas, anchors.boxes, anchors.anchor_strides())  # [B,A,4]
         if self.cfg.clip:
             boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         if self.cfg.score == "softmax":

@@ -18,22 +18,18 @@ offsets ``batched_nms`` adds grow with B·C, and in float32 they would round the
 
 from __future__ import annotations
 
-from typing import Any
-
 import attrs
 import torch
 
-from anchorage.core import build_child, injected
-from anchorage.core.interfaces import RCNNPostprocessor
+from anchorage.core.interfaces import Anchors, DensePostprocessConfig, RCNNPostprocessor
 from anchorage.core.registry import POSTPROCESSORS
+from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import (
     clip_boxes,
     grouped_nms,
     image_bounds,
     per_image_top_n,
 )
-
-_unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 
 
 @POSTPROCESSORS.register(
@@ -42,30 +38,29 @@ _unit = [attrs.validators.ge(0.0), attrs.validators.le(1.0)]
 class RCNNDetections(RCNNPostprocessor):
     """Per-proposal class logits and class-specific deltas → per-image detections.
 
-    ``__call__(predictions, references, image_sizes)``: ``predictions`` has ``cls_logits``
+    ``__call__(predictions, anchors, image_sizes)``: ``predictions`` has ``cls_logits``
     ``[B,R,C+1]`` (column 0 = background), ``bbox_deltas`` ``[B,R,(C+1)*4]`` and ``valid`` bool
-    ``[B,R]`` (False for padding rows); ``references`` the proposals ``[B,R,4]`` xyxy batch
-    pixels; ``image_sizes`` the ``(h, w)`` per image. Returns B dicts ``boxes [K,4]`` xyxy batch
-    pixels, ``scores [K]``, ``labels [K]`` int64 in 1..C, best first,
+    ``[B,R]`` (False for padding rows); ``anchors`` the proposals (``Anchors``, boxes
+    ``[B,R,4]`` xyxy batch pixels); ``image_sizes`` the ``(h, w)`` per image. Returns B dicts
+    ``boxes [K,4]`` xyxy batch pixels, ``scores [K]``, ``labels [K]`` int64 in 1..C, best first,
     ``K <= detections_per_img``. Defaults are torchvision's (0.05, 0.5, 100, 1e-2).
     """
 
     @attrs.frozen(kw_only=True)
-    class Config:
-        score_thresh: float = attrs.field(default=0.05, validator=_unit)
-        nms_thresh: float = attrs.field(default=0.5, validator=_unit)
-        detections_per_img: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    class Config(DensePostprocessConfig):
+        score_thresh: float = fields.score_thresh(0.05)
+        nms_thresh: float = fields.nms_thresh(0.5)
+        detections_per_img: int = fields.detections_per_img(100)
         min_size: float = attrs.field(default=1e-2, validator=attrs.validators.ge(0.0))
-        box_coder: Any = injected(default=None)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.box_coder = cfg.box_coder or build_child("box_coder", {"type": "delta_xywh"})
+        self.box_coder = cfg.box_coder
 
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        references: torch.Tensor,
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
         logits = predictions["cls_logits"].float()
@@ -78,7 +73,7 @@ class RCNNDetections(RCNNPostprocessor):
         img, rest = flat.div(r * (c1 - 1), rounding_mode="floor"), flat % (r * (c1 - 1))
         prop, cls = rest.div(c1 - 1, rounding_mode="floor"), rest % (c1 - 1)
         deltas = predictions["bbox_deltas"].float().reshape(b, r, c1, 4)[img, prop, cls + 1]
-        boxes = self.box_coder.decode(deltas, references[img, prop])  # [N,4]
+        boxes = self.box_coder.decode(deltas, anchors.boxes[img, prop])  # [N,4], no strides
         boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
         wh = boxes[:, 2:] - boxes[:, :2]
         small = (wh < self.cfg.min_size).any(1)

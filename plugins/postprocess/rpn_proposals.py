@@ -15,8 +15,9 @@ from __future__ import annotations
 import attrs
 import torch
 
-from anchorage.core.interfaces import roles
+from anchorage.core.interfaces import Anchors, DensePostprocessConfig, roles
 from anchorage.core.registry import POSTPROCESSORS
+from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import (
     clip_boxes,
     grouped_nms,
@@ -29,34 +30,34 @@ _pos = attrs.validators.gt(0)
 
 @POSTPROCESSORS.register("rpn_proposals", examples=({}, {"pre_nms_top_n_test": 10}))
 class RPNProposals(roles.ProposalGenerator):
-    """Objectness + decoded anchor boxes → per-image proposals.
+    """Objectness + box deltas at the anchors → per-image proposals.
 
-    ``__call__(predictions, num_anchors_per_level, image_sizes, training=False)``:
-    ``predictions`` has ``objectness`` float ``[B,A]`` (logits) and ``boxes`` float ``[B,A,4]``
-    (decoded xyxy, batch-tensor pixels), anchors ordered level by level. Returns a list of B
-    dicts with ``boxes [R_i,4]`` and ``scores [R_i]`` (sigmoid objectness), best first;
-    ``R_i <= post_nms_top_n``, possibly 0. Nothing here is differentiable (inputs detached).
+    ``__call__(predictions, anchors, image_sizes, *, training=False)``: ``predictions`` has
+    ``objectness`` float ``[B,A]`` (logits) and ``bbox_deltas`` float ``[B,A,4]``, decoded
+    against ``anchors`` (``Anchors``, level by level) by the injected ``box_coder`` (only the
+    per-level top candidates are decoded). Returns a list of B dicts with ``boxes [R_i,4]`` and
+    ``scores [R_i]`` (sigmoid objectness), best first; ``R_i <= post_nms_top_n``, possibly 0.
+    Nothing here is differentiable (inputs detached).
     """
 
     @attrs.frozen(kw_only=True)
-    class Config:
+    class Config(DensePostprocessConfig):
         pre_nms_top_n_train: int = attrs.field(default=2000, validator=_pos)
         pre_nms_top_n_test: int = attrs.field(default=1000, validator=_pos)
         post_nms_top_n_train: int = attrs.field(default=2000, validator=_pos)
         post_nms_top_n_test: int = attrs.field(default=1000, validator=_pos)
-        nms_thresh: float = attrs.field(
-            default=0.7, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
-        )
-        score_thresh: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
+        nms_thresh: float = fields.nms_thresh(0.7)
+        score_thresh: float = fields.score_thresh(0.0)
         min_size: float = attrs.field(default=1e-3, validator=attrs.validators.ge(0.0))
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
+        self.box_coder = cfg.box_coder
 
     def __call__(
         self,
         predictions: dict[str, torch.Tensor],
-        num_anchors_per_level: list[int],
+        anchors: Anchors,
         image_sizes: list[tuple[int, int]],
         *,
         training: bool = False,
@@ -64,13 +65,13 @@ class RPNProposals(roles.ProposalGenerator):
         cfg = self.cfg
         pre_n = cfg.pre_nms_top_n_train if training else cfg.pre_nms_top_n_test
         post_n = cfg.post_nms_top_n_train if training else cfg.post_nms_top_n_test
+        num_anchors_per_level = list(anchors.num_per_level)
         objectness = predictions["objectness"].detach()
-        boxes = predictions["boxes"].detach()
         b = objectness.shape[0]
         idx, levels = _top_n_per_level(objectness, num_anchors_per_level, pre_n)
         rows = torch.arange(b, device=objectness.device)[:, None]
         scores = torch.sigmoid(objectness[rows, idx])  # [B,K]
-        boxes = boxes[rows, idx]  # [B,K,4]
+        boxes = self._decode(predictions["bbox_deltas"].detach(), anchors, rows, idx)  # [B,K,4]
         boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
         image = rows.expand_as(scores)
@@ -81,6 +82,16 @@ class RPNProposals(roles.ProposalGenerator):
         )
         flat = flat[kept]  # best first over the batch
         return _split_top_n(boxes.view(-1, 4), scores.view(-1), flat, scores.shape[1], b, post_n)
+
+    def _decode(
+        self, deltas: torch.Tensor, anchors: Anchors, rows: torch.Tensor, idx: torch.Tensor
+    ) -> torch.Tensor:
+        """The candidates' boxes ``[B,K,4]``: ``deltas [B,A,4]`` at ``idx [B,K]`` decoded
+        against their anchors."""
+        ref = anchors.boxes[idx] if anchors.boxes.dim() == 2 else anchors.boxes[rows, idx]
+        strides = anchors.anchor_strides()
+        stride = None if strides is None else strides[idx]
+        return self.box_coder.decode(deltas[rows, idx], ref, stride)
 
 
 def _top_n_per_level(

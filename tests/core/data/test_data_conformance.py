@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import anchorage.core.data.conformance  # noqa: F401 - registers the dataset/transform checks
-import anchorage.core.evaluation.conformance  # noqa: F401 - registers the metric check
 from anchorage.core.registry import REGISTRIES
 from anchorage.core.testing import CHECKS, check_entry
 

@@ -1,5 +1,6 @@
 """ltrb (torchvision BoxLinearCoder) and yolo box coders: exact inverses, torchvision numbers."""
 
+import pytest
 import torch
 from torchvision.models.detection._utils import BoxLinearCoder
 
@@ -19,16 +20,29 @@ def test_ltrb_matches_torchvision_box_linear_coder():
 
 
 def test_yolo_coder_keeps_centres_in_the_cell_and_inverts():
-    coder = build_component("box_coder", {"type": "yolo", "strides": [8, 16, 32]})
+    coder = build_component("box_coder", {"type": "yolo"})
     gen = build_component("anchor_generator", {"type": "yolo_anchors"})
-    anchors = gen((64, 64), [(8, 8), (4, 4), (2, 2)])
+    levels = gen.anchors((64, 64), [(8, 8), (4, 4), (2, 2)], (8, 16, 32))
+    anchors, stride = levels.boxes, levels.anchor_strides()
     deltas = (torch.randn(1, anchors.shape[0], 4) * 2).clamp(-3.5, 3.5)
-    boxes = coder.decode(deltas, anchors)[0]
+    boxes = coder.decode(deltas, anchors, stride)[0]
     ac = (anchors[:, :2] + anchors[:, 2:]) / 2
     centre = (boxes[:, :2] + boxes[:, 2:]) / 2
     strides = torch.tensor([8.0] * 192 + [16.0] * 48 + [32.0] * 12)[:, None]
+    assert torch.equal(stride[:, None], strides)
     assert ((centre - ac).abs() <= strides / 2).all()
     assert ((centre - ac).abs() > strides / 4).any()  # offsets do reach across the cell
-    torch.testing.assert_close(coder.encode(boxes, anchors), deltas[0], atol=2e-3, rtol=1e-3)
+    encoded = coder.encode(boxes, anchors, stride)
+    torch.testing.assert_close(encoded, deltas[0], atol=2e-3, rtol=1e-3)
     wh = (boxes[:, 2:] - boxes[:, :2]) / (anchors[:, 2:] - anchors[:, :2])
     torch.testing.assert_close(wh.log(), deltas[0, :, 2:], atol=1e-4, rtol=1e-4)
+
+
+def test_yolo_coder_refuses_references_without_strides():
+    """Geometry travels with the anchors: without strides (proposals) the coder says so
+    instead of guessing a cell side from the box position."""
+    coder = build_component("box_coder", {"type": "yolo"})
+    box = torch.tensor([[0.0, 0.0, 8.0, 8.0]])
+    for call in (coder.encode, coder.decode):
+        with pytest.raises(ValueError, match="needs the stride of each reference"):
+            call(box, box)

@@ -55,7 +55,7 @@ def test_iou_losses_equal_torchvision_on_decoded_boxes(name, reference):
     predictions, targets = _problem(1)
     deltas = predictions["bbox_deltas"]
     got = build_component("loss", {"type": name})(deltas, targets)
-    decoded = targets.box_coder.decode(deltas, targets.anchors)
+    decoded = targets.decode(deltas)
     pos = targets.positive
     expected = reference(decoded[pos], targets.boxes[pos], reduction="none")
     torch.testing.assert_close(got[pos], expected)

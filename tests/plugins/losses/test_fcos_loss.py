@@ -54,7 +54,7 @@ def test_geometric_target_equals_the_ltrb_encoded_one_inside_the_box() -> None:
     """For a centre inside its box the distances from the ``ltrb`` coder (divided by the
     anchor size) give torchvision's centerness; the geometric one is the same."""
     targets = _targets("ltrb")
-    centres = (targets.anchors[:, :2] + targets.anchors[:, 2:]) * 0.5
+    centres = targets.anchors.centres
     sides = point_to_sides(centres, targets.boxes)  # [B,A,4]
     inside = targets.positive & (sides > 0).all(-1)
     assert inside.any()

@@ -39,9 +39,10 @@ def test_predictions_overlapping_a_gt_are_ignored_not_negative():
     coder = build_component("box_coder", {"type": "yolo"})
     anchors = _anchors()
     box = torch.tensor([[5.0, 21.0, 35.0, 51.0]])
-    deltas = coder.encode(box.expand(len(anchors.boxes), 4), anchors.boxes)[None]
+    strides = anchors.anchor_strides()
+    deltas = coder.encode(box.expand(len(anchors.boxes), 4), anchors.boxes, strides)[None]
     out = matcher(anchors, _gt(box.tolist(), [1]), predictions={"bbox_deltas": deltas}).matched[0]
-    decoded = coder.decode(deltas, anchors.boxes)[0]
+    decoded = coder.decode(deltas, anchors.boxes, strides)[0]
     from torchvision.ops import box_iou
 
     overlaps = box_iou(decoded, box)[:, 0] > 0.5
@@ -91,8 +92,10 @@ def test_yolo_loss_terms_are_finite_and_prefer_right_predictions():
 
 
 def test_yolo_nms_scores_objectness_times_class_and_suppresses_at_0_6():
-    post = build_component("postprocessor", {"type": "yolo_nms", "score_thresh": 0.1})
     coder = build_component("box_coder", {"type": "yolo"})
+    post = build_component(
+        "postprocessor", {"type": "yolo_nms", "score_thresh": 0.1}, box_coder=coder
+    )
     anchors = _anchors()
     a = len(anchors.boxes)
     boxes = torch.tensor(
@@ -103,7 +106,7 @@ def test_yolo_nms_scores_objectness_times_class_and_suppresses_at_0_6():
         [128 + (1 * 4 + 1) * 2 + 1, 128 + (1 * 4 + 1) * 2, 128 + (2 * 4 + 1) * 2 + 1]
     )
     deltas = torch.zeros(1, a, 4)
-    deltas[0, cells] = coder.encode(boxes, anchors.boxes[cells])
+    deltas[0, cells] = coder.encode(boxes, anchors.boxes[cells], anchors.anchor_strides()[cells])
     obj = torch.full((1, a), -10.0)
     obj[0, cells] = torch.tensor([3.0, 2.0, 1.0])
     cls = torch.full((1, a, 3), -10.0)

@@ -8,6 +8,8 @@ import torch
 from anchorage.core import build_component
 from anchorage.core.interfaces import Anchors
 
+CODER = build_component("box_coder", {"type": "delta_xywh", "weights": (1.0, 1.0, 1.0, 1.0)})
+
 
 def _inputs(logits: torch.Tensor):
     a = logits.shape[1]
@@ -20,7 +22,8 @@ def _inputs(logits: torch.Tensor):
 def test_per_image_topk_and_background_column():
     post = build_component(
         "postprocessor",
-        {
+        box_coder=CODER,
+        data={
             "type": "level_topk_nms",
             "topk_candidates": 2,
             "score_thresh": 0.5,
@@ -42,7 +45,9 @@ def test_per_image_topk_and_background_column():
 
 
 def test_nothing_above_threshold_gives_empty_results():
-    post = build_component("postprocessor", {"type": "level_topk_nms", "score_thresh": 0.5})
+    post = build_component(
+        "postprocessor", {"type": "level_topk_nms", "score_thresh": 0.5}, box_coder=CODER
+    )
     preds, anchors = _inputs(torch.full((2, 5, 3), -9.0))
     for det in post(preds, anchors, [(100, 100)] * 2):
         assert det["boxes"].shape == (0, 4) and det["scores"].shape == (0,)
@@ -62,7 +67,8 @@ def test_logit_threshold_equals_thresholding_every_score(centerness: bool):
     preds["centerness"] = ctr
     post = build_component(
         "postprocessor",
-        {
+        box_coder=CODER,
+        data={
             "type": "level_topk_nms",
             "score_thresh": thresh,
             "topk_candidates": k,

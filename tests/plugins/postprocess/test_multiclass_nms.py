@@ -4,8 +4,9 @@ from torchvision.models.detection._utils import BoxCoder, _topk_min
 from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from anchorage.core import build_component
-from anchorage.core.registry import POSTPROCESSORS
-from anchorage.core.testing import check_entry
+from anchorage.core.interfaces import Anchors
+
+CODER = build_component("box_coder", {"type": "delta_xywh"})
 
 
 def _reference(logits, deltas, anchors, sizes, thr, nms, topk, dets):
@@ -39,14 +40,11 @@ def _problem(seed: int, a: int = 300, c: int = 4):
     return logits, deltas, anchors
 
 
-def test_conformance_builds():
-    check_entry("postprocessor", "multiclass_nms")
-
-
 def test_same_as_torchvision_ssd_postprocess():
     pp = build_component(
         "postprocessor",
-        {
+        box_coder=CODER,
+        data={
             "type": "multiclass_nms",
             "score_thresh": 0.2,
             "topk_candidates": 50,
@@ -56,7 +54,9 @@ def test_same_as_torchvision_ssd_postprocess():
     sizes = [(70, 80), (50, 64)]
     for seed in range(3):
         logits, deltas, anchors = _problem(seed)
-        ours = pp({"cls_logits": logits, "bbox_deltas": deltas}, anchors, sizes)
+        ours = pp(
+            {"cls_logits": logits, "bbox_deltas": deltas}, Anchors.single_level(anchors), sizes
+        )
         ref = _reference(logits, deltas, anchors, sizes, 0.2, 0.45, 50, 40)
         for o, r, (h, w) in zip(ours, ref, sizes):
             assert len(r["scores"]) > 0
@@ -67,9 +67,15 @@ def test_same_as_torchvision_ssd_postprocess():
 
 
 def test_no_candidates_gives_empty_results():
-    pp = POSTPROCESSORS.get("multiclass_nms").build(score_thresh=0.99)
+    pp = build_component(
+        "postprocessor", {"type": "multiclass_nms", "score_thresh": 0.99}, box_coder=CODER
+    )
     logits, deltas, anchors = _problem(0)
-    out = pp({"cls_logits": torch.zeros_like(logits), "bbox_deltas": deltas}, anchors, [(9, 9)] * 2)
+    out = pp(
+        {"cls_logits": torch.zeros_like(logits), "bbox_deltas": deltas},
+        Anchors.single_level(anchors),
+        [(9, 9)] * 2,
+    )
     assert [o["boxes"].shape for o in out] == [(0, 4), (0, 4)]
     assert out[0]["labels"].dtype == torch.int64
 
@@ -77,7 +83,8 @@ def test_no_candidates_gives_empty_results():
 def test_sigmoid_scores_and_detection_cap():
     pp = build_component(
         "postprocessor",
-        {
+        box_coder=CODER,
+        data={
             "type": "multiclass_nms",
             "score": "sigmoid",
             "score_thresh": 0.0,
@@ -85,7 +92,11 @@ def test_sigmoid_scores_and_detection_cap():
         },
     )
     logits, deltas, anchors = _problem(1, c=3)
-    out = pp({"cls_logits": logits[..., :3], "bbox_deltas": deltas}, anchors, [(100, 100)] * 2)
+    out = pp(
+        {"cls_logits": logits[..., :3], "bbox_deltas": deltas},
+        Anchors.single_level(anchors),
+        [(100, 100)] * 2,
+    )
     assert all(len(o["scores"]) == 5 for o in out)
     assert all((o["labels"] >= 1).all() and (o["labels"] <= 3).all() for o in out)
     assert torch.all(out[0]["scores"][:-1] >= out[0]["scores"][1:])

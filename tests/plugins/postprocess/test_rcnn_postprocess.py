@@ -10,32 +10,44 @@ from torchvision.models.detection.rpn import RegionProposalNetwork
 
 from anchorage.core.build import build_component
 from anchorage.core.host_sync import record_host_syncs
+from anchorage.core.interfaces import Anchors
 from anchorage.plugins.postprocess.mask_paste import paste_masks_batched
 
 
 def _rpn_inputs(b: int = 2, counts: tuple[int, ...] = (1200, 300, 80)) -> tuple:
+    """Objectness ``[B,A]``, box deltas ``[B,A,4]`` at ``Anchors`` of ``counts`` levels, and the
+    boxes torchvision's RPN decodes from them (``BoxCoder((1, 1, 1, 1))``) before
+    ``filter_proposals``."""
     g = torch.Generator().manual_seed(0)
     a = sum(counts)
-    xy = torch.rand(b, a, 2, generator=g) * 180 - 10
-    boxes = torch.cat([xy, xy + torch.rand(b, a, 2, generator=g) * 60], -1)
-    boxes[0, :5, 2:] = boxes[0, :5, :2]  # degenerate (zero size) boxes are dropped
-    return torch.randn(b, a, generator=g), boxes, list(counts)
+    xy = torch.rand(a, 2, generator=g) * 180 - 10
+    anchors = torch.cat([xy, xy + 4 + torch.rand(a, 2, generator=g) * 60], -1)
+    deltas = torch.randn(b, a, 4, generator=g) * 0.2
+    deltas[0, :5, 2:] = -50.0  # (almost) zero-size boxes are dropped
+    boxes = BoxCoder((1.0, 1.0, 1.0, 1.0)).decode_single(
+        deltas.reshape(-1, 4), anchors.repeat(b, 1)
+    )
+    strides = tuple(8 * 2**i for i in range(len(counts)))
+    levels = Anchors(anchors, counts, strides)
+    return torch.randn(b, a, generator=g), deltas, levels, boxes.view(b, a, 4), list(counts)
+
+
+def _proposals(**params: object) -> object:
+    coder = build_component("box_coder", {"type": "delta_xywh", "weights": (1.0, 1.0, 1.0, 1.0)})
+    spec = {"type": "rpn_proposals", **params}
+    return build_component("postprocessor", spec, box_coder=coder)
 
 
 def test_rpn_proposals_equal_torchvision_filter_proposals() -> None:
-    objectness, boxes, counts = _rpn_inputs()
+    objectness, deltas, anchors, boxes, counts = _rpn_inputs()
     sizes = [(160, 150), (120, 170)]
     for training in (False, True):
-        ours = build_component(
-            "postprocessor",
-            {
-                "type": "rpn_proposals",
-                "pre_nms_top_n_test": 500,
-                "post_nms_top_n_test": 300,
-                "pre_nms_top_n_train": 900,
-                "post_nms_top_n_train": 700,
-                "nms_thresh": 0.6,
-            },
+        ours = _proposals(
+            pre_nms_top_n_test=500,
+            post_nms_top_n_test=300,
+            pre_nms_top_n_train=900,
+            post_nms_top_n_train=700,
+            nms_thresh=0.6,
         )
         tv = RegionProposalNetwork(
             None,
@@ -50,7 +62,8 @@ def test_rpn_proposals_equal_torchvision_filter_proposals() -> None:
         )
         tv.train(training)
         exp_boxes, exp_scores = tv.filter_proposals(boxes, objectness, sizes, counts)
-        got = ours({"objectness": objectness, "boxes": boxes}, counts, sizes, training=training)
+        predictions = {"objectness": objectness, "bbox_deltas": deltas}
+        got = ours(predictions, anchors, sizes, training=training)
         for e_b, e_s, g in zip(exp_boxes, exp_scores, got):
             assert len(e_b) > 0
             torch.testing.assert_close(g["boxes"], e_b)
@@ -58,11 +71,9 @@ def test_rpn_proposals_equal_torchvision_filter_proposals() -> None:
 
 
 def test_rpn_proposals_empty_image() -> None:
-    objectness, boxes, counts = _rpn_inputs(b=2, counts=(50,))
-    boxes[1, :, 2:] = boxes[1, :, :2]  # every box of image 1 is degenerate
-    got = build_component("postprocessor", {"type": "rpn_proposals"})(
-        {"objectness": objectness, "boxes": boxes}, counts, [(200, 200)] * 2
-    )
+    objectness, deltas, anchors, _, _ = _rpn_inputs(b=2, counts=(50,))
+    deltas[1, :, 2:] = -50.0  # every box of image 1 is (almost) zero-size
+    got = _proposals()({"objectness": objectness, "bbox_deltas": deltas}, anchors, [(200, 200)] * 2)
     assert len(got[0]["boxes"]) > 0 and got[1]["boxes"].shape == (0, 4)
 
 
@@ -100,7 +111,7 @@ def test_rcnn_detections_equal_torchvision_postprocess(
         "bbox_deltas": pad(list(deltas.split(counts)), batch_first=True),
         "valid": pad([torch.ones(n, dtype=torch.bool) for n in counts], batch_first=True),
     }
-    got = ours(preds, pad(props, batch_first=True), sizes)
+    got = ours(preds, Anchors.single_level(pad(props, batch_first=True)), sizes)
     assert len(got) == len(counts)
     for b, s, lab, r, n in zip(e_boxes, e_scores, e_labels, got, counts):
         assert (len(b) > 0) == (n > 0)
@@ -113,14 +124,15 @@ def test_rcnn_detections_equal_torchvision_postprocess(
 
 
 def test_rcnn_detections_no_foreground_class_and_no_proposal() -> None:
-    ours = build_component("postprocessor", {"type": "rcnn_detections"})
+    coder = build_component("box_coder", {"type": "delta_xywh"})
+    ours = build_component("postprocessor", {"type": "rcnn_detections"}, box_coder=coder)
     for r, c1 in ((0, 4), (5, 1)):
         preds = {
             "cls_logits": torch.zeros(2, r, c1),
             "bbox_deltas": torch.zeros(2, r, c1 * 4),
             "valid": torch.ones(2, r, dtype=torch.bool),
         }
-        got = ours(preds, torch.zeros(2, r, 4), [(10, 10), (10, 10)])
+        got = ours(preds, Anchors.single_level(torch.zeros(2, r, 4)), [(10, 10), (10, 10)])
         assert [tuple(d["boxes"].shape) for d in got] == [(0, 4), (0, 4)]
 
 
@@ -131,7 +143,6 @@ def test_mask_paste_equals_torchvision() -> None:
     paste = build_component("postprocessor", {"type": "mask_paste"})
     out = paste(
         [{"masks": masks, "boxes": boxes}, {"masks": masks[:0], "boxes": boxes[:0]}],
-        None,
         [(60, 64), (10, 12)],
     )
     torch.testing.assert_close(out[0]["masks"], paste_masks_in_image(masks, boxes, (60, 64), 1))
@@ -162,11 +173,11 @@ def test_batched_mask_paste_reads_nothing_back_and_auto_keeps_the_cpu_loop() -> 
     masks, boxes = torch.rand(4, 1, 14, 14), torch.tensor([[2.0, 3, 20, 30]]).repeat(4, 1)
     batched = build_component("postprocessor", {"type": "mask_paste", "method": "batched"})
     with record_host_syncs() as syncs:
-        batched([{"masks": masks, "boxes": boxes}], None, [(40, 36)])
+        batched([{"masks": masks, "boxes": boxes}], [(40, 36)])
     assert syncs == []
     auto = build_component("postprocessor", {"type": "mask_paste"})
     with record_host_syncs() as syncs:  # torchvision's loop on the CPU: reads every box
-        auto([{"masks": masks, "boxes": boxes}], None, [(40, 36)])
+        auto([{"masks": masks, "boxes": boxes}], [(40, 36)])
     assert len(syncs) >= 4
 
 

@@ -1,8 +1,8 @@
-"""Conformance checks for the ``dataset`` and ``transform`` kinds (see ``core/testing.py``).
+"""Conformance checks for the ``dataset`` and ``transform`` kinds.
 
-``core/testing.py`` registers these checks with ``conformance_check``, so
-``check_entry("dataset", name)`` checks the sample contract of every registered dataset and
-``check_entry("transform", name)`` that a transform keeps a target consistent.
+Registered at the bottom, so ``check_entry("dataset", name)`` checks the sample contract of
+every registered dataset and ``check_entry("transform", name)`` that a transform keeps a
+target consistent.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 from torchvision import tv_tensors
+
+from .kit import register_checks
 
 
 def check_sample(sample: Any, num_classes: int) -> None:
@@ -83,3 +85,6 @@ def check_transform(transform: Any) -> None:
     assert t["labels"].shape == t["iscrowd"].shape == t["area"].shape == (n,)
     assert t["masks"].shape == (n, *image.shape[-2:])
     assert t["image_id"] == 1 and t["orig_size"] == (40, 48)
+
+
+register_checks(kinds={"dataset": check_dataset, "transform": check_transform})

@@ -1,121 +1,14 @@
-"""Conformance kit: reusable checks that a component honours its interface.
-
-anchorage's suite runs ``check_entry`` over every registry entry; a plugin author runs it
-on theirs::
-
-    from anchorage.core.testing import check_entry
-    def test_my_matcher():
-        check_entry("matcher", "my_matcher")
-
-Each registered entry is built from its ``examples`` (parameter mappings given at
-registration; ``({},)`` when none) and handed to the check for its kind, then to the check of
-each role it implements (``role_check``: heads, losses and postprocessors are checked against
-the signature of their role, with inputs built from their config). Kinds without a
-behavioural check here are checked for building and finite parameters; their own tests
-cover behaviour.
-"""
+"""Checks of the component kinds whose contract needs no role: backbone, neck, anchor generator,
+box coder, sampler, RoI extractor, optimizer, lr scheduler (``check_entry`` runs them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import nn
 
-from .data.conformance import check_dataset, check_transform
-from .evaluation.conformance import check_metric
-from .interfaces import FeatureSpec, dense_conformance
-from .interfaces import conformance as role_conformance
-from .plugins import ensure_plugins_loaded
-from .registry import EmptyConfig, Entry, registry_for
-
-CHECKS: dict[str, Callable[[Any], None]] = {}
-ROLE_CHECKS: dict[str, Callable[[Any, Any], None]] = {}
-
-
-def conformance_check(kind: str) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-    """Register the behavioural check for components of ``kind``."""
-
-    def decorator(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-        CHECKS[kind] = fn
-        return fn
-
-    return decorator
-
-
-def role_check(role: str) -> Callable[[Callable[[Any, Any], None]], Callable[[Any, Any], None]]:
-    """Register the check of components implementing ``role``: ``check(component, config)``.
-
-    ``config`` is the validated config the component was built from (injected fields such
-    as ``in_channels`` or ``num_classes`` included), so the check can size its inputs.
-    """
-
-    def decorator(fn: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
-        ROLE_CHECKS[role] = fn
-        return fn
-
-    return decorator
-
-
-def build_example_configs(entry: Entry) -> list[tuple[Any, Any]]:
-    """``(config, component)`` for each of ``entry``'s examples (defaults when it has none).
-
-    A component that declares no ``Config`` but is given parameters, or whose factory does not
-    take the one config argument, fails with a one-line message saying so.
-    """
-    out = []
-    for params in entry.examples or ({},):
-        what = f"{entry.kind} {entry.name!r}"
-        try:
-            config = entry.config(**params)
-        except TypeError as exc:
-            if entry.config is not EmptyConfig:
-                raise
-            raise AssertionError(
-                f"{what} declares no Config (a frozen attrs class) but its example sets "
-                f"{sorted(params)}: {exc}"
-            ) from None
-        try:
-            obj = entry.factory(config)
-        except TypeError as exc:
-            if entry.config is not EmptyConfig:
-                raise
-            raise AssertionError(
-                f"{what} declares no Config and cannot be built with one (factory(config)); "
-                f"declare a frozen attrs Config and take it in __init__: {exc}"
-            ) from None
-        out.append((config, obj))
-    return out
-
-
-def build_examples(entry: Entry) -> list[Any]:
-    """Build ``entry`` from each of its examples (or from defaults when it has none)."""
-    return [obj for _, obj in build_example_configs(entry)]
-
-
-def check_entry(kind: str, name: str) -> None:
-    """Build registry entry ``kind``/``name`` from its examples and run the kind's checks,
-    then the checks of every role it implements."""
-    ensure_plugins_loaded()
-    entry = registry_for(kind).get(name)
-    for config, obj in build_example_configs(entry):
-        if isinstance(obj, nn.Module):
-            check_finite_parameters(obj)
-        check = CHECKS.get(kind)
-        if check is not None:
-            check(obj)
-        for role in entry.roles:
-            role_checker = ROLE_CHECKS.get(role)
-            if role_checker is not None:
-                role_checker(obj, config)
-
-
-def check_finite_parameters(module: nn.Module) -> None:
-    """Every parameter and buffer of ``module`` is finite."""
-    for name, t in [*module.named_parameters(), *module.named_buffers()]:
-        if t.is_floating_point():
-            assert torch.isfinite(t).all(), f"{name} has non-finite values"
+from ..interfaces import FeatureSpec
+from .kit import conformance_check
 
 
 @conformance_check("backbone")
@@ -182,25 +75,37 @@ def check_anchor_generator(gen: Any) -> None:
 
 @conformance_check("box_coder")
 def check_box_coder(coder: Any) -> None:
-    """decode(encode(b, a), a) == b, any batch shape, empty input.
+    """decode(encode(b, a, s), a, s) == b, any batch shape, empty input; per-anchor strides
+    ``s`` passed to every coder (those that need none ignore them); a coder that declares
+    ``needs_strides`` refuses ``strides=None`` with a ``ValueError``.
 
-    A coder whose parameterisation is bounded (YOLO: a box centre inside the reference's grid
-    cell) provides ``conformance_sample(generator) -> (boxes, anchors)`` within its domain.
+    A coder whose parameterisation is bounded (YOLO: ``σ`` keeps a decoded centre within half a
+    stride of its anchor's centre) provides ``conformance_sample(generator) -> (boxes, anchors,
+    strides)`` inside that domain; elsewhere the round trip cannot hold.
     """
     g = torch.Generator().manual_seed(0)
     if hasattr(coder, "conformance_sample"):
-        boxes, anchors = coder.conformance_sample(g)
+        boxes, anchors, strides = coder.conformance_sample(g)
     else:
         xy = torch.rand(2, 30, 2, generator=g) * 100
         anchors = torch.cat([xy, xy + 5 + torch.rand(2, 30, 2, generator=g) * 50], -1)
         xy = torch.rand(2, 30, 2, generator=g) * 100
         boxes = torch.cat([xy, xy + 1 + torch.rand(2, 30, 2, generator=g) * 80], -1)
-    deltas = coder.encode(boxes, anchors)
+        strides = torch.tensor([8.0, 16.0, 32.0]).repeat(10).expand(2, 30)
+    deltas = coder.encode(boxes, anchors, strides)
     assert deltas.shape == boxes.shape
-    torch.testing.assert_close(coder.decode(deltas, anchors), boxes, atol=1e-3, rtol=1e-4)
+    decoded = coder.decode(deltas, anchors, strides)
+    torch.testing.assert_close(decoded, boxes, atol=1e-3, rtol=1e-4)
     empty = torch.zeros(0, 4)
-    assert coder.encode(empty, empty).shape == (0, 4)
-    assert coder.decode(empty, empty).shape == (0, 4)
+    assert coder.encode(empty, empty, torch.zeros(0)).shape == (0, 4)
+    assert coder.decode(empty, empty, torch.zeros(0)).shape == (0, 4)
+    if getattr(coder, "needs_strides", False):
+        for call in (coder.encode, coder.decode):
+            try:
+                call(boxes, anchors)
+            except ValueError:
+                continue
+            raise AssertionError(f"{type(coder).__name__} needs strides but took strides=None")
 
 
 @conformance_check("sampler")
@@ -243,16 +148,6 @@ def check_lr_scheduler(scheduler: Any) -> None:
     torch.save(scheduler.state_dict(), buffer)
     buffer.seek(0)
     torch.load(buffer, weights_only=True)
-
-
-# Kind-specific checks that live beside the subsystems they check, registered here explicitly.
-conformance_check("dataset")(check_dataset)
-conformance_check("transform")(check_transform)
-conformance_check("metric")(check_metric)
-for _checks in (role_conformance, dense_conformance):
-    ROLE_CHECKS.update(_checks.ROLE_CHECKS)
-    for _kind, _check in _checks.KIND_CHECKS.items():
-        conformance_check(_kind)(_check)
 
 
 @conformance_check("roi_extractor")

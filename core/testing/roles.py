@@ -1,7 +1,7 @@
-"""Conformance checks for the role interfaces (``roles.py``) and for whole models.
+"""Conformance checks for the role interfaces (``core/interfaces/roles.py``) and whole models.
 
-``core/testing.py`` registers the checks listed at the bottom: ``check_entry``
-runs the check of every role a component implements, with inputs built from the role's
+The checks are registered at the bottom: ``check_entry`` runs the check of every role a
+component implements, with inputs built from the role's
 signature and sized from the component's config (injected ``in_channels``, ``num_classes``,
 ...), and the ``model`` check runs a forward pass on a tiny batch in train and eval mode.
 
@@ -14,6 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+from ..interfaces.matching import Anchors
+from .kit import register_checks
 
 _C = 3  # classes (without background) for components that do not fix them
 
@@ -188,7 +191,7 @@ def check_image_prior_loss(loss: Any, cfg: Any) -> None:
 # ----------------------------------------------------------------------------- postprocessors
 
 
-def _check_detections(found: Any, b: int, sizes: list[tuple[int, int]], num_classes: int) -> None:
+def check_detections(found: Any, b: int, sizes: list[tuple[int, int]], num_classes: int) -> None:
     """B dicts of ``boxes [K,4]`` inside the image, ``scores [K]`` best first, ``labels``."""
     assert isinstance(found, list) and len(found) == b, f"expected {b} result dicts"
     for d, (h, w) in zip(found, sizes):
@@ -206,12 +209,14 @@ def _check_detections(found: Any, b: int, sizes: list[tuple[int, int]], num_clas
 
 
 def check_proposal_generator(proposals: Any, cfg: Any) -> None:
-    """Per-image proposals in the image, best first, in train and eval mode."""
-    counts, sizes = [60, 15], [(64, 80), (48, 50)]
-    predictions = {"objectness": _randn(2, 75), "boxes": _boxes(75, (48, 50), 2)}
+    """Per-image proposals in the image, best first, in train and eval mode, from
+    ``objectness [B,A]`` and ``bbox_deltas [B,A,4]`` at ``Anchors`` of two levels."""
+    sizes = [(64, 80), (48, 50)]
+    anchors = Anchors(_boxes(75, (48, 50)), (60, 15), (8, 16))
+    predictions = {"objectness": _randn(2, 75), "bbox_deltas": _randn(2, 75, 4) * 0.1}
     for training in (True, False):
-        found = proposals(predictions, counts, sizes, training=training)
-        _check_detections(found, 2, sizes, 0)
+        found = proposals(predictions, anchors, sizes, training=training)
+        check_detections(found, 2, sizes, 0)
 
 
 def check_rcnn_postprocessor(post: Any, cfg: Any) -> None:
@@ -225,11 +230,11 @@ def check_rcnn_postprocessor(post: Any, cfg: Any) -> None:
         "valid": valid,
     }
     refs = _boxes(r, (48, 50), 2)
-    found = post(predictions, refs, sizes)
-    _check_detections(found, 2, sizes, _C)
+    found = post(predictions, Anchors.single_level(refs), sizes)
+    check_detections(found, 2, sizes, _C)
     empty = {k: v[:, :0] for k, v in predictions.items()}
-    found = post(empty, refs[:, :0], sizes)
-    _check_detections(found, 2, sizes, _C)
+    found = post(empty, Anchors.single_level(refs[:, :0]), sizes)
+    check_detections(found, 2, sizes, _C)
     assert all(d["boxes"].shape[0] == 0 for d in found), "detections without proposals"
 
 
@@ -240,7 +245,7 @@ def check_mask_postprocessor(paste: Any, cfg: Any) -> None:
         {"boxes": _boxes(2, (40, 50)), "masks": torch.rand(2, 1, 14, 14, generator=_gen())},
         {"boxes": torch.zeros(0, 4), "masks": torch.zeros(0, 1, 14, 14)},
     ]
-    out = paste(results, None, sizes)
+    out = paste(results, sizes)
     assert out[0]["masks"].shape == (2, 1, 40, 50), out[0]["masks"].shape
     assert out[1]["masks"].shape == (0, 1, 30, 20), out[1]["masks"].shape
     masks = out[0]["masks"]
@@ -303,30 +308,27 @@ def check_model(model: Any) -> None:
             assert d["sem_seg"].shape == (num_classes + 1, *size), d["sem_seg"].shape
             assert torch.isfinite(d["sem_seg"]).all()
         return
-    _check_detections(out, 2, sizes, num_classes)
+    check_detections(out, 2, sizes, num_classes)
     for d, size in zip(out, sizes):
         if "masks" in d:
             assert d["masks"].shape == (d["boxes"].shape[0], 1, *size), d["masks"].shape
 
 
-ROLE_CHECKS = {
-    "rpn_head": check_rpn_head,
-    "roi_box_head": check_roi_box_head,
-    "roi_mask_head": check_roi_mask_head,
-    "segmentation_head": check_segmentation_head,
-    "rpn_loss": check_rpn_loss,
-    "roi_box_loss": check_roi_box_loss,
-    "mask_loss": check_mask_loss,
-    "segmentation_loss": check_segmentation_loss,
-    "style_loss": check_style_loss,
-    "image_prior_loss": check_image_prior_loss,
-    "rpn_proposals": check_proposal_generator,
-    "rcnn_postprocessor": check_rcnn_postprocessor,
-    "mask_postprocessor": check_mask_postprocessor,
-}
-"""Role name → check(component, config)."""
-
-KIND_CHECKS = {
-    "model": check_model,
-}
-"""Registry kind → check(component)."""
+register_checks(
+    roles={
+        "rpn_head": check_rpn_head,
+        "roi_box_head": check_roi_box_head,
+        "roi_mask_head": check_roi_mask_head,
+        "segmentation_head": check_segmentation_head,
+        "rpn_loss": check_rpn_loss,
+        "roi_box_loss": check_roi_box_loss,
+        "mask_loss": check_mask_loss,
+        "segmentation_loss": check_segmentation_loss,
+        "style_loss": check_style_loss,
+        "image_prior_loss": check_image_prior_loss,
+        "rpn_proposals": check_proposal_generator,
+        "rcnn_postprocessor": check_rcnn_postprocessor,
+        "mask_postprocessor": check_mask_postprocessor,
+    },
+    kinds={"model": check_model},
+)

@@ -1,10 +1,11 @@
-"""Conformance checks for the dense-detector roles (``dense.py``) and the matcher contract.
+"""Conformance checks for the dense-detector roles (``core/interfaces/dense.py``) and matchers.
 
-``core/testing.py`` registers the checks listed at the bottom. The inputs are a
+The checks are registered at the bottom. The inputs are a
 small batch on a 64×80 image: anchors on three levels (strides 8, 16, 32, one per location),
 a padded ``GroundTruth`` of two images whose second has no box, an ``Assignment`` with
 positive, background and ignored anchors, and ``DenseTargets.from_assignment`` encoded with the
-registered ``delta_xywh`` coder — what the ``single_shot`` skeleton hands its collaborators.
+coder the component declares (``kit_box_coder``: ``delta_xywh`` unless it says otherwise, e.g.
+the YOLO loss's ``yolo``) — what the ``single_shot`` skeleton hands its collaborators.
 The anchors are centred on their level's grid cells, as the skeleton's generators place them.
 Predictions follow each component's declared ``DenseLayout``: ``cls_logits`` with C+1
 columns (background column 0) or C, and the extra keys it lists (``objectness``,
@@ -19,10 +20,11 @@ from typing import Any
 import attrs
 import torch
 
+from ..interfaces.dense import DenseLayout, DenseTargets
+from ..interfaces.matching import Anchors, Assignment, GroundTruth, Matcher, batched_box_iou
 from ..registry import registry_for
-from .conformance import _check_detections, check_loss_terms
-from .dense import DenseLayout, DenseTargets
-from .matching import Anchors, Assignment, GroundTruth, Matcher, batched_box_iou
+from .kit import register_checks
+from .roles import check_detections, check_loss_terms
 
 _C = 3  # classes (without background) for components that do not fix them
 IMAGE = (64, 80)  # (H, W) of the batch tensor
@@ -76,12 +78,19 @@ def iou_assignment(anchors: Anchors, gt: GroundTruth) -> Assignment:
     return Assignment(matched, weights)
 
 
-def dense_targets(num_classes: int = _C, *, empty: bool = False) -> DenseTargets:
-    """``DenseTargets`` of the kit's batch (``empty``: no gt in the whole batch, G = 0)."""
+def kit_coder(component: Any = None) -> Any:
+    """The box coder ``component`` declares in ``kit_box_coder`` (default ``delta_xywh``)."""
+    spec = dict(getattr(component, "kit_box_coder", {"type": "delta_xywh"}))
+    return registry_for("box_coder").get(spec.pop("type")).build(**spec)
+
+
+def dense_targets(num_classes: int = _C, *, empty: bool = False, coder: Any = None) -> DenseTargets:
+    """``DenseTargets`` of the kit's batch (``empty``: no gt in the whole batch, G = 0),
+    encoded with ``coder`` (default ``delta_xywh``)."""
     anchors, gt = dense_anchors(), padded_gt(num_classes)
     if empty:
         gt = GroundTruth(gt.boxes[:, :0], gt.labels[:, :0], gt.valid[:, :0])
-    coder = registry_for("box_coder").get("delta_xywh").build()
+    coder = coder if coder is not None else kit_coder()
     assignment = iou_assignment(anchors, gt)
     return DenseTargets.from_assignment(anchors, gt, assignment, coder, num_classes)
 
@@ -201,8 +210,10 @@ def check_dense_loss(loss: Any, cfg: Any) -> None:
     """Scalar finite ``loss_*`` terms reaching every prediction (``cls_logits``,
     ``bbox_deltas`` and the declared extra keys) for a batch whose second image has
     no box (with and without assignment weights); reaching ``cls_logits`` when the whole batch
-    has no gt; ignored anchors get no gradient. Once per declared logit layout."""
-    targets = dense_targets()
+    has no gt; ignored anchors get no gradient. Once per declared logit layout, with the box
+    coder the loss declares."""
+    coder = kit_coder(loss)
+    targets = dense_targets(coder=coder)
     assert targets.positive.any() and (targets.labels == -1).any(), "kit batch lost its cases"
     a, extra = targets.labels.shape[1], _layout(loss, cfg)
     for columns in logit_columns(loss, cfg):
@@ -215,7 +226,7 @@ def check_dense_loss(loss: Any, cfg: Any) -> None:
             check_loss_terms(loss(predictions, t), tuple(predictions.values()))
         _ignored_get_no_gradient(loss, targets, predict())
         predictions = predict()
-        empty = loss(predictions, dense_targets(empty=True))
+        empty = loss(predictions, dense_targets(empty=True, coder=coder))
         check_loss_terms(empty, (predictions["cls_logits"],))
 
 
@@ -249,7 +260,7 @@ def check_dense_postprocessor(post: Any, cfg: Any) -> None:
         predictions = dense_predictions(anchors.boxes.shape[0], columns, extra=_layout(post, cfg))
         with torch.no_grad():
             found = post(predictions, anchors, sizes)
-        _check_detections(found, 2, sizes, _C)
+        check_detections(found, 2, sizes, _C)
         for d in found:
             assert "labels" in d, f"a dense postprocessor gives labels; got {sorted(d)}"
         assert any(d["boxes"].shape[0] for d in found), "no detection from confident logits"
@@ -312,15 +323,12 @@ def check_matcher(matcher: Any) -> None:
     assert (none == Matcher.BACKGROUND).all(), "zero gt must give background (-1)"
 
 
-ROLE_CHECKS = {
-    "dense_head": check_dense_head,
-    "dense_loss": check_dense_loss,
-    "box_loss": check_box_loss,
-    "dense_postprocessor": check_dense_postprocessor,
-}
-"""Role name → check(component, config)."""
-
-KIND_CHECKS = {
-    "matcher": check_matcher,
-}
-"""Registry kind → check(component)."""
+register_checks(
+    roles={
+        "dense_head": check_dense_head,
+        "dense_loss": check_dense_loss,
+        "box_loss": check_box_loss,
+        "dense_postprocessor": check_dense_postprocessor,
+    },
+    kinds={"matcher": check_matcher},
+)

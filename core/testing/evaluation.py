@@ -1,6 +1,4 @@
-"""Conformance check for the ``metric`` kind (see ``core/testing.py``).
-
-``core/testing.py`` registers ``check_metric`` with ``conformance_check``. Every metric gets the
+"""Conformance check for the ``metric`` kind (registered at the bottom). Every metric gets the
 same outputs (one dict per image with every field a model may return) and reads what it needs.
 """
 
@@ -12,7 +10,8 @@ from typing import Any
 
 import torch
 
-from .metric import Metric
+from ..evaluation.metric import Metric
+from .kit import register_checks
 
 
 def _batch(image_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -61,3 +60,6 @@ def check_metric(metric: Any) -> None:
     other.update(*batches[1])
     metric.merge_state(other)
     assert metric.compute() == whole
+
+
+register_checks(kinds={"metric": check_metric})
