@@ -4,7 +4,6 @@ from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 
 from anchorage.core import build_component
-from anchorage.core.testing import check_entry
 
 SSD300 = {
     "type": "ssd_default_boxes",
@@ -33,11 +32,6 @@ def _d2l_multibox_prior(fh, fw, sizes, ratios):
     manip = torch.stack((-w, -h, w, h)).T.repeat(fh * fw, 1) / 2
     grid = torch.stack([shift_x, shift_y, shift_x, shift_y], dim=1).repeat_interleave(bpp, dim=0)
     return grid + manip
-
-
-@pytest.mark.parametrize("name", ["ssd_default_boxes", "multibox_prior"])
-def test_conformance(name):
-    check_entry("anchor_generator", name)
 
 
 def test_ssd300_boxes_equal_torchvision():

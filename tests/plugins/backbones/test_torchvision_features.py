@@ -5,12 +5,7 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from anchorage.core import CheckpointError, SpecError, build_component
 from anchorage.core.interfaces import FeatureSpec
-from anchorage.core.testing import check_entry
 from anchorage.plugins.backbones.torchvision_features import build_feature_extractor
-
-
-def test_conformance():
-    check_entry("backbone", "torchvision_features")
 
 
 def test_resnet18_default_levels_and_torchvision_outputs(tmp_path):

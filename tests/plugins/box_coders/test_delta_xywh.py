@@ -5,16 +5,11 @@ import torch
 from torchvision.models.detection._utils import BoxCoder as TVBoxCoder
 
 from anchorage.core import SpecError, build_component
-from anchorage.core.testing import check_entry
 
 
 def _boxes(n: int, g: torch.Generator) -> torch.Tensor:
     xy = torch.rand(n, 2, generator=g) * 200
     return torch.cat([xy, xy + 2 + torch.rand(n, 2, generator=g) * 100], -1)
-
-
-def test_conformance():
-    check_entry("box_coder", "delta_xywh")
 
 
 @pytest.mark.parametrize("weights", [(10.0, 10.0, 5.0, 5.0), (1.0, 1.0, 1.0, 1.0)])

@@ -3,11 +3,6 @@ import torch
 from torchvision.models.detection.ssd import SSDHead as TVSSDHead
 
 from anchorage.core.registry import HEADS
-from anchorage.core.testing import check_entry
-
-
-def test_conformance():
-    check_entry("head", "ssd_head")
 
 
 def test_same_outputs_and_order_as_torchvision():

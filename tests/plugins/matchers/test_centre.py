@@ -8,12 +8,6 @@ from torchvision.models.detection.fcos import FCOS
 
 from anchorage.core import build_component
 from anchorage.core.interfaces import Anchors, GroundTruth
-from anchorage.core.testing import check_entry
-
-
-@pytest.mark.parametrize("name", ["centre_sampling", "centre_in_box", "atss"])
-def test_conformance(name):
-    check_entry("matcher", name)
 
 
 def _fcos_anchors(image: int = 128, strides=(8, 16, 32, 64, 128)) -> Anchors:

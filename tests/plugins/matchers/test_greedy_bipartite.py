@@ -1,11 +1,6 @@
 import torch
 
 from anchorage.core import build_component
-from anchorage.core.testing import check_entry
-
-
-def test_conformance():
-    check_entry("matcher", "greedy_bipartite")
 
 
 def test_d2l_example():

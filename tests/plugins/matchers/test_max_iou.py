@@ -7,7 +7,6 @@ from torchvision.ops import box_iou
 from anchorage.core import SpecError, build_component
 from anchorage.core.interfaces import Anchors, GroundTruth
 from anchorage.core.interfaces.matching import batched_box_iou
-from anchorage.core.testing import check_entry
 
 
 def _boxes(n: int, g: torch.Generator) -> torch.Tensor:
@@ -25,10 +24,6 @@ def _padded_problem(seed: int):
         valid[b, :n] = True
     anchors = _boxes(300, g)
     return gt, valid, anchors, counts
-
-
-def test_conformance():
-    check_entry("matcher", "max_iou")
 
 
 @pytest.mark.parametrize(
