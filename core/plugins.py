@@ -1,6 +1,8 @@
 """Plugin discovery with pluggy.
 
-One hook, ``anchorage_register(registries)``, registers a plugin's components. anchorage's
+One hook, ``anchorage_register(registries)``, registers a plugin's components; another,
+``anchorage_sections(register)``, declares top-level spec sections (the core's ``data``,
+``train`` and ``eval`` come in that way too, from ``CORE_SECTIONS``). anchorage's
 own components (``anchorage.plugins``) register through it exactly like a third-party
 package, which declares an entry point in the group ``anchorage.plugins``:
 
@@ -34,11 +36,19 @@ import pluggy
 
 from .errors import AnchorageError
 from .registry import REGISTRIES, current_provider
+from .sections import register_section
 
 PROJECT = "anchorage"
 ENTRY_POINT_GROUP = "anchorage.plugins"
 DISABLE_ENV = "ANCHORAGE_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN = "anchorage.plugins"
+CORE_SECTIONS = (
+    "anchorage.core.data.section",
+    "anchorage.core.evaluation.section",
+    "anchorage.core.engine.config",
+)
+"""The core subsystems that declare a top-level spec section, loaded like a plugin: the spec
+layer knows none of them, each says which section it validates (``anchorage_sections``)."""
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -55,6 +65,11 @@ class HookSpecs:
         ``@REGISTRY.register(name)`` decorators define the components, or call
         ``registries["matcher"].register("name")(cls)`` directly.
         """
+
+    @hookspec
+    def anchorage_sections(self, register: Any) -> None:
+        """Declare top-level spec sections: ``register(name, schema, doc=...)`` with an attrs
+        class validating the section (``register_section``'s signature)."""
 
 
 _manager: pluggy.PluginManager | None = None
@@ -81,8 +96,9 @@ def ensure_plugins_loaded() -> None:
         import importlib
 
         pm = plugin_manager()
-        if pm.get_plugin(BUILTIN) is None:
-            pm.register(importlib.import_module(BUILTIN), name=BUILTIN)
+        for name in (*CORE_SECTIONS, BUILTIN):
+            if pm.get_plugin(name) is None:
+                pm.register(importlib.import_module(name), name=name)
         if os.environ.get(DISABLE_ENV, "") not in ("1", "true", "yes"):
             _load_entry_points(pm)
         for name, plugin in pm.list_name_plugin():
@@ -123,6 +139,9 @@ def _load_entry_points(pm: pluggy.PluginManager) -> None:
 
 
 def _call_register(pm: pluggy.PluginManager, name: str, plugin: object) -> None:
+    sections = getattr(plugin, "anchorage_sections", None)
+    if sections is not None:
+        sections(register=register_section)
     impl = getattr(plugin, "anchorage_register", None)
     if impl is None:
         return

@@ -1,20 +1,17 @@
-"""The top-level spec sections: their table, and the core's own sections declared explicitly.
+"""The table of top-level spec sections and ``register_section``.
 
 A section is validated by an attrs class (``data``, ``train``, ``eval``) or as one registered
-component (``model``). The subsystems define their section classes without knowing the spec
-loader; this module lists them, so ``spec`` imports the table and nothing imports ``spec``
-back. A plugin declares its own section with ``register_section`` from its registration hook
-or its module (e.g. ``style_transfer``).
+component (``model``, declared here). The spec layer imports no subsystem: each one that owns
+a section declares it through the ``anchorage_sections`` plugin hook (``core/plugins.py``
+loads the core's own ``data``, ``train`` and ``eval`` providers like plugins), or a plugin
+calls ``register_section`` from its module (e.g. ``style_transfer``).
 """
 
 from __future__ import annotations
 
 import attrs
 
-from .data.section import DataSection
-from .engine.config import TrainConfig
 from .errors import SpecError
-from .evaluation.section import EvalSection
 
 
 @attrs.frozen
@@ -43,6 +40,3 @@ def register_section(
 
 
 register_section("model", component_kind="model", doc="the pipeline to build")
-register_section("data", DataSection, doc="datasets, transforms and loaders per split")
-register_section("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")
-register_section("eval", EvalSection, doc="metrics and the split they are computed on")

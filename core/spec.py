@@ -198,14 +198,6 @@ class Spec:
             )
         return self.sections[name]
 
-    @property
-    def class_names(self) -> list[str]:
-        """Class names of the spec's dataset (first of the test, val, train splits);
-        label ``i`` is ``class_names[i - 1]``. Builds the dataset (reads its annotations)."""
-        from .data import class_names_from_spec
-
-        return class_names_from_spec(self)
-
     def get(self, name: str, default: Any = None) -> Any:
         """A validated section, or ``default`` when the spec has none."""
         return self.sections.get(name, default)

@@ -13,9 +13,12 @@ data:
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from ..config import component, component_list
+from ..plugins import hookimpl
 from .multiscale import MultiScaleConfig
 
 SPLITS = ("train", "val", "test")
@@ -49,3 +52,9 @@ class DataSection:
     train: SplitConfig = None  # type: ignore[assignment]
     val: SplitConfig = None  # type: ignore[assignment]
     test: SplitConfig = None  # type: ignore[assignment]
+
+
+@hookimpl
+def anchorage_sections(register: Any) -> None:
+    """Declare the ``data`` section (the plugin manager calls this; see ``CORE_SECTIONS``)."""
+    register("data", DataSection, doc="datasets, transforms and loaders per split")

@@ -5,8 +5,8 @@ Library entry points (the tools are thin wrappers)::
     from anchorage.core.engine import train, evaluate_checkpoint, predict_images
     result = train(spec, "work_dirs/demo", resume=False, device=None)
 
-Heavy modules load on first use, so that ``core.sections`` can import ``engine.config``
-(the ``train`` section) without pulling in the loop, TensorBoard or the data subsystem.
+Heavy modules load on first use, so that declaring the ``train`` section (``engine.config``,
+loaded with the plugins) does not pull in the loop, TensorBoard or the data subsystem.
 """
 
 from __future__ import annotations

@@ -26,10 +26,13 @@ Optimizers and schedulers are registered components (kinds ``optimizer`` and
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 from attrs import validators as v
 
 from ..config import component
+from ..plugins import hookimpl
 
 
 def _regex(_inst: object, _attr: attrs.Attribute, value: str) -> None:
@@ -126,3 +129,9 @@ class TrainConfig:
     ema: EmaConfig | None = None
     accumulate_steps: int = attrs.field(default=1, validator=v.ge(1))
     early_stopping: EarlyStopping | None = None
+
+
+@hookimpl
+def anchorage_sections(register: Any) -> None:
+    """Declare the ``train`` section (the plugin manager calls this; see ``CORE_SECTIONS``)."""
+    register("train", TrainConfig, doc="training loop: optimizer, schedule, AMP, intervals")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..build import build_model
+from ..data import class_names_from_spec
 from ..errors import DataError, SpecError
 from ..spec import Spec
 from . import distributed as ddp
@@ -228,7 +229,7 @@ def predict_images(
 
     dev = select_device(device)
     images = [read_image(p) for p in paths]  # fail on a bad file before loading the model
-    names = list(class_names) if class_names else spec.class_names
+    names = list(class_names) if class_names else class_names_from_spec(spec)
     model = load_model(spec, checkpoint, dev)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -7,11 +7,12 @@ eval:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from ..config import component_list
+from ..plugins import hookimpl
 
 
 @attrs.frozen(kw_only=True)
@@ -20,3 +21,9 @@ class EvalSection:
 
     metrics: tuple = component_list("metric")
     split: Literal["train", "val", "test"] = "val"
+
+
+@hookimpl
+def anchorage_sections(register: Any) -> None:
+    """Declare the ``eval`` section (the plugin manager calls this; see ``CORE_SECTIONS``)."""
+    register("eval", EvalSection, doc="metrics and the split they are computed on")
