@@ -148,3 +148,55 @@ def dataset_classes(node: Any, *, build: bool = False) -> tuple[str, ...] | None
         return None
     names = getattr(node.build(), "class_names", None)
     return None if names is None else tuple(names)
+
+
+def declared_config(node: Any, kind: str) -> Any:
+    """A slot's parameters as a config-like namespace (the type's defaults, then the node's
+    values), for layout declarations read before build-time injections exist."""
+    import types
+
+    import attrs
+
+    from .registry import registry_for
+
+    params = dict(getattr(node, "params", None) or {})
+    name = getattr(node, "type", None)
+    if name is None and isinstance(node, dict):
+        name = node.get("type")
+        params = {k: v for k, v in node.items() if k != "type"}
+    values: dict[str, Any] = {}
+    config = registry_for(kind).get(name).config
+    if attrs.has(config):
+        for field in attrs.fields(config):
+            if field.default is not attrs.NOTHING:
+                default = field.default
+                values[field.name] = (
+                    default.factory() if isinstance(default, attrs.Factory) else default
+                )
+    values.update(params)
+    return types.SimpleNamespace(**values)
+
+
+def check_background_column(loss_node: Any, loss: Any, post_node: Any, post: Any) -> None:
+    """A dense loss and postprocessor must agree on whether ``cls_logits`` carry the background
+    column 0 (each declares it: ``DenseLayout.background_column``); ``None`` accepts either."""
+    theirs = []
+    for node, component, kind, default in (
+        (loss_node, loss, "loss", "model.loss"),
+        (post_node, post, "postprocessor", "model.postprocessor"),
+    ):
+        declare = getattr(type(component), "background_column", None)
+        value = declare(declared_config(node, kind)) if declare is not None else None
+        theirs.append((node_path(node, default), value))
+    (loss_path, a), (post_path, b) = theirs
+    if a is not None and b is not None and a != b:
+
+        def says(v: bool) -> str:
+            return "[B,A,C+1] logits with background column 0" if v else "[B,A,C] logits"
+
+        raise CompositionError(
+            f"{loss_path}: reads {says(a)} but {post_path} reads {says(b)}; set "
+            "background_column (or the score) so both read the head's layout the same way",
+            loss_path,
+            post_path,
+        )

@@ -26,3 +26,8 @@ class CheckpointError(AnchorageError):
 
 class DataError(AnchorageError):
     """A dataset, annotation or image file is missing or malformed."""
+
+
+class PluginError(AnchorageError):
+    """A component returned what its slot's contract does not allow (shape, dtype, keys); the
+    message names the slot's key path, the component and the plugin that provides it."""

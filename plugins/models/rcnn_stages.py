@@ -22,6 +22,7 @@ from anchorage.core.build import build_child
 from anchorage.core.composition import CompositionError, check_feature_names, node_path
 from anchorage.core.interfaces import Anchors, DenseTargets, FeatureSpec, GroundTruth
 from anchorage.core.interfaces.matching import gather_rows
+from anchorage.core.slots import Slot, check_assignment, check_loss_terms
 from anchorage.plugins.models.detection_batch import batch_anchors
 
 
@@ -93,10 +94,12 @@ class RPNStage(nn.Module):
             "head", cfg.head, in_channels=in_channels, num_anchors=num_anchors[0]
         )
         self.matcher = build_child("matcher", cfg.matcher)
+        self.matcher_slot = Slot.of("matcher", cfg.matcher, "model.rpn.matcher")
         self.box_coder = build_child("box_coder", cfg.box_coder)
         self.sampler = build_child("sampler", cfg.sampler)
         self.proposals = build_child("postprocessor", cfg.proposals, box_coder=self.box_coder)
         self.loss = build_child("loss", cfg.loss)
+        self.loss_slot = Slot.of("loss", cfg.loss, "model.rpn.loss")
 
     def forward(
         self,
@@ -119,13 +122,21 @@ class RPNStage(nn.Module):
         if gt is None:
             return proposals, {}
         gt = gt.class_agnostic()
-        assignment = self.matcher(anchors, gt, predictions=out)
+        assignment = check_assignment(
+            self.matcher_slot,
+            self.matcher(anchors, gt, predictions=out),
+            gt.boxes.shape[0],
+            anchors.boxes.shape[-2],
+        )
         positive, negative = self.sampler(assignment.matched)
-        targets = DenseTargets.from_assignment(anchors, gt, assignment, self.box_coder, 1)
+        with self.matcher_slot.blames(
+            f"Assignment.matched indexes past the {gt.boxes.shape[1]} gt boxes"
+        ):
+            targets = DenseTargets.from_assignment(anchors, gt, assignment, self.box_coder, 1)
         losses = self.loss(
             out["objectness"], out["bbox_deltas"], positive, negative, targets.box_targets
         )
-        return proposals, losses
+        return proposals, check_loss_terms(self.loss_slot, losses)
 
 
 @attrs.frozen
@@ -176,6 +187,7 @@ class BoxStage(nn.Module):
         self.box_coder = build_child("box_coder", cfg.box_coder)
         self.sampler = build_child("sampler", cfg.sampler)
         self.loss = build_child("loss", cfg.loss)
+        self.loss_slot = Slot.of("loss", cfg.loss, "model.roi_box.loss")
         self.postprocessor = build_child(
             "postprocessor", cfg.postprocessor, box_coder=self.box_coder
         )
@@ -217,7 +229,8 @@ class BoxStage(nn.Module):
         image_sizes: list[tuple[int, int]],
     ) -> dict[str, torch.Tensor]:
         out = self.predict(features, list(sampled.boxes.split(sampled.counts)), image_sizes)
-        return self.loss(out["cls_logits"], out["bbox_deltas"], sampled.labels, sampled.targets)
+        terms = self.loss(out["cls_logits"], out["bbox_deltas"], sampled.labels, sampled.targets)
+        return check_loss_terms(self.loss_slot, terms)
 
     def detect(
         self,
@@ -255,6 +268,7 @@ class MaskStage(nn.Module):
             "head", cfg.head, in_channels=self.roi_extractor.out_channels, num_classes=num_classes
         )
         self.loss = build_child("loss", cfg.loss)
+        self.loss_slot = Slot.of("loss", cfg.loss, "model.roi_mask.loss")
         self.paste = build_child("postprocessor", cfg.paste)
 
     def _logits(self, features: dict, boxes: list[torch.Tensor], sizes: list) -> torch.Tensor:
@@ -272,7 +286,7 @@ class MaskStage(nn.Module):
         logits = self._logits(features, boxes, image_sizes)
         matched = list(sampled.matched[keep].split(counts))
         targets = _mask_targets(gt_masks, boxes, matched, logits.shape[-1])
-        return self.loss(logits, sampled.labels[keep], targets)
+        return check_loss_terms(self.loss_slot, self.loss(logits, sampled.labels[keep], targets))
 
     def detect(
         self,

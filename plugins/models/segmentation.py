@@ -31,6 +31,7 @@ from anchorage.core.build import build_child  # re-exported: older imports use t
 from anchorage.core.composition import CompositionError, node_path
 from anchorage.core.errors import DataError
 from anchorage.core.registry import MODELS
+from anchorage.core.slots import Slot, check_loss_terms
 
 from .tiling import sliding_window
 
@@ -72,6 +73,7 @@ class SegmentationModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.loss = build_child("loss", cfg.loss or {"type": "cross_entropy"})
+        self.loss_slot = Slot.of("loss", cfg.loss or {"type": "cross_entropy"}, "model.loss")
         self.ignore_index = int(getattr(getattr(self.loss, "cfg", None), "ignore_index", 255))
         self.aux_weight = 0.0
         self.register_buffer("mean", torch.tensor(cfg.mean).view(3, 1, 1), persistent=False)
@@ -110,7 +112,7 @@ class SegmentationModel(nn.Module):
         self, outputs: dict[str, torch.Tensor], masks: torch.Tensor
     ) -> dict[str, torch.Tensor]:
         """Loss terms of the main (and auxiliary) logits against ``masks`` ``[B,H,W]``."""
-        losses = dict(self.loss(outputs["out"], masks))
+        losses = check_loss_terms(self.loss_slot, self.loss(outputs["out"], masks))
         if "aux" in outputs and self.aux_weight > 0:
             (aux,) = self.loss(outputs["aux"], masks).values()
             losses["loss_aux"] = self.aux_weight * aux

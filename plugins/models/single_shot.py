@@ -19,10 +19,17 @@ from torch import nn
 
 from anchorage.core import component
 from anchorage.core.build import build_child
-from anchorage.core.composition import check_levels, node_path
+from anchorage.core.composition import check_background_column, check_levels, node_path
 from anchorage.core.config import as_section
 from anchorage.core.interfaces import Anchors, DenseTargets, GroundTruth
 from anchorage.core.registry import MODELS
+from anchorage.core.slots import (
+    Slot,
+    check_assignment,
+    check_dense_predictions,
+    check_detections,
+    check_loss_terms,
+)
 from anchorage.plugins.models.detection_batch import batch_anchors, prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
 
@@ -105,6 +112,14 @@ class SingleShotDetector(nn.Module):
         self.postprocessor = build_child(
             "postprocessor", cfg.postprocessor, box_coder=self.box_coder
         )
+        self.slots = {
+            name: Slot.of(kind, getattr(cfg, name), f"model.{name}")
+            for name, kind in (
+                ("head", "head"), ("matcher", "matcher"), ("loss", "loss"),
+                ("postprocessor", "postprocessor"),
+            )
+        }  # fmt: skip
+        check_background_column(cfg.loss, self.loss, cfg.postprocessor, self.postprocessor)
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
@@ -118,7 +133,9 @@ class SingleShotDetector(nn.Module):
             training=self.training,
         )
         features = self.features(batch.images)
-        predictions = self.head(features)
+        predictions = check_dense_predictions(
+            self.slots["head"], self.head(features), len(batch.image_sizes), {}
+        )
         anchors = batch_anchors(
             self.anchor_generator,
             tuple(batch.images.shape[-2:]),
@@ -128,8 +145,13 @@ class SingleShotDetector(nn.Module):
             "model.anchor_generator",
         )
         if self.training:
-            return self.loss(predictions, self.targets(anchors, batch.gt, predictions))
-        detections = self.postprocessor(predictions, anchors, batch.image_sizes)
+            terms = self.loss(predictions, self.targets(anchors, batch.gt, predictions))
+            return check_loss_terms(self.slots["loss"], terms)
+        detections = check_detections(
+            self.slots["postprocessor"],
+            self.postprocessor(predictions, anchors, batch.image_sizes),
+            len(batch.image_sizes),
+        )
         return self.preprocess.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -141,7 +163,14 @@ class SingleShotDetector(nn.Module):
         self, anchors: Anchors, gt: GroundTruth, predictions: dict[str, torch.Tensor]
     ) -> DenseTargets:
         """Match anchors to the padded gt and encode the per-anchor targets."""
-        assignment = self.matcher(anchors, gt, predictions=predictions)
-        return DenseTargets.from_assignment(
-            anchors, gt, assignment, self.box_coder, self.num_classes
+        slot = self.slots["matcher"]
+        assignment = check_assignment(
+            slot,
+            self.matcher(anchors, gt, predictions=predictions),
+            gt.boxes.shape[0],
+            anchors.boxes.shape[-2],
         )
+        with slot.blames(f"Assignment.matched indexes past the {gt.boxes.shape[1]} gt boxes"):
+            return DenseTargets.from_assignment(
+                anchors, gt, assignment, self.box_coder, self.num_classes
+            )

@@ -7,7 +7,7 @@ import copy
 import attrs
 import pytest
 
-from anchorage.core import CompositionError, Spec, SpecError, check_spec
+from anchorage.core import CompositionError, Spec, SpecError, build_model, check_spec, load_spec
 from anchorage.core.config import validate_section
 from anchorage.plugins.datasets.coco import SAMPLE_DIR
 from anchorage.plugins.datasets.voc import SAMPLE_VOC
@@ -87,3 +87,9 @@ def test_composition_error_is_prefixed_with_the_file() -> None:
     with pytest.raises(CompositionError) as raw:
         Spec.from_dict(data, source="x.yaml").model.build()
     assert raw.value.paths == ("model.roi_box.roi_extractor.featmap_names", "model.neck")
+
+
+def test_loss_and_postprocessor_must_agree_on_the_background_column() -> None:
+    spec = load_spec("retinanet_r18_fpn_shapes", ["model.loss.background_column=false"])
+    with pytest.raises(CompositionError, match=r"model\.loss: reads \[B,A,C\] logits but "):
+        build_model(spec)
