@@ -50,11 +50,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
 
-    from anchorage.core import check_spec, load_spec
+    from anchorage.core import load_spec
     from anchorage.core.engine import TrainingStopped, train
 
-    spec = load_spec(args.spec, args.overrides)
-    check_spec(spec, build_datasets=True)  # composition errors before anything is written
+    spec = load_spec(args.spec, args.overrides)  # train() checks the composition as it builds
     work_dir = Path(args.work_dir or Path("work_dirs") / Path(args.spec).stem)
 
     try:

@@ -21,6 +21,7 @@ import torch
 import yaml
 
 from ..build import build_model
+from ..composition import check_spec
 from ..errors import AnchorageError, CheckpointError
 from ..spec import Spec
 from . import distributed as ddp
@@ -95,12 +96,14 @@ class Trainer:
         if device.type == "cuda" and self.dist.enabled:
             device = torch.device("cuda", self.dist.local_rank)
         self.device = device
-        if self.dist.is_main:  # before anything is built: a bad work dir fails at once
+        seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
+        # The one build of the model, with the composition checks: a spec error surfaces
+        # before the work dir is touched (--overwrite deletes a previous run's outputs).
+        model = (check_spec(self.spec, build_datasets=True) or build_model(self.spec)).to(device)
+        if self.dist.is_main:
             self._lock = prepare_work_dir(
                 self.work_dir, resume=bool(self.resume), overwrite=self.overwrite
             )
-        seed_everything(self.cfg.seed + self.dist.rank, self.cfg.deterministic)
-        model = build_model(self.spec).to(device)
         self.extras = TrainingExtras(self.cfg)
         loaded = self.extras.load_from(model, resuming=bool(self.resume))
         if self.cfg.sync_batchnorm:

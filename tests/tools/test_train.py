@@ -157,3 +157,25 @@ def test_demo_spec_runs_through_the_tool(tmp_path: Path, capsys) -> None:
     assert json.loads(out.strip().splitlines()[-1])["iteration"] == 2
     state = read_checkpoint(tmp_path / "w" / "last.pt")
     assert state["spec"]["model"]["type"] == "single_shot" and state["iteration"] == 2
+
+
+def test_the_model_is_built_once_with_its_composition_checks(
+    toys, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    built = []
+    init = toys.ToyDetector.__init__
+
+    def counting(self, cfg) -> None:  # noqa: ANN001
+        built.append(cfg)
+        init(self, cfg)
+
+    monkeypatch.setattr(toys.ToyDetector, "__init__", counting)
+    spec = write_spec(toys, tmp_path / "s.yaml", epochs=1, eval_interval=0)
+    work = tmp_path / "w"
+    assert tool(str(spec), "--work-dir", str(work), "--no-progress") == 0
+    assert len(built) == 1
+    # a composition error surfaces before --overwrite deletes the previous run's outputs
+    bad = ("--set", "model.num_classes=7", "--overwrite")
+    assert tool(str(spec), "--work-dir", str(work), "--no-progress", *bad) == 2
+    assert "model.num_classes: 7" in capsys.readouterr().err
+    assert (work / "last.pt").is_file()

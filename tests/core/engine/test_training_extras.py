@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from anchorage.core import CheckpointError, Spec, SpecError, read_checkpoint
+from anchorage.core import CheckpointError, Spec, SpecError, build_model, read_checkpoint
 from anchorage.core.engine import train
 from anchorage.core.engine.finetune import check_spec_matches
+from anchorage.core.engine.state import write_checkpoint
 from anchorage.core.engine.trainer import Trainer
 
 pytestmark = pytest.mark.slow
@@ -125,17 +126,20 @@ def test_bf16_autocast_on_cpu(toys, tmp_path: Path) -> None:
 
 
 def test_load_from_fits_what_fits_and_starts_fresh(toys, tmp_path: Path, capsys) -> None:
-    train(spec_of(toys, 4), tmp_path / "pre")
-    ckpt = tmp_path / "pre" / "last.pt"
+    # pretrained on a 3-class task elsewhere: head 4 + 3 + 1 outputs instead of 4 + 2 + 1
+    other = toys.toy_spec()
+    other["model"]["num_classes"] = 3
+    ckpt = write_checkpoint(
+        tmp_path / "pre.pt", {"model": build_model(Spec.from_dict(other)).state_dict()}
+    )
     data = toys.toy_spec(epochs=1, eval_interval=0, log_images=0, load_from=str(ckpt))
-    data["model"]["num_classes"] = 3  # head: 4 + 3 + 1 outputs instead of 4 + 2 + 1
     trainer = Trainer(Spec.from_dict(data), tmp_path / "fine", progress=False)
     trainer.setup()
     out = capsys.readouterr().out
     assert f"load_from {ckpt}: loaded 2 of 4 model tensors" in out
     assert (
-        "skipped 2 tensors: head.{weight,bias} (2 tensors, e.g. head.weight: checkpoint 7x8 vs "
-        "model 8x8)" in out
+        "skipped 2 tensors: head.{weight,bias} (2 tensors, e.g. head.weight: checkpoint 8x8 vs "
+        "model 7x8)" in out
     )
     pre = read_checkpoint(ckpt)["model"]
     own = trainer.model.state_dict()
@@ -181,7 +185,8 @@ def test_eval_and_resume_name_a_num_classes_mismatch(toys, tmp_path: Path) -> No
     )
     with pytest.raises(CheckpointError, match=expected):
         evaluate_checkpoint(other, tmp_path / "last.pt", progress=False)
-    with pytest.raises(CheckpointError, match=expected):
+    # resuming checks the spec against its data first, before the checkpoint is read
+    with pytest.raises(SpecError, match=r"model.num_classes: 5, but data.train.dataset"):
         train(other, tmp_path, resume=True)
 
 
