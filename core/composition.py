@@ -11,6 +11,7 @@ offending key, and compares ``model.num_classes`` with every data split's classe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -177,26 +178,27 @@ def declared_config(node: Any, kind: str) -> Any:
     return types.SimpleNamespace(**values)
 
 
-def check_background_column(loss_node: Any, loss: Any, post_node: Any, post: Any) -> None:
-    """A dense loss and postprocessor must agree on whether ``cls_logits`` carry the background
-    column 0 (each declares it: ``DenseLayout.background_column``); ``None`` accepts either."""
-    theirs = []
-    for node, component, kind, default in (
-        (loss_node, loss, "loss", "model.loss"),
-        (post_node, post, "postprocessor", "model.postprocessor"),
-    ):
+def check_background_column(*slots: tuple[str, Any, Any]) -> None:
+    """The dense head, loss and postprocessor must agree on whether ``cls_logits`` carry the
+    background column 0 (each declares it: ``DenseLayout.background_column``; ``None`` accepts
+    either). ``slots``: ``(kind, spec node, built component)``, the key path ``model.<kind>``
+    unless the node carries its own."""
+    declared = []
+    for kind, node, component in slots:
         declare = getattr(type(component), "background_column", None)
         value = declare(declared_config(node, kind)) if declare is not None else None
-        theirs.append((node_path(node, default), value))
-    (loss_path, a), (post_path, b) = theirs
-    if a is not None and b is not None and a != b:
+        if value is not None:
+            declared.append((kind, node_path(node, f"model.{kind}"), value))
 
-        def says(v: bool) -> str:
-            return "[B,A,C+1] logits with background column 0" if v else "[B,A,C] logits"
+    def says(kind: str, v: bool) -> str:
+        verb = "gives" if kind == "head" else "reads"
+        return f"{verb} {'[B,A,C+1] logits with background column 0' if v else '[B,A,C] logits'}"
 
-        raise CompositionError(
-            f"{loss_path}: reads {says(a)} but {post_path} reads {says(b)}; set "
-            "background_column (or the score) so both read the head's layout the same way",
-            loss_path,
-            post_path,
-        )
+    for (kind_a, path_a, a), (kind_b, path_b, b) in itertools.pairwise(declared):
+        if a != b:
+            raise CompositionError(
+                f"{path_a}: {says(kind_a, a)} but {path_b} {says(kind_b, b)}; set "
+                "background_column (or the score) so all read the head's layout the same way",
+                path_a,
+                path_b,
+            )

@@ -119,7 +119,11 @@ class SingleShotDetector(nn.Module):
                 ("postprocessor", "postprocessor"),
             )
         }  # fmt: skip
-        check_background_column(cfg.loss, self.loss, cfg.postprocessor, self.postprocessor)
+        check_background_column(
+            ("head", cfg.head, self.head),
+            ("loss", cfg.loss, self.loss),
+            ("postprocessor", cfg.postprocessor, self.postprocessor),
+        )
 
     def forward(
         self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None

@@ -89,7 +89,20 @@ def test_composition_error_is_prefixed_with_the_file() -> None:
     assert raw.value.paths == ("model.roi_box.roi_extractor.featmap_names", "model.neck")
 
 
-def test_loss_and_postprocessor_must_agree_on_the_background_column() -> None:
+def test_head_loss_and_postprocessor_must_agree_on_the_background_column() -> None:
     spec = load_spec("retinanet_r18_fpn_shapes", ["model.loss.background_column=false"])
-    with pytest.raises(CompositionError, match=r"model\.loss: reads \[B,A,C\] logits but "):
+    with pytest.raises(CompositionError) as info:
         build_model(spec)
+    assert str(info.value).startswith(
+        "model.head: gives [B,A,C+1] logits with background column 0 but model.loss reads "
+        "[B,A,C] logits"
+    )
+    assert info.value.paths == ("model.head", "model.loss")
+    # head and loss agree, the postprocessor does not
+    post = ["model.postprocessor.background_column=false"]
+    with pytest.raises(CompositionError) as info:
+        build_model(load_spec("retinanet_r18_fpn_shapes", post))
+    assert str(info.value).startswith(
+        "model.loss: reads [B,A,C+1] logits with background column 0 but model.postprocessor "
+        "reads [B,A,C] logits"
+    )
