@@ -5,8 +5,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import generalized_box_iou_loss, sigmoid_focal_loss
 
-from anchorage.core import BoxLoss, DenseLoss, DenseTargets, component, hookimpl
-from anchorage.core.build import build_child
+from anchorage.core import BoxLoss, DenseLoss, DenseTargets, build_child, component, hookimpl
 
 
 class ExampleGIoU(BoxLoss):
