@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
+import runpy
 from collections.abc import Iterator
+from pathlib import Path
 
 import attrs
 import pytest
 import torch
 
 from anchorage.core import build_component
+from anchorage.core.cli import run_tool
 from anchorage.core.errors import PluginError
 from anchorage.core.interfaces import Assignment, DenseLoss, Matcher
 from anchorage.core.registry import LOSSES, MATCHERS, current_provider
 from anchorage.plugins.models.single_shot import _TINY
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class BadLoss(DenseLoss):
@@ -104,3 +110,21 @@ def test_a_bad_matcher_is_named(bad_components: None, mode: str, message: str) -
         PluginError, match=r"model\.matcher \(bad_matcher from myplug\): " + message
     ):
         _train_step(matcher={"type": "bad_matcher", "mode": mode})
+
+
+@pytest.mark.slow
+def test_the_train_tool_names_a_bad_plugin_in_one_line(
+    bad_components: None, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cache = tmp_path / "cache"
+    overrides = [
+        f"data.train.dataset.root={cache}", "data.train.dataset.num_images=2",
+        f"data.val.dataset.root={cache}", "data.val.dataset.num_images=2",
+        "train.max_iters=1", "model.loss={type: bad_loss}",
+    ]  # fmt: skip
+    argv = ["specs/tiny_ssd_shapes.yaml", "--work-dir", str(tmp_path / "w"), "--no-progress"]
+    main = runpy.run_path(str(ROOT / "tools" / "train.py"))["main"]
+    assert run_tool(main, [*argv, *[a for o in overrides for a in ("--set", o)]]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    assert re.search(r"model\.loss \(bad_loss from myplug\): loss_qfl is \[2,\d+\]", err[0])
