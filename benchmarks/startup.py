@@ -16,7 +16,6 @@ example:
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+
+from anchorage.core.cli import make_parser, run_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
@@ -75,7 +76,7 @@ def measure(argv: list[str], runs: int) -> tuple[float, float, Counter]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = make_parser(__doc__, spec=False)
     parser.add_argument("--runs", type=int, default=3, help="runs per command (fastest kept)")
     args = parser.parse_args(argv)
 
@@ -105,4 +106,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_tool(main))
