@@ -13,7 +13,9 @@ parameters); lists and scalars replace. ``--set a.b.type=name`` follows the same
 from __future__ import annotations
 
 import copy
+import os
 import re
+import stat
 from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
@@ -168,7 +170,43 @@ def resolve_spec_path(path: str | Path, relative_to: Path | None = None) -> Path
     for c in candidates:
         if c.is_file():
             return c.resolve()
-    return (candidates[0] if candidates else p).resolve()
+    # not a spec file anywhere: the first that exists in some form (a folder, a FIFO, a
+    # symlink loop) so the error can say what it is; absolute, links not followed
+    there = [c for c in candidates if os.path.lexists(c)]
+    return Path(os.path.abspath(there[0] if there else candidates[0] if candidates else p))
+
+
+def not_a_spec_file(path: Path) -> str:
+    """Why ``path`` (not a regular file) cannot be read as a spec, in a few words."""
+    chain = [path]
+    while chain[-1].is_symlink():
+        target = Path(os.readlink(chain[-1]))
+        target = target if target.is_absolute() else chain[-1].parent / target
+        target = Path(os.path.normpath(target))
+        if target in chain or len(chain) > 40:
+            loop = " -> ".join(str(p) for p in (*chain, target))
+            return f"symlink loop: {loop}"
+        chain.append(target)
+    links = " -> ".join(str(p) for p in chain)
+    try:
+        mode = chain[-1].stat().st_mode
+    except FileNotFoundError:
+        return (
+            f"broken symlink: {links} does not exist" if len(chain) > 1 else "spec file not found"
+        )
+    except OSError as exc:
+        return f"cannot read spec file: {exc.strerror}"
+    for test, what in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            via = f" ({links})" if len(chain) > 1 else ""
+            return f"exists but is {what}{via}, not a spec file"
+    return "not a regular file"
 
 
 class Spec:
@@ -294,7 +332,7 @@ def _load_with_bases(file: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[st
         raise SpecError(f"{file}: cycle in {BASE_KEY}: {cycle}")
     if not file.is_file():
         parent = f" (named in {BASE_KEY} of {chain[-1]})" if chain else ""
-        raise SpecError(f"{file}: spec file not found{parent}")
+        raise SpecError(f"{file}: {not_a_spec_file(file)}{parent}")
     raw = read_yaml(file)
     if raw is None:
         raw = {}

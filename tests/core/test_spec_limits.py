@@ -6,6 +6,7 @@ Reliability battery cases 2 and 9 and the scientific-notation float (see
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -123,3 +124,55 @@ def test_a_long_string_aliased_many_times_is_refused() -> None:
     text = f"s: &s {'x' * 10_000}\nl: [" + ", ".join(["*s"] * 2_000) + "]\n"
     with pytest.raises(SpecError, match="t: refused: the YAML expands to more than .* bytes"):
         load_yaml_text(text, "t")
+
+
+def test_a_symlink_loop_in_base_is_one_line_naming_the_chain(tmp_path: Path) -> None:
+    tmp_path = tmp_path.resolve()
+    (tmp_path / "loopA.yaml").symlink_to("loopB.yaml")
+    (tmp_path / "loopB.yaml").symlink_to("loopA.yaml")
+    top = tmp_path / "top.yaml"
+    top.write_text("_base_: loopA.yaml\n")
+    a, b = tmp_path / "loopA.yaml", tmp_path / "loopB.yaml"
+    with pytest.raises(SpecError) as info:
+        load_spec(top)
+    assert str(info.value) == (f"{a}: symlink loop: {a} -> {b} -> {a} (named in _base_ of {top})")
+
+
+@pytest.mark.parametrize(
+    ("make", "what"),
+    [
+        (lambda p: p.mkdir(), "exists but is a folder, not a spec file"),
+        (lambda p: os.mkfifo(p), "exists but is a named pipe (FIFO), not a spec file"),
+        (
+            lambda p: p.symlink_to("/dev/zero"),
+            "exists but is a character device (PATH -> /dev/zero)",
+        ),
+        (
+            lambda p: p.symlink_to("gone.yaml"),
+            "broken symlink: PATH -> DIR/gone.yaml does not exist",
+        ),
+    ],
+    ids=["folder", "fifo", "device", "broken-link"],
+)
+def test_a_base_that_is_not_a_regular_file_says_what_it_is(
+    tmp_path: Path,
+    make,
+    what: str,  # noqa: ANN001
+) -> None:
+    tmp_path = tmp_path.resolve()
+    base = tmp_path / "base.yaml"
+    make(base)
+    top = tmp_path / "top.yaml"
+    top.write_text("_base_: base.yaml\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(top)  # returns at once: a FIFO is never opened
+    message = str(info.value)
+    assert message.startswith(f"{base}: ") and message.endswith(f"(named in _base_ of {top})")
+    assert what.replace("PATH", str(base)).replace("DIR", str(tmp_path)) in message
+
+
+def test_dev_zero_as_base_is_a_device_not_a_missing_file(tmp_path: Path) -> None:
+    top = tmp_path / "top.yaml"
+    top.write_text("_base_: /dev/zero\n")
+    with pytest.raises(SpecError, match=r"^/dev/zero: exists but is a character device, not a"):
+        load_spec(top)
