@@ -87,6 +87,7 @@ def check_spec(spec: Any, *, build_datasets: bool = False) -> Any:
     if spec.get("model") is None:  # e.g. a style-transfer spec: nothing to compose
         return None
     try:
+        check_model_fits(spec)  # composition errors surface here first, on the meta device
         model = spec.model.build()
     except CompositionError as exc:
         raise SpecError(
@@ -94,6 +95,74 @@ def check_spec(spec: Any, *, build_datasets: bool = False) -> Any:
         ) from None
     check_num_classes(spec, build_datasets=build_datasets)
     return model
+
+
+def check_model_fits(spec: Any, memory: int | None = None) -> None:
+    """Refuse a model whose parameters and buffers exceed ``memory`` bytes (default: this
+    machine's physical memory) before anything is allocated: the model is built on the meta
+    device, which records shapes and allocates nothing. The error names the largest tensor and
+    the largest number in the ``model`` section (usually the culprit: a class count, a width).
+    A component that cannot be built on the meta device is left to the real build."""
+    import torch
+
+    from .errors import AnchorageError
+
+    try:
+        with torch.device("meta"):
+            model = spec.model.build()
+    except AnchorageError:
+        raise
+    except Exception:  # e.g. a constructor that reads tensor values: no estimate
+        return
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    size = sum(t.numel() * t.element_size() for _, t in tensors)
+    memory = physical_memory() if memory is None else memory
+    if size <= memory:
+        return
+    name, largest = max(tensors, key=lambda item: item[1].numel())
+    key, value = _largest_number(spec.to_dict()["model"], "model")
+    shape = "x".join(map(str, largest.shape))
+    raise SpecError(
+        f"{_where(spec, key)}: {key}: {value} makes a model of {human_bytes(size)} (parameters "
+        f"and buffers; largest {name} {shape}), more than this machine's "
+        f"{human_bytes(memory)} of memory; nothing was allocated"
+    )
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def human_bytes(n: float) -> str:
+    """``4608000000004608`` → ``"4.6 PB"`` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def _largest_number(value: Any, path: str) -> tuple[str, Any]:
+    """The key path and value of the largest number under ``value`` (a spec section)."""
+    if isinstance(value, bool):
+        return path, None
+    if isinstance(value, int | float):
+        return path, value
+    if isinstance(value, dict):
+        items = [(f"{path}.{k}", v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    else:
+        return path, None
+    best: tuple[str, Any] = (path, None)
+    for sub, item in items:
+        found = _largest_number(item, sub)
+        if found[1] is not None and (best[1] is None or found[1] > best[1]):
+            best = found
+    return best
 
 
 def _where(spec: Any, path: str) -> str:

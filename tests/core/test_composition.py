@@ -6,9 +6,12 @@ import copy
 
 import attrs
 import pytest
+import torch
 
 from anchorage.core import CompositionError, Spec, SpecError, build_model, check_spec, load_spec
+from anchorage.core.composition import check_model_fits, human_bytes
 from anchorage.core.config import validate_section
+from anchorage.core.spec import SPECS_DIR
 from anchorage.plugins.datasets.coco import SAMPLE_DIR
 from anchorage.plugins.datasets.voc import SAMPLE_VOC
 from anchorage.plugins.models.two_stage import _TINY
@@ -106,3 +109,37 @@ def test_head_loss_and_postprocessor_must_agree_on_the_background_column() -> No
         "model.loss: reads [B,A,C+1] logits with background column 0 but model.postprocessor "
         "reads [B,A,C] logits"
     )
+
+
+def test_a_model_too_large_for_memory_is_refused_before_anything_is_allocated() -> None:
+    spec = load_spec("tiny_ssd_shapes", ["model.num_classes=1000000000000"])
+    with pytest.raises(SpecError) as info:
+        check_spec(spec)
+    message = str(info.value)
+    assert message.startswith(
+        "--set model.num_classes=1000000000000: model.num_classes: 1000000000000 makes a model "
+        "of 41.6 PB (parameters and buffers; largest head.cls_convs.1.weight 4000000000004x64x3x3)"
+    )
+    assert message.endswith("of memory; nothing was allocated")
+
+
+def test_the_memory_bound_is_the_one_given() -> None:
+    spec = load_spec("tiny_ssd_shapes")
+    model = build_model(spec)
+    tensors = [*model.parameters(), *model.buffers()]
+    size = sum(t.numel() * t.element_size() for t in tensors)
+    check_model_fits(spec, memory=size)
+    with pytest.raises(SpecError, match=r": model\.\S+: \d+ makes a model of 1\.2 MB"):
+        check_model_fits(spec, memory=size - 1)
+    assert human_bytes(999) == "999 B" and human_bytes(41.6e15) == "41.6 PB"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
+def test_every_zoo_model_is_estimated_on_the_meta_device(name: str) -> None:
+    spec = load_spec(name)
+    if spec.get("model") is None:
+        pytest.skip("no model section (style transfer)")
+    with torch.device("meta"):
+        model = spec.model.build()  # the estimate check_model_fits relies on
+    assert all(p.is_meta for p in model.parameters())
+    assert sum(p.numel() for p in model.parameters()) > 1000
