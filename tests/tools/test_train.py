@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,18 @@ def test_nan_loss_exits_2_naming_iteration(toys, tmp_path: Path, capsys) -> None
     assert not (tmp_path / "w" / "last.pt").exists()
 
 
-def test_sigint_in_process_exits_130_after_checkpoint(toys, tmp_path: Path, capsys) -> None:
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler for the test, whatever this process started with (a shell
+    in the background starts it with SIGINT ignored), and the previous one back after."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_in_process_exits_130_after_checkpoint(
+    toys, tmp_path: Path, capsys, default_sigint: None
+) -> None:
     spec = write_spec(toys, tmp_path / "s.yaml", epochs=100000, eval_interval=0,
                       checkpoint_interval=0, log_interval=1)  # fmt: skip
     log = tmp_path / "w" / "metrics.jsonl"
