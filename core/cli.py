@@ -8,6 +8,7 @@ status 2 and one clear message, with the traceback only under ``--debug``.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -32,6 +33,24 @@ def make_parser(description: str, *, spec: bool = True) -> argparse.ArgumentPars
     return parser
 
 
+LONG_WORD = 240
+"""Characters of one unbroken word of an error message shown in full; longer ones are cut."""
+
+
+def shorten_long_words(message: str, limit: int = LONG_WORD) -> str:
+    """Cut every run of non-space characters longer than ``limit`` (a pasted value, echoed by
+    ``--set`` and again by the check that refuses it) to its start, its end and its length, so
+    an error stays one readable line. Paths and key paths are far shorter and stay whole."""
+    keep = limit // 3
+
+    def cut(match: re.Match) -> str:
+        word = match.group(0)
+        body = word.rstrip(":;,.'\")]")
+        return f"{body[:keep]}…{body[-12:]} ({len(body)} characters){word[len(body) :]}"
+
+    return re.sub(rf"\S{{{limit + 1},}}", cut, message)
+
+
 def run_tool(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> int:
@@ -43,7 +62,7 @@ def run_tool(
     except AnchorageError as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {shorten_long_words(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from anchorage.core.cli import run_tool
+from anchorage.core.cli import run_tool, shorten_long_words
 
 ROOT = Path(__file__).resolve().parents[2]
 RCNN = "specs/faster_rcnn_r18_fpn_bccd.yaml"
@@ -116,3 +116,21 @@ def test_train_exits_2_before_writing(case: str, tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     _check_message(proc.stderr, patterns)
     assert not work.exists(), sorted(work.rglob("*"))
+
+
+def test_a_pasted_120kb_value_is_cut_in_the_message(capsys: pytest.CaptureFixture) -> None:
+    main = runpy.run_path(str(ROOT / "tools" / "print_spec.py"))["main"]
+    value = "a" * 120_000
+    spec = str(ROOT / "specs" / "tiny_ssd_shapes.yaml")
+    assert run_tool(main, [spec, "--set", f"model.backbone.type={value}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err) < 1000 and err.count("\n") == 1
+    assert "(120020 characters): model.backbone.type: unknown backbone" in err
+    assert "(120001 characters)'; registered backbone names: darknet," in err
+
+
+def test_only_long_words_are_cut() -> None:
+    path = "/data/" + "d" * 200 + "/ann.json"  # a long path stays whole
+    assert shorten_long_words(f"{path}: bad") == f"{path}: bad"
+    cut = shorten_long_words("x=" + "b" * 500 + ", then")
+    assert cut == "x=" + "b" * 78 + "…" + "b" * 12 + " (502 characters), then"
