@@ -29,6 +29,9 @@ import numpy as np
 from ..errors import DataError
 
 LOG = logging.getLogger("anchorage.data")
+_LOGGED: set[str] = set()
+"""Reports logged in this process: a run reads one annotation file several times (the spec
+checks, the training set, evaluation), and its report is logged once."""
 
 BOX_PROBLEMS = ("nan_box", "degenerate_box", "outside_image", "bad_polygon")
 """Problems handled by ``policy`` (drop or strict)."""
@@ -149,7 +152,7 @@ def validate_images(
 
     ``category_to_label`` maps file category ids (or VOC names) to labels 1..C. Raises
     ``DataError`` under ``policy="strict"`` for box problems, and for bad samples beyond
-    ``max_bad_samples``. The report is logged once (warning when problems were found).
+    ``max_bad_samples``. The report is logged once per process (warning when problems were found).
     """
     if policy not in ("drop", "strict"):
         raise DataError(f"{source}: policy must be 'drop' or 'strict', got {policy!r}")
@@ -181,7 +184,10 @@ def validate_images(
     dropped = {p: report.counts[p] for p in BOX_PROBLEMS if p in report.counts}
     if policy == "strict" and dropped:
         raise DataError(f"policy 'strict' refuses annotation problems:\n{report}")
-    (LOG.warning if report.counts else LOG.info)("%s", report)
+    text = str(report)
+    if text not in _LOGGED:  # the same file is read by the checks, training and evaluation
+        _LOGGED.add(text)
+        (LOG.warning if report.counts else LOG.info)("%s", text)
     return records, report
 
 

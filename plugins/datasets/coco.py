@@ -136,8 +136,13 @@ def load_coco(
     report = ValidationReport(str(path))
     raws = [_raw_image(im, root, path, allow_outside_img_dir) for im in data["images"]]
     images: dict[Any, RawImage] = {}
-    for raw in raws:  # a duplicate id keeps no annotations; validation reports it
-        images.setdefault(raw.image_id, raw)
+    for raw in raws:  # duplicates first: an annotation may name the id a duplicate hides
+        if raw.image_id in images:
+            msg = f"{path}: duplicate image id {raw.image_id} ({raw.name})"
+            where = f"{raw.name} (image id {raw.image_id})"
+            bad_sample(report, "duplicate_image_id", where, msg, max_bad_samples)
+            continue
+        images[raw.image_id] = raw
     anns = data.get("annotations", [])
     if not isinstance(anns, list):
         raise DataError(f"{path}: 'annotations': expected a list, got {type(anns).__name__}")
@@ -152,7 +157,7 @@ def load_coco(
             continue
         owner.annotations.append(_raw_annotation(ann, path))
     records, report = validate_images(
-        raws,
+        list(images.values()),
         cat_to_label,
         source=str(path),
         policy=policy,

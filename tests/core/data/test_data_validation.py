@@ -194,3 +194,21 @@ def test_duplicate_category_id_is_an_error(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match="duplicate category id 2"):
         _load(str(path))
+
+
+def test_a_duplicate_image_id_is_named_before_the_annotations_it_orphans(tmp_path):
+    # x.png was meant to be image 4; its id duplicates image 3, its annotation names 4
+    dup = [{"id": 3, "file_name": "x.png", "height": 40, "width": 50}]
+    path = _coco(tmp_path, [{**GOOD, "image_id": 4}], more_images=dup)
+    with pytest.raises(DataError, match=r"ann\.json: duplicate image id 3 \(x\.png\) \(bad"):
+        _load(path)
+    ds = _load(path, max_bad_samples=2)
+    assert ds.report.counts == {"duplicate_image_id": 1, "unknown_image": 1}
+
+
+def test_the_report_of_a_file_read_twice_is_logged_once(tmp_path, caplog):
+    path = _coco(tmp_path, [GOOD, {**GOOD, "id": 2, "bbox": [10, 10, 0, 5]}])
+    with caplog.at_level(logging.INFO, logger="anchorage.data"):
+        first, second = _load(path), _load(path)
+    assert first.report.counts == second.report.counts != {}
+    assert sum("annotation problems" in r.message for r in caplog.records) == 1
