@@ -15,7 +15,8 @@ draws an image's annotations (found by file name) beside its prediction. Images 
 side under ``--min-size`` pixels (default 384) are drawn enlarged by a whole factor so the
 captions stay legible; ``--min-size 0`` keeps every image's own size; no enlargement takes the
 long side past 4096 pixels. Images over 100 megapixels or with sides in a ratio over 1000:1 are
-refused; ``--out`` must be (or become) a writable folder.
+refused; ``--out`` must be (or become) a writable folder. Consecutive images of one size run
+through the model together (``--batch-size``) while ``--workers`` threads draw and write.
 """
 
 from __future__ import annotations
@@ -78,11 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=LEGIBLE_SIZE,
         help=f"enlarge drawings with a shorter short side (default {LEGIBLE_SIZE}; 0: never)",
     )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="consecutive images of one size run through the model together (default 8)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="threads drawing and writing while the model runs (default 2; 0: none)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.min_size < 0:
         parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
+    if args.batch_size < 1 or args.workers < 0:
+        parser.error(f"--batch-size >= 1 and --workers >= 0, got {args.batch_size}, {args.workers}")
     images = expand_images(args.images)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+
+    from tqdm import tqdm
 
     from anchorage.core import load_spec
     from anchorage.core.engine import predict_images
@@ -103,7 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         min_size=args.min_size,
         ground_truth=truth,
-        notify=lambda png, note: print(f"{png}: {note}", file=sys.stderr),
+        notify=lambda png, note: tqdm.write(f"{png}: {note}", file=sys.stderr),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.no_progress,
     )
     for path in written:
         print(path)

@@ -20,7 +20,7 @@ _LAZY = {
     "Trainer": "trainer",
     "TrainingDiverged": "health",
     "evaluate_checkpoint": "evaluate",
-    "predict_images": "evaluate",
+    "predict_images": "predict",
     "TrainingStopped": "signals",
     "build_optimizer": "optim",
     "build_scheduler": "optim",

@@ -12,7 +12,7 @@ import yaml
 from PIL import Image
 from torchvision.transforms.v2.functional import pil_to_tensor, to_pil_image
 
-from anchorage.core import Spec
+from anchorage.core import AnchorageError, Spec
 from anchorage.core.cli import run_tool
 from anchorage.core.engine import train
 
@@ -137,3 +137,54 @@ def test_help_shows_the_defaults() -> None:
     )
     text = " ".join(done.stdout.split())
     assert "(default 0.3)" in text and f"(default {LEGIBLE_SIZE};" in text
+
+
+def test_batches_and_drawing_threads_change_nothing_but_speed(trained, tmp_path: Path) -> None:
+    """Sizes 40, 40, 40, 32, 40 (two runs of one size), two images with one stem: every
+    setting writes the same PNGs and JSONs, in the order given."""
+    from anchorage.core.engine.predict import predict_images, same_size_batches
+
+    spec, ckpt = trained
+    (tmp_path / "x").mkdir()
+    sizes = [40, 40, 40, 32, 40]
+    paths = [image_file(tmp_path / f"{i}.png", s) for i, s in enumerate(sizes[:-1])]
+    paths.append(image_file(tmp_path / "x" / "0.png", sizes[-1]))  # stem 0 again
+    hw = [(s, s + 8) for s in sizes]
+    assert list(same_size_batches(paths, hw, 2)) == [[0, 1], [2], [3], [4]]
+    runs = {}
+    for batch_size, workers in ((1, 0), (2, 0), (8, 3)):
+        out = tmp_path / f"out_{batch_size}_{workers}"
+        written = predict_images(
+            load_spec_file(spec), ckpt, paths, out, score_thresh=0.0,
+            batch_size=batch_size, workers=workers,
+        )  # fmt: skip
+        assert [p.name for p in written] == ["0.png", "1.png", "2.png", "3.png", "0_1.png"]
+        runs[batch_size, workers] = [
+            (decode_image(str(p)), json.loads(p.with_suffix(".json").read_text())) for p in written
+        ]
+    base = runs[1, 0]
+    for other in (runs[2, 0], runs[8, 3]):
+        for (png_a, json_a), (png_b, json_b) in zip(base, other):
+            assert torch.equal(png_a, png_b)
+            for da, db in zip(json_a["detections"], json_b["detections"]):
+                assert da["label"] == db["label"]
+                assert da["score"] == pytest.approx(db["score"], abs=1e-5)
+                assert da["bbox"] == pytest.approx(db["bbox"], abs=1e-3)
+
+
+def test_a_writer_error_stops_the_run_with_its_message(trained, tmp_path: Path) -> None:
+    from anchorage.core.engine.predict import predict_images
+
+    spec, ckpt = trained
+    paths = [image_file(tmp_path / f"{i}.png") for i in range(4)]
+    out = tmp_path / "out"
+    (out / "2.json").mkdir(parents=True)  # the third JSON cannot be written
+    with pytest.raises(AnchorageError, match=r"2\.json: cannot write the prediction of .*2\.png"):
+        predict_images(load_spec_file(spec), ckpt, paths, out, workers=2)
+    assert (out / "0.json").is_file()  # what was written stays
+
+
+def load_spec_file(path: Path) -> Spec:
+    from anchorage.core import load_spec
+
+    return load_spec(path)
