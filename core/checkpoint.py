@@ -7,9 +7,7 @@ whatever the engine adds (optimizer, scheduler, scaler, epoch, iteration, RNG st
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .atomic import write_atomically
 from .errors import CheckpointError
 
 FORMAT = "anchorage"
@@ -24,36 +23,15 @@ VERSION = 1
 
 
 def save_checkpoint(path: str | Path, payload: Mapping[str, Any]) -> Path:
-    """Write ``payload`` atomically: a temp file in the same folder, fsync, ``os.replace``.
-
-    A crash mid-write leaves the previous file intact. Returns the final path.
-    """
-    path = Path(path)
+    """Write ``payload`` atomically (``core.atomic``): a crash mid-write leaves the previous
+    file intact; a full disk is a ``CheckpointError``. Returns the final path."""
     data = {"format": FORMAT, "version": VERSION, **payload}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise CheckpointError(f"disk full / not writable: {path}: {exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, RuntimeError) and not _is_write_failure(exc):
-            raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"disk full / not writable: {path} ({reason}); the previous file is unchanged"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
+    return write_atomically(
+        path,
+        lambda f: torch.save(data, f),
+        error=CheckpointError,
+        is_write_failure=lambda exc: isinstance(exc, RuntimeError) and _is_write_failure(exc),
+    )
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
@@ -149,16 +127,3 @@ def check_state_fits(
             more = f"\n    ... and {len(items) - 20} more" if len(items) > 20 else ""
             parts.append(f"  {title} keys ({len(items)}):\n    {shown}{more}")
     raise CheckpointError("\n".join(parts))
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

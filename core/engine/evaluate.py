@@ -16,6 +16,7 @@ import attrs
 import torch
 from torch import nn
 
+from ..atomic import write_text_atomically
 from ..build import build_model
 from ..errors import SpecError
 from ..spec import Spec
@@ -154,8 +155,7 @@ def evaluate_checkpoint(
         write_results(collector.results(mapping), detections)
     if out is not None:
         payload = {"checkpoint": str(checkpoint), "split": name, "metrics": result.metrics}
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_text_atomically(out, json.dumps(payload, indent=2) + "\n")
     return result
 
 

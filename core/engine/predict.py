@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomically
 from ..data import class_names_from_spec
 from ..errors import AnchorageError, DataError
 from ..spec import Spec
@@ -139,7 +140,7 @@ def predict_images(
         info = predictions_json(output, paths[i], image, names, score_thresh)
         try:
             _save_png(drawn, pngs[i])
-            pngs[i].with_suffix(".json").write_text(json.dumps(info) + "\n", encoding="utf-8")
+            write_text_atomically(pngs[i].with_suffix(".json"), json.dumps(info) + "\n")
         except OSError as exc:  # a full disk, a folder in the way: the files before stay
             raise AnchorageError(
                 f"{exc.filename or pngs[i]}: cannot write the prediction of {paths[i]}: "

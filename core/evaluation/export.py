@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import write_text_atomically
 from ..errors import AnchorageError
 from .metric import Metric
 from .state import encode_rle, flat, pack_rles, table, unpack_rles
@@ -139,10 +140,6 @@ class DetectionCollector(Metric):
 
 
 def write_results(results: list[dict[str, Any]], path: str | Path) -> Path:
-    """Write a COCO results list as JSON (the folder is created); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(results), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    """Write a COCO results list as JSON, atomically (the folder is created; a kill mid-write
+    leaves no partial file at ``path``); returns the path."""
+    return write_text_atomically(path, json.dumps(results))
