@@ -33,15 +33,16 @@ def make_parser(description: str, *, spec: bool = True) -> argparse.ArgumentPars
     return parser
 
 
-LONG_WORD = 240
-"""Characters of one unbroken word of an error message shown in full; longer ones are cut."""
+LONG_WORD = 1000
+"""Characters of one unbroken word of an error message shown in full; longer ones are cut
+(paths stay whole: few reach this length)."""
 
 
 def shorten_long_words(message: str, limit: int = LONG_WORD) -> str:
     """Cut every run of non-space characters longer than ``limit`` (a pasted value, echoed by
     ``--set`` and again by the check that refuses it) to its start, its end and its length, so
-    an error stays one readable line. Paths and key paths are far shorter and stay whole."""
-    keep = limit // 3
+    an error stays one readable line."""
+    keep = 80
 
     def cut(match: re.Match) -> str:
         word = match.group(0)

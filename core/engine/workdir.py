@@ -33,6 +33,10 @@ RUN_OUTPUTS = ("last.pt", "epoch_*.pt", "metrics.jsonl", "spec.yaml", "tensorboa
 """What a training run writes in its work dir (glob patterns); ``overwrite`` deletes these."""
 
 
+NAME_MAX = 255  # bytes per file or folder name on Linux, macOS and Windows file systems
+PATH_MAX = 4096  # bytes per path on Linux (the shortest common limit that applies)
+
+
 class WorkDirError(AnchorageError):
     """The work dir (or an output folder) cannot be used: not writable, in use, or it holds a
     run that would be destroyed."""
@@ -45,6 +49,14 @@ def check_output_dir(path: str | Path, what: str = "work dir") -> Path:
     created or written (read-only, permissions, full disk).
     """
     path = Path(path)
+    longest = max(path.parts, key=lambda part: len(os.fsencode(part)), default="")
+    if len(os.fsencode(longest)) > NAME_MAX:
+        raise WorkDirError(
+            f"{what} {path}: a name in it is {len(os.fsencode(longest))} bytes; file systems "
+            f"allow at most {NAME_MAX} bytes per name"
+        )
+    if len(os.fsencode(str(path.absolute()))) >= PATH_MAX:
+        raise WorkDirError(f"{what} {path}: the path is longer than {PATH_MAX - 1} bytes")
     if path.exists() and not path.is_dir():
         raise WorkDirError(f"{what} {path} is a file, not a folder; pick another path")
     blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)

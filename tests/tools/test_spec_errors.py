@@ -130,7 +130,7 @@ def test_a_pasted_120kb_value_is_cut_in_the_message(capsys: pytest.CaptureFixtur
 
 
 def test_only_long_words_are_cut() -> None:
-    path = "/data/" + "d" * 200 + "/ann.json"  # a long path stays whole
+    path = "/data/" + "d" * 255 + "/" + "e" * 255 + "/ann.json"  # a long path stays whole
     assert shorten_long_words(f"{path}: bad") == f"{path}: bad"
-    cut = shorten_long_words("x=" + "b" * 500 + ", then")
-    assert cut == "x=" + "b" * 78 + "…" + "b" * 12 + " (502 characters), then"
+    cut = shorten_long_words("x=" + "b" * 1500 + ", then")
+    assert cut == "x=" + "b" * 78 + "…" + "b" * 12 + " (1502 characters), then"

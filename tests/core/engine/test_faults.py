@@ -191,3 +191,19 @@ def test_full_disk_while_logging_is_one_line(toys, tmp_path: Path, monkeypatch) 
     monkeypatch.setattr(RunLogger, "record", full)
     with pytest.raises(WorkDirError, match=r"disk full / not writable: .*metrics.jsonl \(No space"):
         train(quick(toys), tmp_path)
+
+
+def test_a_name_over_255_bytes_is_one_line_before_anything_is_created(tmp_path: Path) -> None:
+    from anchorage.core.engine.workdir import check_output_dir
+
+    too_long = tmp_path / ("é" * 128)  # 256 bytes in UTF-8, 128 characters
+    with pytest.raises(WorkDirError, match=r"a name in it is 256 bytes; file systems allow at"):
+        check_output_dir(too_long)
+    assert list(tmp_path.iterdir()) == []
+    assert check_output_dir(tmp_path / ("w" * 255)).is_dir()  # the limit itself is fine
+
+
+def test_unicode_and_255_byte_work_dirs_train(toys, tmp_path: Path) -> None:
+    for name in ("wörk 日本 run", "w" * 255):
+        train(Spec.from_dict(toys.toy_spec(epochs=1, eval_interval=0)), tmp_path / name)
+        assert read_checkpoint(tmp_path / name / "last.pt")["iteration"] > 0
