@@ -8,6 +8,7 @@ whatever the engine adds (optimizer, scheduler, scaler, epoch, iteration, RNG st
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4": said in the error
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{path}: {_unpickling_reason(str(exc))}") from None
     except EOFError:
@@ -65,6 +68,14 @@ def _unpickling_reason(text: str) -> str:
     between versions: "Unsupported global: GLOBAL x.y was not an allowed global", "Trying to
     load unsupported GLOBAL x.y whose module x is blocked")."""
     marker = next((m for m in _CODE_MARKERS if m in text), None)
+    if marker is None and "WeightsUnpickler error:" in text:
+        # e.g. "Unsupported operand 149": a plain pickle (protocol 4+), not torch.save's
+        after = text.split("WeightsUnpickler error:", 1)[1].strip().splitlines()
+        reason = after[0].strip() if after else "unpickling failed"
+        return (
+            "not a readable checkpoint (corrupt, or not torch.save's format; the weights-only "
+            f"loader stopped at: {reason}); nothing in it was run"
+        )
     if marker is None:
         first = text.strip().splitlines()[0] if text.strip() else "unpickling failed"
         return f"not a readable checkpoint (corrupt or not a torch file: {first})"

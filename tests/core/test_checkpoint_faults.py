@@ -7,6 +7,7 @@ Reliability battery case 7 (disk full) and the "smaller" items (see
 from __future__ import annotations
 
 import errno
+import os
 import pickle
 from pathlib import Path
 
@@ -90,3 +91,26 @@ def test_empty_checkpoint_gives_a_reason(tmp_path: Path) -> None:
     path.touch()
     with pytest.raises(CheckpointError, match=r"x.pt: not a readable checkpoint: .*0 bytes; empty"):
         read_checkpoint(path)
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_plain_pickle_with_code_is_refused_unrun_in_one_line(tmp_path: Path, recwarn) -> None:
+    # before: "corrupt or not a torch file: Weights only load failed. In PyTorch 2.6, ..."
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"model": _RunsCode(tmp_path / "ran")}, f, protocol=4)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(path)
+    assert str(info.value) == (
+        f"{path}: not a readable checkpoint (corrupt, or not torch.save's format; the "
+        "weights-only loader stopped at: Unsupported operand 149); nothing in it was run"
+    )
+    assert not (tmp_path / "ran").exists()
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
