@@ -5,8 +5,10 @@ Validation checks each value against its own declared type; whether an RoI extra
 levels as the features, or whether ``num_classes`` agrees with the dataset is only known once
 the parts are built. Models raise ``CompositionError`` while they build (naming both key
 paths), and ``check_spec`` — which ``tools/print_spec.py`` and ``tools/train.py`` run before
-anything is trained or written — builds the model, adds the file or ``--set`` that set the
-offending key, and compares ``model.num_classes`` with every data split's classes.
+anything is trained or written — builds the model (first on the meta device, to refuse one
+larger than the machine's memory before anything is allocated), adds the file or ``--set``
+that set the offending key, and compares ``model.num_classes`` with every data split's
+classes.
 """
 
 from __future__ import annotations
