@@ -33,7 +33,14 @@ FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
     "preprocess": ("preprocess", "preprocessor", "transform"),
     "backbone": ("backbone.body", "backbone"),
     "neck": ("neck", "backbone.fpn"),
-    "anchors": ("anchor_generator", "rpn.anchor_generator"),
+    # anchorage's generators are plain objects whose ``anchors`` method the skeletons call;
+    # torchvision's are modules called directly (the first that exists is timed)
+    "anchors": (
+        "anchor_generator.anchors",
+        "rpn.anchor_generator.anchors",
+        "anchor_generator",
+        "rpn.anchor_generator",
+    ),
     "head": (
         "head",
         "heads",
@@ -60,7 +67,7 @@ FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
     ),
 }
 _CLASS_ATTR = object()
-FIRST_MATCH_ONLY = frozenset({"preprocess", "backbone"})
+FIRST_MATCH_ONLY = frozenset({"preprocess", "backbone", "anchors"})
 """Stages whose candidates are alternatives (``backbone.body`` else ``backbone``)."""
 
 
