@@ -3,9 +3,10 @@
 ``predict_images(spec, checkpoint, paths, out_dir)`` writes ``<stem>.png`` (the prediction
 drawn) and ``<stem>.json`` (the raw prediction) per image. Every file's header is read before
 the model loads (a missing, unreadable or oversized image fails at once); pixels are decoded
-one batch at a time, so memory stays bounded however many images there are. Consecutive
-images of one size go through the model together (``batch_size``): no padding is added and
-the per-call overhead is shared. Drawing and writing run in ``workers`` threads while the
+one batch at a time, so memory stays bounded however many images there are; an image whose
+pixels cannot be decoded stops the run with its name once every image before it is written.
+Consecutive images of one size go through the model together (``batch_size``): no padding is
+added and the per-call overhead is shared. Drawing and writing run in ``workers`` threads while the
 model runs the next batch (PIL's drawing and PNG encoding release the GIL for most of their
 time); outputs keep the order of ``paths``.
 
@@ -154,8 +155,11 @@ def predict_images(
     bar = tqdm(total=len(paths), desc="infer", unit="image", disable=not progress)
     try:
         for batch in same_size_batches(paths, sizes, batch_size):
-            images = [read_image(paths[i]) for i in batch]
-            outputs = [_to_cpu(o) for o in model([image.to(dev) for image in images])]
+            images, unreadable = _read_until_failure([paths[i] for i in batch])
+            batch = batch[: len(images)]  # the images before an unreadable one still run
+            outputs = (
+                [_to_cpu(o) for o in model([image.to(dev) for image in images])] if images else []
+            )
             for i, image, output in zip(batch, images, outputs):
                 note = nothing_passes(output, score_thresh)
                 if note is not None and notify is not None:
@@ -165,17 +169,30 @@ def predict_images(
                     bar.update()
                 else:
                     pending.append(pool.submit(write, i, image, output))
-            while len(pending) > 2 * batch_size:
+            while len(pending) > 2 * batch_size or (unreadable and pending):
                 pending.popleft().result()  # re-raises a writer's error here
                 bar.update()
+            if unreadable is not None:
+                raise unreadable
         while pending:
             pending.popleft().result()
             bar.update()
     finally:
         bar.close()
         if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True)  # what was submitted is still written
     return pngs
+
+
+def _read_until_failure(paths: Sequence[str | Path]) -> tuple[list[torch.Tensor], DataError | None]:
+    """The images of ``paths`` decoded in order up to the first that fails, and its error."""
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path))
+        except DataError as exc:
+            return images, exc
+    return images, None
 
 
 def _to_cpu(output: dict[str, Any]) -> dict[str, Any]:

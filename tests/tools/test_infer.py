@@ -188,3 +188,17 @@ def load_spec_file(path: Path) -> Spec:
     from anchorage.core import load_spec
 
     return load_spec(path)
+
+
+def test_a_truncated_image_mid_run_keeps_what_came_before(trained, tmp_path: Path) -> None:
+    from anchorage.core import DataError
+    from anchorage.core.engine.predict import predict_images
+
+    spec, ckpt = trained
+    paths = [image_file(tmp_path / f"{i}.png") for i in range(5)]
+    data = paths[3].read_bytes()
+    paths[3].write_bytes(data[: len(data) // 2])  # the header reads, the pixels do not
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match=r"3\.png: cannot read image"):
+        predict_images(load_spec_file(spec), ckpt, paths, out, batch_size=2, workers=2)
+    assert sorted(p.name for p in out.glob("*.json")) == ["0.json", "1.json", "2.json"]
