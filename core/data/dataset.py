@@ -35,6 +35,19 @@ LOG = logging.getLogger("anchorage.data")
 Sample = tuple[tv_tensors.Image, dict[str, Any]]
 
 
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
+"""What PIL raises for a file it cannot decode (truncated, not an image, a decompression bomb)."""
+
+
+def decode_rgb(path: Any) -> torch.Tensor:
+    """An image file fully decoded to RGB float32 ``[3,H,W]`` in 0..1 (PIL, as every anchorage
+    reader does); raises one of ``DECODE_ERRORS``."""
+    with Image.open(path) as pil:
+        pil.load()  # decodes fully: a truncated file raises here
+        rgb = pil.convert("RGB")
+    return F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True)
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Validated image records as (image, target) samples; see the module docstring.
 
@@ -96,18 +109,17 @@ class DetectionDataset(torch.utils.data.Dataset):
     def load_image(self, record: ImageRecord) -> tv_tensors.Image | None:
         """Decode ``record.file`` to float32 [3,H,W] in 0..1; None when skipped as bad."""
         try:
-            with Image.open(record.file) as pil:
-                pil.load()  # decodes fully: a truncated file raises here
-                rgb = pil.convert("RGB")
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            image = decode_rgb(record.file)
+        except DECODE_ERRORS as exc:
             return self._skip(record, f"cannot decode image file {record.file}: {exc}")
-        if (rgb.height, rgb.width) != (record.height, record.width):
+        h, w = image.shape[-2:]
+        if (h, w) != (record.height, record.width):
             return self._skip(
                 record,
-                f"image file {record.file} is {rgb.height}x{rgb.width} (HxW) but the "
-                f"annotations say {record.height}x{record.width}",
+                f"image file {record.file} is {h}x{w} (HxW) but the annotations say "
+                f"{record.height}x{record.width}",
             )
-        return tv_tensors.Image(F.to_dtype(F.pil_to_tensor(rgb), torch.float32, scale=True))
+        return tv_tensors.Image(image)
 
     def _skip(self, record: ImageRecord, reason: str) -> None:
         where = f"{record.name} (image id {record.image_id})"

@@ -28,6 +28,7 @@ import torch
 
 from ..atomic import write_atomically, write_text_atomically
 from ..data import class_names_from_spec
+from ..data.dataset import DECODE_ERRORS, decode_rgb
 from ..errors import DataError
 from ..spec import Spec
 from .device import select_device
@@ -40,29 +41,25 @@ MAX_ASPECT_RATIO = 1000
 def image_size(path: str | Path) -> tuple[int, int]:
     """``(H, W)`` of an image file from its header (no pixels decoded); DataError for a file
     PIL cannot identify or whose size no model input pipeline handles."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
     try:
         with Image.open(path) as img:
             w, h = img.size
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except DECODE_ERRORS as exc:
         raise DataError(f"{path}: cannot read image: {exc}") from None
     check_input_size((h, w), path)
     return h, w
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """An image file as float32 [3,H,W] in 0..1 (RGB; PIL decodes, as the datasets do)."""
-    from PIL import Image, UnidentifiedImageError
-    from torchvision.transforms.v2.functional import pil_to_tensor
-
+    """An image file as float32 [3,H,W] in 0..1 (``decode_rgb``, the datasets' decoder), its
+    size checked from the header before decoding; DataError naming the file."""
+    image_size(path)
     try:
-        with Image.open(path) as img:
-            check_input_size((img.size[1], img.size[0]), path)  # before decoding
-            data = pil_to_tensor(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        return decode_rgb(path)
+    except DECODE_ERRORS as exc:
         raise DataError(f"{path}: cannot read image: {exc}") from None
-    return data.float() / 255.0
 
 
 def check_input_size(size: tuple[int, int], path: str | Path) -> None:
