@@ -14,10 +14,11 @@ classes.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import SpecError
+from .errors import AnchorageError, SpecError
 
 
 class CompositionError(SpecError):
@@ -107,8 +108,6 @@ def check_model_fits(spec: Any, memory: int | None = None) -> None:
     A component that cannot be built on the meta device is left to the real build."""
     import torch
 
-    from .errors import AnchorageError
-
     try:
         with torch.device("meta"):
             model = spec.model.build()
@@ -133,8 +132,6 @@ def check_model_fits(spec: Any, memory: int | None = None) -> None:
 
 def physical_memory() -> int:
     """Bytes of physical memory of this machine."""
-    import os
-
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
