@@ -2,7 +2,7 @@
 
 import attrs
 import torch
-from torchvision.ops import clip_boxes_to_image, nms
+from torchvision.ops import batched_nms
 
 from anchorage.core import (
     Anchors,
@@ -43,8 +43,9 @@ class StrideLTRB(BoxCoder):
 
 
 class ClassAgnosticNMS(DensePostprocessor):
-    """Sigmoid ``cls_logits [B,A,C]``: each anchor keeps its best class; the ``topk`` best
-    above ``score_thresh`` go through one class-agnostic NMS per image."""
+    """Sigmoid ``cls_logits [B,A,C]``: each anchor keeps its best class; the ``topk`` best of
+    each image above ``score_thresh`` go through one class-agnostic NMS for the whole batch
+    (``batched_nms`` with the image as the group)."""
 
     @attrs.frozen(kw_only=True)
     class Config(DensePostprocessConfig):  # box_coder: injected by the skeleton
@@ -62,18 +63,19 @@ class ClassAgnosticNMS(DensePostprocessor):
     def __call__(self, predictions, anchors: Anchors, image_sizes):
         boxes = self.cfg.box_coder.decode(
             predictions["bbox_deltas"].float(), anchors.boxes, anchors.anchor_strides()
-        )
-        scores, labels = predictions["cls_logits"].float().sigmoid().max(-1)
-        results = []
-        for b, size in enumerate(image_sizes):
-            top, index = scores[b].topk(min(self.cfg.topk, scores.shape[1]))
-            keep = top > self.cfg.score_thresh
-            top, index = top[keep], index[keep]
-            image_boxes = clip_boxes_to_image(boxes[b, index], size)
-            kept = nms(image_boxes, top, self.cfg.nms_thresh)  # class-agnostic
-            label = labels[b, index[kept]] + 1  # classes are 1..C
-            results.append({"boxes": image_boxes[kept], "scores": top[kept], "labels": label})
-        return results
+        )  # [B,A,4]
+        scores, labels = predictions["cls_logits"].float().sigmoid().max(-1)  # [B,A]
+        top, index = scores.topk(min(self.cfg.topk, scores.shape[1]), dim=1)  # [B,K]
+        boxes = boxes.gather(1, index[..., None].expand(-1, -1, 4))
+        hw = torch.tensor(image_sizes, dtype=boxes.dtype, device=boxes.device)  # [B,2]
+        boxes = torch.minimum(boxes.clamp(min=0), hw.flip(-1).repeat(1, 2)[:, None])  # clip
+        image = torch.arange(len(image_sizes), device=boxes.device)[:, None].expand_as(top)
+        keep = (top > self.cfg.score_thresh).flatten()
+        boxes, top, image = boxes.flatten(0, 1)[keep], top.flatten()[keep], image.flatten()[keep]
+        labels = labels.gather(1, index).flatten()[keep] + 1  # classes are 1..C
+        kept = batched_nms(boxes, top, image, self.cfg.nms_thresh)  # best first
+        picks = [kept[image[kept] == b] for b in range(len(image_sizes))]
+        return [{"boxes": boxes[p], "scores": top[p], "labels": labels[p]} for p in picks]
 
 
 @hookimpl
