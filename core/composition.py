@@ -18,7 +18,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import AnchorageError, SpecError
+from .errors import AnchorageError, DataError, SpecError
 
 
 class CompositionError(SpecError):
@@ -97,7 +97,24 @@ def check_spec(spec: Any, *, build_datasets: bool = False) -> Any:
             f"{_where(spec, exc.paths[0]) if exc.paths else spec.path}: {exc}"
         ) from None
     check_num_classes(spec, build_datasets=build_datasets)
+    if build_datasets:
+        check_training_data(spec, model)
     return model
+
+
+def check_training_data(spec: Any, model: Any) -> None:
+    """A model that bounds what it can learn from (``check_training_data(dataset, where)``,
+    e.g. a set-prediction model's objects per image) checks the training split before
+    anything is written; its ``DataError`` is prefixed with the file that set the model."""
+    check = getattr(model, "check_training_data", None)
+    data = spec.get("data")
+    train = None if data is None else getattr(data, "train", None)
+    if check is None or train is None or train.dataset is None:
+        return
+    try:
+        check(train.dataset.build(), f"data.train ({_where(spec, 'data.train.dataset')})")
+    except DataError as exc:
+        raise SpecError(f"{_where(spec, 'model')}: {exc}") from None
 
 
 def check_model_fits(spec: Any, memory: int | None = None) -> None:

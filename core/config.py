@@ -66,7 +66,11 @@ class ComponentSpec:
                 f"(accepted: {sorted(names)}); the parent component passes parameters that "
                 "this one does not declare"
             )
-        return entry.factory(entry.config(**self.params, **injected_params))
+        try:
+            cfg = entry.config(**self.params, **injected_params)
+        except ValueError as exc:  # a cross-field check of the config (e.g. low > high)
+            raise SpecError(f"{self.path}: {exc}") from None
+        return entry.factory(cfg)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (``type`` + parameters), as it would be written in a spec."""

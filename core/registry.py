@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
+from torch import nn
 
 from .errors import RegistryError
 from .interfaces import (
@@ -37,9 +38,11 @@ from .interfaces import (
     Loss,
     Matcher,
     Neck,
+    PositionalEncoding,
     Postprocessor,
     RoIExtractor,
     Sampler,
+    SetTransformer,
 )
 
 # Set by the plugin manager while a plugin's registration hook runs, so that each entry
@@ -222,6 +225,15 @@ ROI_EXTRACTORS = Registry("roi_extractor", "features + boxes per image -> [R,C,h
 SAMPLERS = Registry("sampler", "matched labels -> positive/negative selection", Sampler)
 POSTPROCESSORS = Registry("postprocessor", "predictions -> per-image result dicts", Postprocessor)
 LOSSES = Registry("loss", "predictions + targets -> dict of loss_* terms", Loss)
+POSITIONAL_ENCODINGS = Registry(
+    "positional_encoding", "padding mask [B,h,w] -> positions [B,D,h,w]", PositionalEncoding
+)
+TRANSFORMERS = Registry(
+    "transformer", "feature levels + masks + positions -> decoder states per layer", SetTransformer
+)
+TRANSFORMER_LAYERS = Registry(
+    "transformer_layer", "one encoder or decoder layer of a set transformer", nn.Module
+)
 MODELS = Registry("model", "a whole pipeline with torchvision-style detection I/O")
 DATASETS = Registry("dataset", "index -> (image [3,H,W], target dict)")
 TRANSFORMS = Registry("transform", "transforms.v2 transform of (image, target)")
@@ -242,6 +254,9 @@ REGISTRIES: dict[str, Registry] = {
         SAMPLERS,
         POSTPROCESSORS,
         LOSSES,
+        POSITIONAL_ENCODINGS,
+        TRANSFORMERS,
+        TRANSFORMER_LAYERS,
         MODELS,
         DATASETS,
         TRANSFORMS,

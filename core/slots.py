@@ -141,3 +141,21 @@ def check_detections(slot: Slot, out: Any, batch: int) -> list[dict[str, torch.T
         if labels.dtype != torch.int64:
             slot.fail(f"result {i}: labels have dtype {labels.dtype}, expected torch.int64")
     return out
+
+
+def check_set_predictions(
+    slot: Slot, out: Any, layers: int, batch: int, queries: int
+) -> dict[str, torch.Tensor]:
+    """A set head's return: ``logits [L,B,Q,K]`` and ``boxes [L,B,Q,4]``."""
+    if not isinstance(out, Mapping):
+        slot.fail(f"returned {type(out).__name__}, expected a dict of prediction tensors")
+    for key in ("logits", "boxes"):
+        if not isinstance(out.get(key), torch.Tensor):
+            slot.fail(f"returned no tensor {key!r} (it has {sorted(out)})")
+    lead = (layers, batch, queries)
+    expected = f"[{layers},{batch},{queries}"
+    if out["logits"].dim() != 4 or tuple(out["logits"].shape[:3]) != lead:
+        slot.fail(f"logits is {_shape(out['logits'])}, expected {expected},K] (L, B, Q, K)")
+    if tuple(out["boxes"].shape) != (*lead, 4):
+        slot.fail(f"boxes is {_shape(out['boxes'])}, expected {expected},4] cxcywh")
+    return dict(out)

@@ -38,8 +38,24 @@ from .roles import (
     SegmentationLoss,
     StyleLoss,
 )
+from .set_prediction import (
+    BoxRefiner,
+    PositionalEncoding,
+    SetDecoding,
+    SetHead,
+    SetLoss,
+    SetPostprocessor,
+    SetTransformer,
+)
 
 __all__ = [
+    "BoxRefiner",
+    "PositionalEncoding",
+    "SetDecoding",
+    "SetHead",
+    "SetLoss",
+    "SetPostprocessor",
+    "SetTransformer",
     "AnchorGenerator",
     "Anchors",
     "Assignment",

@@ -198,10 +198,15 @@ class Matcher:
     valid gt's index, ``-1`` background or ``-2`` ignore; invalid (padded, crowd) gt rows never
     match, and with G = 0 every anchor is ``-1``. Vectorized over the padded batch (no per-image
     loop); runs on the inputs' device.
+
+    ``reads_set_predictions``: True for a matcher of set-prediction models, whose
+    ``predictions`` are one decoder layer's ``logits [B,Q,K]`` and ``boxes [B,Q,4]`` (cxcywh
+    0..1), whose ``gt`` is normalised (xyxy 0..1) and whose anchors are the predicted boxes.
     """
 
     BACKGROUND = -1
     IGNORE = -2
+    reads_set_predictions: bool = False
 
     def __call__(
         self,

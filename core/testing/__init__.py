@@ -20,7 +20,7 @@ optimizer, lr scheduler), ``roles`` (two-stage, segmentation and style roles; wh
 and transforms), ``evaluation`` (metrics). Importing the package registers every check.
 """
 
-from . import components, data, dense, evaluation, roles
+from . import components, data, dense, evaluation, roles, set_prediction
 from .components import (
     check_anchor_generator,
     check_backbone,
@@ -96,5 +96,6 @@ __all__ = [
     "register_checks",
     "role_check",
     "roles",
+    "set_prediction",
     "tiny_batch",
 ]

@@ -302,7 +302,12 @@ def check_matcher(matcher: Any) -> None:
     """``Assignment.matched`` int64 [B,A] in {-2,-1} ∪ [0,G); padded / invalid gt rows never
     match; background everywhere for an image whose gt are all invalid and for G = 0; weights
     None or finite [B,A]; batch == per image; ``[A,4]`` anchors in 3 levels with strides and
-    the same anchors per image ``[B,A,4]`` give the same answer. Predictions are passed."""
+    the same anchors per image ``[B,A,4]`` give the same answer. Predictions are passed.
+    A matcher that reads set predictions (``reads_set_predictions``) gets the set check."""
+    if getattr(matcher, "reads_set_predictions", False):
+        from .set_prediction import check_set_matcher
+
+        return check_set_matcher(matcher)
     anchors, gt = dense_anchors(), _matcher_gt()
     a = anchors.boxes.shape[0]
     predictions = dense_predictions(a, _C + 1, batch=3)

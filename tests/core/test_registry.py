@@ -8,7 +8,8 @@ from anchorage.core.registry import MATCHERS, REGISTRIES, registry_for
 
 KINDS = (
     "backbone neck anchor_generator matcher box_coder head roi_extractor sampler postprocessor "
-    "loss model dataset transform optimizer lr_scheduler metric"
+    "loss positional_encoding transformer transformer_layer model dataset transform optimizer "
+    "lr_scheduler metric"
 ).split()
 
 

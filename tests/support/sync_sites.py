@@ -25,6 +25,9 @@ ALLOWED = {
     ("batching.py", "per_image_top_n"),
     # the sampled RoIs per image of a train step (one read of the per-image counts)
     ("rcnn_stages.py", "sample"),
+    # the hungarian matcher: one copy of the cost [B,Q,G] (every decoder layer stacked along
+    # the batch) to the host for scipy's solver
+    ("hungarian.py", "_solve"),
 }
 
 # Seen by the CPU recorder only: values that are on the host on a GPU run too.

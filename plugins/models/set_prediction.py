@@ -1,0 +1,294 @@
+"""``set_prediction``: the query-based detector skeleton (DETR, Deformable DETR by spec).
+
+Named stages, every collaborator a spec component:
+``prepare_batch`` (checks, preprocess, padded ``GroundTruth``) → ``features`` (backbone) →
+``project`` (a 1x1 conv per level to the transformer's width D, + GroupNorm if asked, + extra
+stride-2 levels from the last map) with each level's padding ``masks`` and ``positions``
+(a ``positional_encoding``) → ``transformer`` (a ``set_transformer``: encoder over the
+levels, decoder over Q queries) → ``head`` (a ``set_head``: class logits and cxcywh boxes of
+every decoder layer), then in train mode ``assign`` (the ``matcher``, one-to-one per layer, in
+normalised coordinates) → ``loss`` (a ``set_loss``), in eval mode ``postprocessor`` (a
+``set_postprocessor``: top-k, no NMS) → rescale to the original image sizes.
+
+With transformers' weights converted (``tools/convert_weights.py --from transformers``) the
+numbers are ``DetrForObjectDetection``'s and ``DeformableDetrForObjectDetection``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops import box_convert
+
+from anchorage.core import component
+from anchorage.core.build import build_child
+from anchorage.core.composition import check_background_column
+from anchorage.core.config import as_section
+from anchorage.core.errors import DataError
+from anchorage.core.host_sync import from_host
+from anchorage.core.interfaces import Anchors, Assignment, GroundTruth
+from anchorage.core.registry import MODELS
+from anchorage.core.slots import (
+    Slot,
+    check_assignment,
+    check_detections,
+    check_loss_terms,
+    check_set_predictions,
+)
+from anchorage.plugins.models.detection_batch import prepare_batch
+from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
+
+DETR_PREPROCESS = PreprocessConfig(min_size=(800,), max_size=1333, size_divisible=1)
+
+_TINY = {
+    "num_classes": 2,
+    "num_queries": 5,
+    "preprocess": {"min_size": (64,), "max_size": 96},
+    "backbone": {"type": "resnet18", "return_layers": ("layer4",)},
+    "transformer": {
+        "type": "detr_transformer",
+        "hidden_dim": 16,
+        "num_heads": 2,
+        "encoder_layers": 1,
+        "decoder_layers": 2,
+        "ffn_dim": 32,
+    },
+}
+
+
+def _default(kind: str, data: dict, role: str | None = None) -> Any:
+    return component(kind, role=role, factory=lambda: dict(data))
+
+
+@MODELS.register("set_prediction", examples=(_TINY,))
+class SetPredictionDetector(nn.Module):
+    """Query-based (set-prediction) detector with torchvision detection I/O.
+
+    ``forward(images, targets=None)``: ``images`` list of float ``[3,H_i,W_i]`` in 0..1.
+    Train mode: ``targets[i]`` has ``boxes [N,4]`` xyxy pixels and ``labels [N]`` int64 in
+    1..C (optional ``iscrowd [N]``, never matched); returns the loss's ``loss_*`` terms (every
+    decoder layer's with ``aux_loss``, the last one's otherwise). Eval mode: one dict per image
+    with ``boxes [K,4]`` (original pixels), ``scores [K]``, ``labels [K]``.
+
+    The transformer declares the width D (``hidden_dim``); the skeleton injects it into the
+    input projection, the positional encoding and the head, so their sizes agree by
+    construction. ``num_queries`` Q bounds the objects per image: an image with more gt
+    boxes than queries is a ``DataError`` (the trainer checks the training set up front).
+    """
+
+    @attrs.frozen(kw_only=True)
+    class Config:
+        num_classes: int = attrs.field(validator=attrs.validators.ge(1))
+        num_queries: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+        backbone: Any = component("backbone")
+        positional_encoding: Any = _default(
+            "positional_encoding", {"type": "sine"}, "positional_encoding"
+        )
+        transformer: Any = _default("transformer", {"type": "detr_transformer"}, "set_transformer")
+        head: Any = _default("head", {"type": "detr_head"}, "set_head")
+        matcher: Any = _default("matcher", {"type": "hungarian"})
+        loss: Any = _default("loss", {"type": "set_criterion"}, "set_loss")
+        postprocessor: Any = _default("postprocessor", {"type": "set_topk"}, "set_postprocessor")
+        projection_norm: Literal["none", "group_norm"] = "none"
+        extra_levels: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+        aux_loss: bool = True
+        preprocess: PreprocessConfig = DETR_PREPROCESS
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__()
+        self.num_classes = cfg.num_classes
+        self.num_queries = cfg.num_queries
+        self.aux_loss = cfg.aux_loss
+        self.preprocess = ImagePreprocessor(
+            as_section(PreprocessConfig, cfg.preprocess, "model.preprocess")
+        )
+        self.backbone = build_child("backbone", cfg.backbone)
+        channels = [f.channels for f in self.backbone.feature_info]
+        levels = len(channels) + cfg.extra_levels
+        self.transformer = build_child(
+            "transformer", cfg.transformer, num_queries=cfg.num_queries, num_levels=levels
+        )
+        dim = self.transformer.hidden_dim
+        self.input_projection = InputProjection(
+            channels, dim, cfg.extra_levels, cfg.projection_norm
+        )
+        self.positional_encoding = build_child(
+            "positional_encoding", cfg.positional_encoding, dim=dim
+        )
+        self.num_layers = self.transformer.num_decoder_layers
+        self.head = build_child(
+            "head",
+            cfg.head,
+            hidden_dim=dim,
+            num_classes=cfg.num_classes,
+            num_layers=self.num_layers,
+        )
+        self.matcher = build_child("matcher", cfg.matcher)
+        self.loss = build_child("loss", cfg.loss)
+        self.postprocessor = build_child("postprocessor", cfg.postprocessor)
+        self.slots = {
+            name: Slot.of(kind, getattr(cfg, name), f"model.{name}")
+            for name, kind in (
+                ("transformer", "transformer"), ("head", "head"), ("matcher", "matcher"),
+                ("loss", "loss"), ("postprocessor", "postprocessor"),
+            )
+        }  # fmt: skip
+        check_background_column(
+            ("head", cfg.head, self.head),
+            ("matcher", cfg.matcher, self.matcher),
+            ("loss", cfg.loss, self.loss),
+            ("postprocessor", cfg.postprocessor, self.postprocessor),
+        )
+
+    def forward(
+        self, images: list[torch.Tensor], targets: list[dict[str, Any]] | None = None
+    ) -> dict[str, torch.Tensor] | list[dict[str, torch.Tensor]]:
+        batch = prepare_batch(
+            self.preprocess,
+            images,
+            targets,
+            model="set_prediction",
+            num_classes=self.num_classes,
+            training=self.training,
+        )
+        predictions = self.predict(batch.images, batch.image_sizes)
+        if self.training:
+            gt = self.normalised_gt(batch.gt, batch.image_sizes)
+            first = 0 if self.aux_loss else self.num_layers - 1
+            layers = [
+                {"logits": predictions["logits"][i], "boxes": predictions["boxes"][i]}
+                for i in range(first, self.num_layers)
+            ]
+            assignments = self.assign(layers, gt)
+            terms = self.loss(layers, assignments, gt)
+            return check_loss_terms(self.slots["loss"], terms)
+        last = {"logits": predictions["logits"][-1], "boxes": predictions["boxes"][-1]}
+        detections = check_detections(
+            self.slots["postprocessor"],
+            self.postprocessor(last, batch.image_sizes),
+            len(batch.image_sizes),
+        )
+        return self.preprocess.postprocess(detections, batch.image_sizes, batch.original_sizes)
+
+    def predict(
+        self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]]
+    ) -> dict[str, torch.Tensor]:
+        """Batch tensor ``[B,3,H,W]`` → ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh 0..1."""
+        features = list(self.backbone(images).values())
+        mask = padding_mask(images, image_sizes)
+        projected = self.input_projection(features)
+        masks = [level_mask(mask, p.shape[-2:]) for p in projected]
+        positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
+        refine = self.head.refiner() if self.transformer.uses_refiner else None
+        decoding = self.transformer(projected, masks, positions, refine)
+        return check_set_predictions(
+            self.slots["head"],
+            self.head(decoding),
+            self.num_layers,
+            images.shape[0],
+            self.num_queries,
+        )
+
+    def normalised_gt(self, gt: GroundTruth, image_sizes: Sequence[tuple[int, int]]) -> GroundTruth:
+        """The batch's gt with boxes xyxy in 0..1 of each image's own size; refuses an image
+        with more boxes than queries."""
+        if gt.boxes.shape[1] > self.num_queries:
+            raise DataError(
+                f"set_prediction: a batch image has {gt.boxes.shape[1]} gt boxes but "
+                f"model.num_queries is {self.num_queries}; each object needs its own query"
+            )
+        scale = from_host([[w, h, w, h] for h, w in image_sizes], device=gt.boxes.device)
+        return GroundTruth(gt.boxes / scale[:, None, :], gt.labels, gt.valid)
+
+    def assign(self, layers: list[dict[str, torch.Tensor]], gt: GroundTruth) -> list[Assignment]:
+        """One matcher call for every layer at once (the layers stacked along the batch), so a
+        matcher that syncs with the host (the Hungarian one) does so once per step."""
+        n, (b, q) = len(layers), layers[0]["boxes"].shape[:2]
+        stacked = {
+            key: torch.cat([layer[key] for layer in layers]).detach() for key in ("logits", "boxes")
+        }
+        anchors = Anchors.single_level(box_convert(stacked["boxes"], "cxcywh", "xyxy"))
+        repeated = GroundTruth(
+            gt.boxes.repeat(n, 1, 1), gt.labels.repeat(n, 1), gt.valid.repeat(n, 1)
+        )
+        slot = self.slots["matcher"]
+        with torch.no_grad():
+            out = self.matcher(anchors, repeated, predictions=stacked)
+        assignment = check_assignment(slot, out, n * b, q)
+        matched = assignment.matched.split(b)
+        weights = (None,) * n if assignment.weights is None else assignment.weights.split(b)
+        return [Assignment(m, w) for m, w in zip(matched, weights)]
+
+    def check_training_data(self, dataset: Any, where: str = "data.train") -> None:
+        """Refuse a training set with an image holding more objects than ``num_queries``
+        (read from the dataset's records; datasets without records are checked per batch)."""
+        records = getattr(_unwrap(dataset), "records", None)
+        if records is None:
+            return
+        counts = [len(r.boxes) for r in records]
+        over = [c for c in counts if c > self.num_queries]
+        if over:
+            raise DataError(
+                f"model.num_queries: {self.num_queries} queries, but {len(over)} image(s) of "
+                f"{where} hold more objects (up to {max(over)}); raise model.num_queries to at "
+                f"least {max(over)}"
+            )
+
+
+def _unwrap(dataset: Any) -> Any:
+    while not hasattr(dataset, "records") and hasattr(dataset, "dataset"):
+        dataset = dataset.dataset
+    return dataset
+
+
+class InputProjection(nn.Module):
+    """Backbone levels → D channels: a 1x1 conv per level, then ``extra_levels`` 3x3 stride-2
+    convs (the first on the last backbone map, the next on the previous extra level), each
+    followed by GroupNorm(32) with ``norm: group_norm`` (Deformable DETR's projection)."""
+
+    def __init__(self, channels: list[int], dim: int, extra_levels: int, norm: str) -> None:
+        super().__init__()
+
+        def block(conv: nn.Conv2d) -> nn.Module:
+            if norm == "none":
+                return conv
+            nn.init.xavier_uniform_(conv.weight, gain=1)
+            nn.init.zeros_(conv.bias)
+            return nn.Sequential(conv, nn.GroupNorm(32, dim))
+
+        self.levels = nn.ModuleList(block(nn.Conv2d(c, dim, 1)) for c in channels)
+        extra_in = [channels[-1]] + [dim] * max(extra_levels - 1, 0)
+        self.extra = nn.ModuleList(
+            block(nn.Conv2d(c, dim, 3, stride=2, padding=1)) for c in extra_in[:extra_levels]
+        )
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = [proj(f) for proj, f in zip(self.levels, features)]
+        source = features[-1]
+        for i, proj in enumerate(self.extra):
+            source = proj(source if i == 0 else out[-1])
+            out.append(source)
+        return out
+
+
+def padding_mask(images: torch.Tensor, image_sizes: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """bool ``[B,H,W]``: True outside each image's ``(h, w)`` in the padded batch."""
+    sizes = from_host(list(image_sizes), device=images.device)
+    rows = torch.arange(images.shape[-2], device=images.device)
+    cols = torch.arange(images.shape[-1], device=images.device)
+    inside = (rows[None, :, None] < sizes[:, 0, None, None]) & (
+        cols[None, None, :] < sizes[:, 1, None, None]
+    )
+    return ~inside
+
+
+def level_mask(mask: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """The padding mask at a feature level's ``(h, w)``: nearest-neighbour resampling of the
+    valid pixels (DETR's rule)."""
+    valid = F.interpolate((~mask)[None].float(), size=tuple(size)).to(torch.bool)[0]
+    return ~valid

@@ -1,0 +1,1 @@
+"""Set-prediction components: positional encodings, DETR and deformable transformers, heads."""
