@@ -17,6 +17,12 @@ captions stay legible; ``--min-size 0`` keeps every image's own size; no enlarge
 long side past 4096 pixels. Images over 100 megapixels or with sides in a ratio over 1000:1 are
 refused; ``--out`` must be (or become) a writable folder. Consecutive images of one size run
 through the model together (``--batch-size``) while ``--workers`` threads draw and write.
+
+An exported model (``tools/export.py``) runs instead of SPEC and CHECKPOINT, through the same
+drawing and JSON output, its class names read from the file:
+
+    python tools/infer.py --backend onnxruntime model.onnx img1.jpg --out preds/
+    python tools/infer.py --backend exported_program model.pt2 photos/ --out preds/
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from anchorage.core.errors import AnchorageError
 
 LEGIBLE_SIZE = 384  # anchorage.core.engine.visualize.LEGIBLE_SIZE (a test checks they agree)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+BACKENDS = ("onnxruntime", "exported_program")  # anchorage.core.deploy.runtime.BACKENDS
 
 
 def expand_images(items: Sequence[str]) -> list[str]:
@@ -55,9 +62,24 @@ def expand_images(items: Sequence[str]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("spec", help="spec file (a path, or a name in the shipped specs/)")
-    parser.add_argument("checkpoint", help="checkpoint file (loaded weights-only)")
-    parser.add_argument("images", nargs="+", help="image files, folders or glob patterns")
+    parser.usage = (
+        "%(prog)s [options] SPEC CHECKPOINT IMAGES... --out DIR\n"
+        "       %(prog)s [options] --backend NAME FILE IMAGES... --out DIR"
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="SPEC CHECKPOINT IMAGES",
+        help="spec file, checkpoint, then image files, folders or glob patterns (with "
+        "--backend: the images only)",
+    )
+    parser.add_argument(
+        "--backend",
+        nargs=2,
+        metavar=("NAME", "FILE"),
+        default=None,
+        help="run an exported model: onnxruntime FILE.onnx or exported_program FILE.pt2",
+    )
     parser.add_argument("--out", required=True, help="output folder for the PNGs and JSONs")
     parser.add_argument(
         "--score-thresh",
@@ -97,7 +119,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--min-size: expected a size >= 0, got {args.min_size}")
     if args.batch_size < 1 or args.workers < 0:
         parser.error(f"--batch-size >= 1 and --workers >= 0, got {args.batch_size}, {args.workers}")
-    images = expand_images(args.images)
+    if args.backend is not None:
+        if args.backend[0] not in BACKENDS:
+            parser.error(
+                f"--backend: expected one of {', '.join(BACKENDS)}, got {args.backend[0]!r}"
+            )
+        spec_file = checkpoint = None
+        items = args.inputs
+    elif len(args.inputs) < 3:
+        parser.error("expected SPEC CHECKPOINT and at least one image (or --backend NAME FILE)")
+    else:
+        spec_file, checkpoint, *items = args.inputs
+    images = expand_images(items)
     classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
 
     from tqdm import tqdm
@@ -109,11 +142,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     check_output_dir(args.out, "--out")  # a file, or unwritable: fail before the model runs
 
-    spec = load_spec(args.spec, args.overrides)
+    exported = None
+    if args.backend is not None:
+        from anchorage.core.deploy import load_exported
+
+        exported = load_exported(args.backend[1], args.backend[0])
+        classes = classes or exported.class_names
+    spec = load_spec(spec_file, args.overrides) if spec_file else None
     truth = targets_from_coco(args.ground_truth) if args.ground_truth else None
     written = predict_images(
         spec,
-        args.checkpoint,
+        checkpoint,
         images,
         args.out,
         score_thresh=args.score_thresh,
@@ -125,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.no_progress,
+        model=exported,
     )
     for path in written:
         print(path)

@@ -88,8 +88,8 @@ def same_size_batches(
 
 @torch.no_grad()
 def predict_images(
-    spec: Spec,
-    checkpoint: str | Path,
+    spec: Spec | None,
+    checkpoint: str | Path | None,
     paths: Sequence[str | Path],
     out_dir: str | Path,
     *,
@@ -102,6 +102,7 @@ def predict_images(
     batch_size: int = 8,
     workers: int = 2,
     progress: bool = False,
+    model: Callable[[list[torch.Tensor]], list[dict[str, Any]]] | None = None,
 ) -> list[Path]:
     """Run the model on each image (0..1, as read: models normalise inside) and write
     ``out_dir/<stem>.png`` with the prediction drawn (``draw_prediction``) and
@@ -113,7 +114,9 @@ def predict_images(
     ``labels``) drawn beside the prediction; ``notify(png, text)`` hears when no detection
     passes ``score_thresh`` ("0 of 100 detections ≥ 0.30; best 0.16"). ``batch_size``
     consecutive images of one size share a forward; ``workers`` threads draw and write (0:
-    in this thread); ``progress`` shows a bar over the images."""
+    in this thread); ``progress`` shows a bar over the images. ``model``: run this callable
+    (e.g. an exported file, ``anchorage.core.deploy.load_exported``) on the CPU instead of
+    building ``spec`` and loading ``checkpoint``."""
     from tqdm import tqdm
 
     from .evaluate import load_model
@@ -121,9 +124,12 @@ def predict_images(
     if batch_size < 1 or workers < 0:
         raise ValueError(f"batch_size >= 1 and workers >= 0, got {batch_size}, {workers}")
     sizes = [image_size(p) for p in paths]  # a bad file fails before the model loads
-    names = list(class_names) if class_names else class_names_from_spec(spec)
-    dev = select_device(device)
-    model = load_model(spec, checkpoint, dev)
+    names = list(class_names or []) if class_names or spec is None else class_names_from_spec(spec)
+    if model is None:
+        dev = select_device(device)
+        model = load_model(spec, checkpoint, dev)
+    else:
+        dev = torch.device("cpu")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pngs = _unique_names(out, paths)

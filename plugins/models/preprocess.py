@@ -11,10 +11,12 @@ checks and a declared config that model specs embed as ``preprocess: {...}``:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import attrs
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
@@ -128,6 +130,65 @@ class ImagePreprocessor(nn.Module):
             return self.transform.postprocess(results, image_sizes, original_sizes)
         finally:
             self.transform.train(was_training)
+
+    def export_batch(self, images: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """Eval-mode ``forward`` for an exported graph: ``images`` float ``[B,3,H,W]`` in 0..1
+        (one size for the batch) → (normalized, resized, zero-padded ``[B,3,H',W']``, the
+        resized ``(h, w)`` inside it). The arithmetic of ``GeneralizedRCNNTransform`` image by
+        image; with ``fixed_size`` H and W may be symbolic (the output size is not)."""
+        t = self.transform
+        mean = torch.as_tensor(t.image_mean, dtype=images.dtype, device=images.device)
+        std = torch.as_tensor(t.image_std, dtype=images.dtype, device=images.device)
+        x = (images - mean[:, None, None]) / std[:, None, None]
+        size = self.resized_size(images.shape[-2], images.shape[-1])
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        d = self.cfg.size_divisible
+        pad_h, pad_w = math.ceil(size[0] / d) * d - size[0], math.ceil(size[1] / d) * d - size[1]
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return x, size
+
+    def resized_size(self, h: int, w: int) -> tuple[int, int]:
+        """The eval-mode ``(h, w)`` an ``h`` x ``w`` image is resized to (torchvision's rule:
+        the fixed size, else the short side to ``min_size[-1]`` unless the long side would
+        pass ``max_size``, the scale in float32)."""
+        if self.cfg.fixed_size is not None:
+            return tuple(self.cfg.fixed_size)
+        shape = torch.tensor([h, w], dtype=torch.float32)
+        scale = torch.min(
+            self.transform.min_size[-1] / shape.min(), self.transform.max_size / shape.max()
+        ).item()
+        return math.floor(h * scale), math.floor(w * scale)
+
+    def export_rescale(
+        self, boxes: torch.Tensor, resized: tuple[int, int], original: tuple[Any, Any]
+    ) -> torch.Tensor:
+        """xyxy ``boxes [...,4]`` from resized to ``original`` pixels (``postprocess``'s float32
+        ratios; ``original`` may be symbolic sizes)."""
+        one = torch.ones((), dtype=torch.float32, device=boxes.device)
+        rh = (one * original[0]) / torch.full_like(one, float(resized[0]))
+        rw = (one * original[1]) / torch.full_like(one, float(resized[1]))
+        return boxes * torch.stack([rw, rh, rw, rh])
+
+    def export_info(self) -> dict[str, Any]:
+        """What a consumer of an exported graph needs to know about the input pipeline."""
+        cfg = self.cfg
+        info: dict[str, Any] = {"mean": list(cfg.mean), "std": list(cfg.std)}
+        if cfg.fixed_size is not None:
+            info["resize"] = {"fixed_size": list(cfg.fixed_size)}
+        else:
+            info["resize"] = {"min_size": cfg.min_size[-1], "max_size": cfg.max_size}
+        info["size_divisible"] = cfg.size_divisible
+        return info
+
+    def fixed_size_reason(self) -> str | None:
+        """Why an exported graph needs a fixed input H x W (None: any size is fine)."""
+        if self.cfg.fixed_size is not None:
+            return None
+        return (
+            "the aspect-keeping resize (min_size/max_size) computes its output size from the "
+            "image size, so height and width are fixed at export"
+        )
 
 
 def _check_inputs(images: list[torch.Tensor], targets: list[dict[str, Any]] | None) -> None:

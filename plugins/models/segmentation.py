@@ -96,6 +96,28 @@ class SegmentationModel(nn.Module):
         sizes = [im.shape[-2:] for im in images]
         return [{"sem_seg": lg[:, :h, :w]} for lg, (h, w) in zip(logits, sizes)]
 
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph (``anchorage.core.deploy``): ``images`` float
+        ``[B,3,H,W]`` in 0..1 → ``{"sem_seg": [B,C+1,H,W]}`` logits."""
+        mean, std = self.mean.to(images.dtype), self.std.to(images.dtype)
+        return {"sem_seg": self.infer((images - mean) / std)}
+
+    def export_info(self) -> dict[str, Any]:
+        """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
+        tiled = self.cfg.tile_size is not None
+        return {
+            "task": "semantic",
+            "num_classes": self.cfg.num_classes,
+            "mean": list(self.cfg.mean),
+            "std": list(self.cfg.std),
+            "resize": None,
+            "fixed_size_reason": (
+                "tiled inference (tile_size) chooses its tiles from the image size"
+                if tiled
+                else None
+            ),
+        }
+
     def stack_masks(self, targets: list[dict]) -> torch.Tensor:
         """``semantic_mask`` of every target, padded with the ignore label → ``[B,H,W]`` int64."""
         masks = []

@@ -158,6 +158,31 @@ class SingleShotDetector(nn.Module):
         )
         return self.preprocess.postprocess(detections, batch.image_sizes, batch.original_sizes)
 
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph (``anchorage.core.deploy``): ``images`` float
+        ``[B,3,H,W]`` in 0..1 → the fixed detection layout of ``postprocess.padded`` (boxes in
+        input pixels): ``boxes [B,D,4]``, ``scores [B,D]``, ``labels [B,D]``,
+        ``num_detections [B]``."""
+        x, size = self.preprocess.export_batch(images)
+        features = self.features(x)
+        predictions = self.head(features)
+        anchors = batch_anchors(
+            self.anchor_generator, tuple(x.shape[-2:]), features, self.strides,
+            predictions["cls_logits"].shape[1], "model.anchor_generator",
+        )  # fmt: skip
+        found = self.postprocessor.export_detections(predictions, anchors, size)
+        found["boxes"] = self.preprocess.export_rescale(found["boxes"], size, images.shape[-2:])
+        return found
+
+    def export_info(self) -> dict[str, Any]:
+        """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
+        return {
+            "task": "detection",
+            "num_classes": self.num_classes,
+            "fixed_size_reason": self.preprocess.fixed_size_reason(),
+            **self.preprocess.export_info(),
+        }
+
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backbone (+ neck) features, fine → coarse."""
         features = self.backbone(images)

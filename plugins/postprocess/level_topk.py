@@ -33,6 +33,7 @@ from anchorage.plugins.postprocess.batching import (
     select_nms,
     sorted_counts,
 )
+from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
 
 
 def _decode_clipped(
@@ -51,6 +52,25 @@ def _decode_clipped(
     stride = None if strides is None else strides[anchor]
     boxes = box_coder.decode(deltas[img, anchor], ref, stride)
     return clip_boxes(boxes, image_bounds(image_sizes, boxes)[img])
+
+
+def _gather_decoded(
+    box_coder: Any,
+    deltas: torch.Tensor,
+    anchors: Anchors,
+    anchor: torch.Tensor,
+    image_size: tuple[int, int],
+) -> torch.Tensor:
+    """``_decode_clipped`` for a padded batch: ``anchor [B,k]`` int64 → boxes ``[B,k,4]``
+    decoded against their anchors and clipped to the one ``image_size`` of the batch."""
+    refs, strides = anchors.boxes, anchor_strides(anchors)
+    if refs.dim() == 2:
+        ref = refs[anchor]
+    else:
+        ref = refs.gather(1, anchor[..., None].expand(-1, -1, 4))
+    stride = None if strides is None else strides[anchor]
+    picked = deltas.gather(1, anchor[..., None].expand(-1, -1, 4))
+    return clip_to(box_coder.decode(picked, ref, stride), image_size)
 
 
 @POSTPROCESSORS.register(
@@ -113,6 +133,39 @@ class LevelTopkNMS(DensePostprocessor):
             img, boxes, top, col + 1, logits.shape[::2], self.cfg.nms_thresh,
             self.cfg.detections_per_img,
         )  # fmt: skip
+
+    def export_detections(
+        self, predictions: dict[str, torch.Tensor], anchors: Anchors, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The same detections in the fixed layout of an exported graph (``padded.padded_nms``):
+        per level the best ``topk_candidates`` of all scores, ``-inf`` below the threshold."""
+        counts = anchors.num_per_level
+        logits = predictions["cls_logits"]
+        if self.cfg.background_column:
+            logits = logits[..., 1:]
+        c = logits.shape[-1]
+        ctrs = (
+            predictions["centerness"].split(counts, 1)
+            if self.cfg.centerness
+            else [None] * len(counts)
+        )
+        parts = []
+        for lg, ct, d, r in zip(
+            logits.split(counts, 1), ctrs, predictions["bbox_deltas"].split(counts, 1),
+            anchors.split_levels(),
+        ):  # fmt: skip
+            score = lg.float().sigmoid()
+            if ct is not None:
+                score = torch.sqrt(score * ct.float().sigmoid())
+            score = torch.where(score > self.cfg.score_thresh, score, float("-inf"))
+            flat = score.reshape(score.shape[0], -1)  # [B,A_l*C], anchor-major as eager
+            top, idx = flat.topk(min(self.cfg.topk_candidates, flat.shape[1]), dim=1)
+            boxes = _gather_decoded(self.box_coder, d.float(), r, idx // c, image_size)
+            parts.append((boxes, top, idx % c + 1))
+        boxes, top, label = (torch.cat(p, 1) for p in zip(*parts))
+        return padded_nms(
+            boxes, top, label, c + 1, self.cfg.nms_thresh, self.cfg.detections_per_img
+        )
 
     def _level(
         self,
@@ -191,15 +244,36 @@ class YoloNMS(ObjectnessLayout, DensePostprocessor):
         anchors: Anchors,
         image_sizes: list[tuple[int, int]],
     ) -> list[dict[str, torch.Tensor]]:
+        return self._detect(predictions, anchors, image_sizes, None)
+
+    def export_detections(
+        self, predictions: dict[str, torch.Tensor], anchors: Anchors, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The same detections in the fixed layout of an exported graph (``padded.padded_nms``)."""
+        return self._detect(predictions, anchors, [image_size], image_size)
+
+    def _detect(
+        self,
+        predictions: dict[str, torch.Tensor],
+        anchors: Anchors,
+        image_sizes: list[tuple[int, int]],
+        export_size: tuple[int, int] | None,
+    ) -> Any:
         obj = predictions["objectness"].float().sigmoid()
         scores = obj[..., None] * predictions["cls_logits"].float().sigmoid()  # [B,A,C]
         b, a, c = scores.shape
         top, idx = scores.reshape(b, a * c).topk(min(self.cfg.topk_candidates, a * c), dim=1)
         anchor, label = idx // c, idx % c + 1
-        img = torch.arange(b, device=scores.device)[:, None].expand_as(top)
         deltas = predictions["bbox_deltas"].float()
-        boxes = _decode_clipped(self.box_coder, deltas, anchors, img, anchor, image_sizes)
         keep = top > self.cfg.score_thresh
+        if export_size is not None:  # fixed layout: no boolean-mask indexing
+            return padded_nms(
+                _gather_decoded(self.box_coder, deltas, anchors, anchor, export_size),
+                torch.where(keep, top, float("-inf")), label, c + 1, self.cfg.nms_thresh,
+                self.cfg.detections_per_img,
+            )  # fmt: skip
+        img = torch.arange(b, device=scores.device)[:, None].expand_as(top)
+        boxes = _decode_clipped(self.box_coder, deltas, anchors, img, anchor, image_sizes)
         return select_nms(
             img[keep], boxes[keep], top[keep], label[keep], (b, c), self.cfg.nms_thresh,
             self.cfg.detections_per_img,

@@ -17,6 +17,7 @@ from anchorage.core.interfaces import Anchors, DensePostprocessConfig, DensePost
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
+from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
 
 
 @POSTPROCESSORS.register(
@@ -70,12 +71,40 @@ class MulticlassNMS(DensePostprocessor):
             scores = logits.sigmoid()
         return self._select(boxes, scores)
 
-    def _select(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
-        b, a, c = scores.shape
-        k = min(self.cfg.topk_candidates, a)
+    def export_detections(
+        self, predictions: dict[str, torch.Tensor], anchors: Anchors, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The same detections in the fixed layout of an exported graph (``padded.padded_nms``;
+        every image of the batch is ``image_size`` ``(h, w)``): no host sync, no data-dependent
+        branch."""
+        logits, deltas = predictions["cls_logits"].float(), predictions["bbox_deltas"].float()
+        boxes = self.box_coder.decode(deltas, anchors.boxes, anchor_strides(anchors))
+        if self.cfg.clip:
+            boxes = clip_to(boxes, image_size)
+        scores = (
+            F.softmax(logits, dim=-1)[..., 1:] if self.cfg.score == "softmax" else logits.sigmoid()
+        )
+        top, idx = self._candidates(scores)  # [B,C,k]
+        b, c, k = top.shape
+        label = torch.arange(1, c + 1, device=scores.device)[None, :, None].expand(b, c, k)
+        chosen = boxes.gather(1, idx.reshape(b, c * k, 1).expand(-1, -1, 4))
+        return padded_nms(
+            chosen, top.reshape(b, c * k), label.reshape(b, c * k), c + 1, self.cfg.nms_thresh,
+            self.cfg.detections_per_img,
+        )  # fmt: skip
+
+    def _candidates(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image and class the best ``topk_candidates`` scores above the threshold
+        (``-inf`` where fewer pass) and their anchors: ``[B,C,k]`` each, sorted."""
+        k = min(self.cfg.topk_candidates, scores.shape[1])
         per_class = scores.transpose(1, 2)  # [B,C,A]
         thresholded = per_class.masked_fill(per_class <= self.cfg.score_thresh, float("-inf"))
-        top, idx = thresholded.topk(k, dim=2)  # [B,C,k], sorted
+        return thresholded.topk(k, dim=2)
+
+    def _select(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        b, a, c = scores.shape
+        top, idx = self._candidates(scores)  # [B,C,k], sorted
+        k = top.shape[-1]
         keep = torch.isfinite(top)
         img = torch.arange(b, device=scores.device)[:, None, None].expand(b, c, k)[keep]
         label = torch.arange(1, c + 1, device=scores.device)[None, :, None].expand(b, c, k)[keep]
