@@ -89,8 +89,10 @@ def _inline(value: Any) -> str:
 
 
 def describe_entry(entry: Entry) -> list[str]:
-    """One header line and one line per parameter (type, default or 'required')."""
-    out = [f"{entry.name}  [{entry.provider}: {entry.module}]  {entry.summary}".rstrip()]
+    """One header line (name, provider, module, the roles it fills, summary) and one line per
+    parameter (type, default or 'required')."""
+    roles = f"  (role: {', '.join(entry.roles)})" if entry.roles else ""
+    out = [f"{entry.name}  [{entry.provider}: {entry.module}]{roles}  {entry.summary}".rstrip()]
     hints = typing.get_type_hints(entry.config)
     for field in attrs.fields(entry.config):
         if field.metadata.get("anchorage_injected"):
