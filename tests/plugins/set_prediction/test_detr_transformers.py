@@ -7,13 +7,18 @@ sizes (so the padding mask matters), in eval mode (detections) and train mode (l
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("scipy")
 
-from anchorage.core import build_component  # noqa: E402
+from anchorage.core import build_component, build_model, load_checkpoint, load_spec  # noqa: E402
+from anchorage.core.cli import run_tool  # noqa: E402
 from anchorage.plugins.models.set_prediction import padding_mask  # noqa: E402
 from anchorage.plugins.set_prediction.convert import convert_transformers_detr  # noqa: E402
 
@@ -67,27 +72,26 @@ def _hf_detr(aux_loss: bool = False):  # noqa: ANN202
     return model
 
 
+_SPEC = {
+    "type": "set_prediction",
+    "num_classes": NUM_CLASSES,
+    "num_queries": QUERIES,
+    "preprocess": {"min_size": [96], "max_size": 160, "size_divisible": 1},
+    "backbone": {"type": "resnet18", "return_layers": ["layer4"], "trainable_layers": 5},
+    "transformer": {
+        "type": "detr_transformer",
+        "hidden_dim": DIM,
+        "num_heads": 4,
+        "encoder_layers": 2,
+        "decoder_layers": 2,
+        "ffn_dim": 64,
+        "dropout": 0.0,
+    },
+}
+
+
 def _ours(aux_loss: bool = False) -> torch.nn.Module:
-    return build_component(
-        "model",
-        {
-            "type": "set_prediction",
-            "num_classes": NUM_CLASSES,
-            "num_queries": QUERIES,
-            "aux_loss": aux_loss,
-            "preprocess": {"min_size": [96], "max_size": 160, "size_divisible": 1},
-            "backbone": {"type": "resnet18", "return_layers": ["layer4"], "trainable_layers": 5},
-            "transformer": {
-                "type": "detr_transformer",
-                "hidden_dim": DIM,
-                "num_heads": 4,
-                "encoder_layers": 2,
-                "decoder_layers": 2,
-                "ffn_dim": 64,
-                "dropout": 0.0,
-            },
-        },
-    )
+    return build_component("model", {**_SPEC, "aux_loss": aux_loss})
 
 
 def _pair(hf: torch.nn.Module, aux_loss: bool = False) -> torch.nn.Module:
@@ -195,3 +199,23 @@ def test_auxiliary_layers_follow_the_original_detr() -> None:
     assert mine.shape[0] == 2
     torch.testing.assert_close(mine[-1], plain, atol=1e-4, rtol=0)
     assert (normed - plain).abs().max() > 1e-3
+
+
+def test_convert_weights_tool_from_transformers(tmp_path) -> None:
+    """``tools/convert_weights.py --from transformers``: a transformers state-dict file and a
+    spec give a checkpoint whose model predicts what transformers' does."""
+    hf = _hf_detr().eval()
+    src, spec_path, out = tmp_path / "detr.pth", tmp_path / "detr.yaml", tmp_path / "ours.pt"
+    torch.save(hf.state_dict(), src)
+    spec_path.write_text(yaml.safe_dump({"model": _SPEC}))
+    tool = Path(__file__).resolve().parents[3] / "tools" / "convert_weights.py"
+    main = runpy.run_path(str(tool))["main"]
+    argv = [str(src), "--from", "transformers", "--spec", str(spec_path), "--out", str(out)]
+    assert run_tool(main, argv) == 0
+    ours = build_model(load_spec(spec_path)).eval()
+    load_checkpoint(ours, out)
+    batch, mask = _hf_inputs(ours, _images())
+    with torch.no_grad():
+        theirs = hf(pixel_values=batch.images, pixel_mask=mask)
+        mine = ours.predict(batch.images, batch.image_sizes)
+    torch.testing.assert_close(mine["boxes"][-1], theirs.pred_boxes, atol=1e-4, rtol=0)
