@@ -96,6 +96,27 @@ def test_tiny_faster_rcnn_syncs_only_at_nms_and_final_outputs() -> None:
     assert sum(_sites(train).values()) <= 8, _sites(train)
 
 
+@pytest.mark.parametrize("spec", ["detr_r18_shapes", "deformable_detr_r18_shapes"])
+def test_set_prediction_syncs_once_per_train_step_and_never_in_inference(spec: str) -> None:
+    """The Hungarian matching of every decoder layer (stacked along the batch) copies its
+    cost to the host once per train step; inference (top-k, no NMS) reads nothing back."""
+    pytest.importorskip("scipy")
+    torch.manual_seed(0)
+    small = ["model.transformer.hidden_dim=32", "model.transformer.ffn_dim=64"]
+    model = build_model(load_spec(f"specs/{spec}.yaml", overrides=small))
+    images, targets = tiny_batch()
+    train_step(model, images, targets)
+    with record_host_syncs() as train:
+        train_step(model, images, targets)
+    model.eval()
+    with torch.no_grad(), record_host_syncs() as infer:
+        model(images)
+    assert set(_sites(train)) - HOST_ONLY == {("hungarian.py", "_solve")}, _sites(train)
+    copies = [s for s in train if s.function == "_solve" and s.op == "Tensor.cpu"]
+    assert len(copies) == 1, train  # (its .numpy() on the host copy is recorded beside it)
+    assert set(_sites(infer)) <= HOST_ONLY, _sites(infer)
+
+
 def test_target_values_are_checked_on_the_host_only() -> None:
     images, targets = tiny_batch()
     targets[1]["labels"] = torch.tensor([2, 7])  # out of range for 3 classes
