@@ -1,18 +1,21 @@
-"""Benchmark entries: what is measured (a spec file or a named torchvision baseline).
+"""Benchmark entries: what is measured (a spec file or a named baseline).
 
-An entry string is either a spec path (``specs/ssd300_vgg16_coco.yaml``, also found in the
-shipped zoo by file name) or ``tv:NAME`` for a torchvision detection or segmentation model
-built with ``weights=None, weights_backbone=None`` (no download). Every model is driven through
+An entry string is a spec path (``specs/ssd300_vgg16_coco.yaml``, also found in the
+shipped zoo by file name), ``tv:NAME`` for a torchvision detection or segmentation model
+built with ``weights=None, weights_backbone=None`` (no download), or ``hf:NAME`` for a
+transformers DETR / Deformable DETR built to mirror a ``set_prediction`` spec entry of the run
+(``transformers_twins``). Every model is driven through
 anchorage's model I/O: ``model(images: list[Tensor[3,H,W]], targets)``; train mode returns a
 dict of ``loss_*`` tensors, eval mode one dict per image (detections, or ``{"sem_seg":
 [C+1,H,W]}``).
 torchvision's segmentation models take a batched tensor and return no loss, so they are wrapped
 in ``SegmentationAdapter``.
 
-Twins: an anchorage spec may name a torchvision twin (``tv:ssd300_vgg16``). The spec's model
-then gets the twin's weights through a converter (torchvision state_dict → anchorage
-state_dict) looked up by the spec's model type, so both compute the same function and their
-timings compare like with like. core never imports plugins: the tool passes the converters in.
+Twins: an anchorage spec may name a twin (``tv:ssd300_vgg16``, ``hf:detr``, or the label of
+such an entry). The spec's model then gets the twin's weights through a converter (the twin's
+state_dict → anchorage state_dict) looked up by the twin's framework and the spec's model
+type, so both compute the same function and their timings compare like with like. core never
+imports plugins: the tool passes the converters in.
 """
 
 from __future__ import annotations
@@ -31,9 +34,36 @@ from torch.nn import functional as F
 from anchorage.core.errors import AnchorageError, CheckpointError, SpecError
 from anchorage.core.spec import SPECS_DIR, Spec, load_spec, resolve_spec_path
 
+from .transformers_twins import (
+    HF_BASELINES,
+    HF_PREFIX,
+    TransformersDetector,
+    build_transformers_twin,
+    hf_arch,
+    require_transformers,
+)
+
 Task = Literal["detection", "instance", "semantic"]
 Converter = Callable[..., Mapping[str, torch.Tensor]]
+Converters = Mapping[str | tuple[str, str], Converter]
+"""Converters by ``(framework, model type)`` (``("transformers", "set_prediction")``); a plain
+model-type key is a torchvision converter."""
 TV_PREFIX = "tv:"
+FRAMEWORKS = {TV_PREFIX: "torchvision", HF_PREFIX: "transformers"}
+"""Baseline prefix → the framework whose converters give its weights to a spec's model."""
+
+
+def is_baseline(source: str) -> bool:
+    """Whether an entry string names a baseline (``tv:`` or ``hf:``), not a spec file."""
+    return source.startswith(tuple(FRAMEWORKS))
+
+
+def find_entry(ref: str, names: Sequence[str], sources: Sequence[str]) -> int | None:
+    """Index of the entry a twin reference names: the one labelled ``ref``, else the first
+    whose source is ``ref``; None when neither."""
+    if ref in names:
+        return list(names).index(ref)
+    return list(sources).index(ref) if ref in sources else None
 
 
 def torchvision_baselines() -> dict[str, Task]:
@@ -58,8 +88,9 @@ def available_specs() -> list[str]:
 class EntryRequest:
     """What the user asked to measure, before anything is built.
 
-    ``source``: spec path or ``tv:NAME``; ``label``: name in the tables (default: spec stem or
-    the ``tv:`` string); ``twin``: ``tv:NAME`` whose weights a spec entry loads (converted);
+    ``source``: spec path, ``tv:NAME`` or ``hf:NAME``; ``label``: name in the tables (default:
+    spec stem or the baseline string); ``twin``: the baseline (``tv:NAME``, ``hf:NAME``, or
+    the label of a baseline entry of the run) whose weights a spec entry loads (converted);
     ``overrides``: ``--set`` items for a spec; ``kwargs``: extra builder arguments of a
     torchvision baseline (e.g. ``num_classes``); ``checkpoint``: weights file for AP.
     """
@@ -76,7 +107,7 @@ class EntryRequest:
         """The label shown in tables."""
         if self.label:
             return self.label
-        if self.source.startswith(TV_PREFIX):
+        if is_baseline(self.source):
             return self.source
         return Path(self.source).stem
 
@@ -86,11 +117,12 @@ class BenchEntry:
     """A resolved entry: how to build its model, its task and where its weights come from.
 
     ``build()`` returns a fresh model (CPU, float32, random weights seeded by the caller).
-    ``model_type`` is the spec's model type (None for torchvision baselines).
+    ``model_type`` is the spec's model type (None for baselines); ``spec`` the spec (for a
+    transformers twin: the spec it mirrors).
     """
 
     request: EntryRequest
-    kind: Literal["spec", "torchvision"]
+    kind: Literal["spec", "torchvision", "transformers"]
     task: Task
     build: Callable[[], nn.Module]
     model_type: str | None = None
@@ -218,16 +250,36 @@ def _random_instead_of_download() -> Iterator[None]:
 def unknown_entry_message(entry: str) -> str:
     """The error for an entry that is neither a spec file nor a known baseline."""
     baselines = ", ".join(TV_PREFIX + n for n in torchvision_baselines())
+    hf = ", ".join(HF_PREFIX + n for n in HF_BASELINES)
     specs = ", ".join(available_specs()) or "(none shipped yet)"
     return (
-        f"unknown benchmark entry {entry!r}: expected a spec file or tv:NAME.\n"
-        f"  torchvision baselines: {baselines}\n  specs in the zoo: {specs}"
+        f"unknown benchmark entry {entry!r}: expected a spec file, tv:NAME or hf:NAME.\n"
+        f"  torchvision baselines: {baselines}\n"
+        f"  transformers baselines (mirror a set_prediction spec entry): {hf}\n"
+        f"  specs in the zoo: {specs}"
     )
 
 
-def resolve_entry(request: EntryRequest) -> BenchEntry:
-    """Check ``request`` (spec validated now, baseline name known) and return its entry."""
+def check_baseline(source: str, prefix: str = "") -> None:
+    """An error (after ``prefix``) unless ``source`` names a known tv: or hf: baseline."""
+    if source.startswith(HF_PREFIX):
+        try:
+            hf_arch(source)
+        except AnchorageError as exc:
+            raise AnchorageError(prefix + str(exc)) from None
+    elif source[len(TV_PREFIX) :] not in torchvision_baselines():
+        raise AnchorageError(prefix + unknown_entry_message(source))
+
+
+def resolve_entry(request: EntryRequest, mirror: Spec | None = None) -> BenchEntry:
+    """Check ``request`` (spec validated now, baseline name known) and return its entry.
+
+    An ``hf:`` baseline is built to mirror the spec ``mirror`` (the spec entry naming it as
+    its twin); transformers must be installed.
+    """
     src = request.source
+    if src.startswith(HF_PREFIX):
+        return _transformers_entry(request, mirror)
     if src.startswith(TV_PREFIX):
         name = src[len(TV_PREFIX) :]
         task = torchvision_baselines().get(name)
@@ -245,7 +297,9 @@ def resolve_entry(request: EntryRequest) -> BenchEntry:
     if request.kwargs:
         raise SpecError(f"entry {src}: 'kwargs' is for tv: baselines; use 'set' for a spec")
     spec = load_spec(src, overrides=list(request.overrides))
-    twin_task = torchvision_baselines().get((request.twin or "")[len(TV_PREFIX) :])
+    twin = request.twin or ""
+    tv_name = twin[len(TV_PREFIX) :] if twin.startswith(TV_PREFIX) else ""
+    twin_task = torchvision_baselines().get(tv_name)
     return BenchEntry(
         request=request,
         kind="spec",
@@ -253,6 +307,30 @@ def resolve_entry(request: EntryRequest) -> BenchEntry:
         build=lambda: spec.model.build(),
         model_type=spec.model.type,
         spec=spec,
+    )
+
+
+def _transformers_entry(request: EntryRequest, mirror: Spec | None) -> BenchEntry:
+    src = request.source
+    hf_arch(src)
+    if request.kwargs:
+        raise SpecError(f"entry {src}: 'kwargs' is for tv: baselines; an hf: twin follows its spec")
+    if mirror is None:
+        raise AnchorageError(
+            f"{request.name}: a transformers twin is built to mirror a set_prediction spec entry "
+            f"of the run: name it as that entry's twin (suite key 'twin: {request.name}' or "
+            f"--twin ENTRY={request.name})"
+        )
+    require_transformers()
+    from .transformers_twins import plan_twin
+
+    plan_twin(src, mirror)  # a spec it cannot mirror is an error now, before anything is built
+    return BenchEntry(
+        request=request,
+        kind="transformers",
+        task="detection",
+        build=lambda: build_transformers_twin(src, mirror),
+        spec=mirror,
     )
 
 
@@ -271,27 +349,46 @@ def spec_task(spec: Spec, twin_task: Task | None) -> Task:
     return "detection"
 
 
+def framework_of(source: str) -> str:
+    """The framework of a baseline source (``tv:`` torchvision, ``hf:`` transformers)."""
+    return next((f for p, f in FRAMEWORKS.items() if source.startswith(p)), "torchvision")
+
+
+def find_converter(converters: Converters, framework: str, model_type: str) -> Converter | None:
+    """The converter of ``framework`` state dicts for ``model_type`` (a plain model-type key
+    is torchvision's)."""
+    found = converters.get((framework, model_type))
+    if found is None and framework == "torchvision":
+        found = converters.get(model_type)
+    return found
+
+
 def convert_twin_weights(
     model: nn.Module,
     twin: nn.Module,
     model_type: str,
-    converters: Mapping[str, Converter],
+    converters: Converters,
     twin_name: str,
+    twin_source: str | None = None,
 ) -> None:
-    """Load ``twin``'s weights into ``model`` through ``converters[model_type]`` (strict).
+    """Load ``twin``'s weights into ``model`` through the converter of the twin's framework
+    (from ``twin_source``, default ``twin_name``) for ``model_type`` (strict).
 
-    The converter takes the torchvision state_dict (and, when it accepts two arguments, the
-    target model) and returns a state_dict for ``model``. Errors say what did not fit.
+    The converter takes the twin's state_dict (an adapter's wrapped model's; and, when it
+    accepts two arguments, the target model) and returns a state_dict for ``model``. Errors
+    say what did not fit.
     """
     from anchorage.core.checkpoint import check_state_fits
 
-    conv = converters.get(model_type)
+    conv = find_converter(converters, framework_of(twin_source or twin_name), model_type)
     if conv is None:
-        known = ", ".join(sorted(converters)) or "none"
+        known = ", ".join(sorted(":".join(k) if isinstance(k, tuple) else k for k in converters))
         raise CheckpointError(
-            f"no converter from {twin_name} for model type {model_type!r} (converters: {known})"
+            f"no converter from {twin_name} for model type {model_type!r} (converters: "
+            f"{known or 'none'})"
         )
-    inner = twin.model if isinstance(twin, SegmentationAdapter) else twin
+    adapters = (SegmentationAdapter, TransformersDetector)
+    inner = twin.model if isinstance(twin, adapters) else twin
     state = inner.state_dict()
     n_args = len(inspect.signature(conv).parameters)
     converted = conv(state, model) if n_args >= 2 else conv(state)

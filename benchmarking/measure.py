@@ -73,11 +73,22 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def count_gflops(model: nn.Module, images: Sequence[torch.Tensor]) -> float:
     """GFLOPs of one eval forward over ``images`` (torch.utils.flop_counter: matmuls and
-    convolutions; NMS, RoI align and elementwise ops are not counted)."""
+    convolutions; NMS, RoI align and elementwise ops are not counted).
+
+    The parameters stop requiring grad while counting: under ``no_grad`` a view of a
+    parameter (a query embedding expanded over the batch) still requires grad but has no
+    grad_fn, and the counter's module tracker fails on such a submodule argument."""
     model.eval()
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(list(images))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        with torch.no_grad(), counter:
+            model(list(images))
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     return counter.get_total_flops() / 1e9
 
 

@@ -16,16 +16,24 @@ import torch
 
 from .runner import EntryResult
 from .settings import Settings
-from .stages import STAGE_ORDER
+from .stages import STAGE_ORDER, TRAIN_STEP_STAGE
 
-TWIN_TARGET = 1.05
-"""An anchorage pipeline may take at most this multiple of its torchvision twin's time."""
+TWIN_TARGET: float = attrs.fields(Settings).twin_target.default
+"""An anchorage pipeline may take at most this multiple of its twin's time (the default of
+``Settings.twin_target``)."""
 
 
 def environment(device: str) -> dict[str, Any]:
     """Versions, device and threads: what a timing depends on."""
+    import importlib.util
+
     import torchvision
 
+    transformers = None
+    if importlib.util.find_spec("transformers") is not None:
+        from importlib.metadata import version
+
+        transformers = version("transformers")
     dev = torch.device(device)
     if dev.type == "cuda" and torch.cuda.is_available():
         name = torch.cuda.get_device_name(dev)
@@ -41,6 +49,7 @@ def environment(device: str) -> dict[str, Any]:
         "device_name": name,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "transformers": transformers,
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "python": platform.python_version(),
@@ -79,12 +88,27 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def twin_pairs(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
-    """For each entry with a twin in the run: time ratios entry / twin per batch size."""
-    by_source = {r.source: r for r in results}
+def _twin_of(r: EntryResult, results: Sequence[EntryResult]) -> EntryResult | None:
+    """The entry ``r.twin`` names (by name, else by source), or None."""
+    if not r.twin:
+        return None
+    by_name = {x.name: x for x in results}
+    return by_name.get(r.twin) or next((x for x in results if x.source == r.twin), None)
+
+
+def matching_share(r: EntryResult) -> float | None:
+    """The ``assign`` stage's share of a measured train step (None without one)."""
+    total, assign = r.train_stages.get("total"), r.train_stages.get("assign")
+    return assign / total if total and assign is not None else None
+
+
+def twin_pairs(results: Sequence[EntryResult], target: float = TWIN_TARGET) -> list[dict[str, Any]]:
+    """For each entry with a twin in the run: time ratios entry / twin per batch size, both
+    matching shares of a train step where measured, and whether every ratio is at most
+    ``target``."""
     pairs = []
     for r in results:
-        twin = by_source.get(r.twin or "")
+        twin = _twin_of(r, results)
         if twin is None or r is twin:
             continue
         infer = {bs: _ratio(r.infer, twin.infer, bs) for bs in r.infer}
@@ -98,7 +122,9 @@ def twin_pairs(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
                 "outputs_same": r.twin_check.get("same"),
                 "infer_ratio": infer,
                 "train_ratio": train,
-                "within_target": bool(ratios) and max(ratios) <= TWIN_TARGET,
+                "matching_share": matching_share(r),
+                "twin_matching_share": matching_share(twin),
+                "within_target": bool(ratios) and max(ratios) <= target,
             }
         )
     return pairs
@@ -108,10 +134,9 @@ def noisy_comparisons(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
     """Comparisons the timings cannot support: pairs (each entry with its twin, and each entry
     with the first entry) and batch sizes where the larger p90 − p50 spread of the two exceeds
     the difference of their p50s, so the reported ratio is within run-to-run noise."""
-    by_source = {r.source: r for r in results}
     pairs = []
     for r in results:
-        twin = by_source.get(r.twin or "")
+        twin = _twin_of(r, results)
         if twin is not None and twin is not r:
             pairs.append((r, twin, "twin"))
         if results and r is not results[0] and results[0] is not twin:
@@ -159,7 +184,9 @@ def markdown(results: Sequence[EntryResult], settings: Settings, env: dict[str, 
     """All tables of a run; ratios are p50 relative to the first entry (same batch size)."""
     lines = [
         f"Device: {env['device']} ({env['device_name']}), torch {env['torch']}, "
-        f"torchvision {env['torchvision']}, {env['torch_threads']} threads; "
+        f"torchvision {env['torchvision']}"
+        + (f", transformers {env['transformers']}" if env.get("transformers") else "")
+        + f", {env['torch_threads']} threads; "
         f"images {settings.image_size}×{settings.image_size}, {settings.rounds} interleaved "
         f"rounds after {settings.warmup} warm-up, seed {settings.seed}, "
         f"{'process CPU time' if settings.clock == 'cpu' else 'wall-clock time'}"
@@ -183,9 +210,11 @@ def markdown(results: Sequence[EntryResult], settings: Settings, env: dict[str, 
             )
     if settings.train:
         lines += _train_table(results, settings)
-    lines += _twin_table(results)
+    lines += _twin_table(results, settings.twin_target)
     lines += _noise_notes(results, settings)
     lines += _stage_table(results, settings)
+    if settings.train:
+        lines += _train_stage_table(results, settings)
     lines += _ap_table(results)
     notes = [f"- {r.name}: {e}" for r in results for e in r.errors]
     if notes:
@@ -222,24 +251,28 @@ def _train_table(results: Sequence[EntryResult], settings: Settings) -> list[str
     return lines
 
 
-def _twin_table(results: Sequence[EntryResult]) -> list[str]:
-    pairs = twin_pairs(results)
+def _twin_table(results: Sequence[EntryResult], target: float) -> list[str]:
+    pairs = twin_pairs(results, target)
     if not pairs:
         return []
     lines = [
         "",
-        f"### Twins (same weights, same inputs; target ≤ {TWIN_TARGET:.2f}× the twin)",
+        f"### Twins (same weights, same inputs; target ≤ {target:.2f}× the twin)",
         "",
-        "| entry | twin | same outputs | inference × twin | train × twin | within target |",
-        "|---|---|---|---|---|---|",
+        "| entry | twin | same outputs | inference × twin | train × twin | within target "
+        "| matching share (entry / twin) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in pairs:
         same = {True: "yes", False: "NO", None: "–"}[p["outputs_same"]]
         infer = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["infer_ratio"].items())
         train = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["train_ratio"].items())
         verdict = "yes" if p["within_target"] else "**NO**"
+        shares = (p["matching_share"], p["twin_matching_share"])
+        share = " / ".join("–" if x is None else f"{100 * x:.1f} %" for x in shares)
         lines.append(
-            f"| {p['entry']} | {p['twin']} | {same} | {infer or '–'} | {train or '–'} | {verdict} |"
+            f"| {p['entry']} | {p['twin']} | {same} | {infer or '–'} | {train or '–'} | {verdict} "
+            f"| {share if any(x is not None for x in shares) else '–'} |"
         )
     return lines
 
@@ -287,6 +320,32 @@ def _stage_table(results: Sequence[EntryResult], settings: Settings) -> list[str
     return lines
 
 
+def _train_stage_table(results: Sequence[EntryResult], settings: Settings) -> list[str]:
+    """Exclusive ms per train step by stage (``other``: the forward's glue; backward + step:
+    the rest), and the matcher's (``assign``) share of the step."""
+    rows = [r for r in results if r.train_stages]
+    seen = {s for r in rows for s in r.train_stages} - {"other", TRAIN_STEP_STAGE, "total"}
+    names = [s for s in STAGE_ORDER if s in seen] + sorted(seen - set(STAGE_ORDER))
+    if not rows:
+        return []
+    cols = [*names, "other", TRAIN_STEP_STAGE, "total"]
+    head = [c.replace("_", " + ") if c == TRAIN_STEP_STAGE else c for c in cols]
+    lines = [
+        "",
+        f"### Train-step stages (exclusive ms per step, batch {settings.train_sizes()[0]}; "
+        "other: the forward's glue)",
+        "",
+        "| entry | " + " | ".join(head) + " | matching share |",
+        "|---|" + "---:|" * (len(cols) + 1),
+    ]
+    for r in rows:
+        share = matching_share(r)
+        cells = [_fmt(r.train_stages.get(c)) for c in cols]
+        pct = "–" if share is None else f"{100 * share:.1f} %"
+        lines.append(f"| {r.name} | " + " | ".join(cells) + f" | {pct} |")
+    return lines
+
+
 def _ap_table(results: Sequence[EntryResult]) -> list[str]:
     """Accuracy side by side: one row per metric, one column per entry that has metrics."""
     entries = [r for r in results if r.metrics]
@@ -314,7 +373,7 @@ def to_json(
         "environment": env,
         "settings": attrs.asdict(settings),
         "entries": [attrs.asdict(r) for r in results],
-        "twins": twin_pairs(results),
+        "twins": twin_pairs(results, settings.twin_target),
         "timing_noise": noisy_comparisons(results),
     }
 

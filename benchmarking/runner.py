@@ -1,9 +1,10 @@
 """Runs a benchmark: builds every entry, times them interleaved, gathers the results.
 
-Order of work: resolve all entries (errors before anything is built) → build models with a
-fixed seed (torchvision twins first, so that anchorage entries can take their converted
-weights) → parameters, GFLOPs, twin output check → interleaved timing rounds of every
-(entry, inference/train, batch size) → per-stage breakdown → train-step peak memory → AP.
+Order of work: resolve all entries (errors before anything is built; a transformers twin
+finds the spec entry it mirrors) → build models with a fixed seed (baselines first, so that
+anchorage entries can take their converted weights) → parameters, GFLOPs, twin output check →
+interleaved timing rounds of every (entry, inference/train, batch size) → per-stage breakdown
+of a forward and of a train step → train-step peak memory → AP.
 An entry that fails at any point (out of memory, or a model error) is reported in its row with
 the message; the others go on. User errors (a checkpoint that does not fit) stop the run.
 """
@@ -21,7 +22,20 @@ from torch import nn
 from anchorage.core.checkpoint import check_state_fits, model_state, read_checkpoint
 from anchorage.core.errors import AnchorageError
 
-from .entries import BenchEntry, Converter, EntryRequest, convert_twin_weights, resolve_entry
+from .entries import (
+    HF_PREFIX,
+    BenchEntry,
+    Converters,
+    EntryRequest,
+    build_transformers_twin,
+    check_baseline,
+    convert_twin_weights,
+    find_converter,
+    find_entry,
+    framework_of,
+    hf_arch,
+    resolve_entry,
+)
 from .measure import (
     compare_outputs,
     count_gflops,
@@ -34,7 +48,7 @@ from .measure import (
     primary_metric,
 )
 from .settings import Settings
-from .stages import measure_stages
+from .stages import TRAIN_STEP_STAGE, measure_stages
 from .timing import (
     CLOCKS,
     TimedTask,
@@ -52,7 +66,10 @@ class EntryResult:
 
     ``infer`` / ``train``: batch size → timing summary (``p50_ms``, ``p90_ms``, ``mean_ms``,
     ``min_ms``, ``images_per_s``, ``n``) or ``{"error": "OOM ..."}``; ``stages``: stage →
-    exclusive ms at the first batch size; ``weights``: where the weights came from.
+    exclusive ms of an eval forward at the first batch size; ``train_stages``: the same for
+    a train step at the first train batch size (``backward_step``: backward and optimizer);
+    ``twin``: the name of the entry whose weights were converted; ``weights``: where the
+    weights came from.
     """
 
     name: str
@@ -68,6 +85,7 @@ class EntryResult:
     infer: dict[int, dict[str, Any]] = attrs.field(factory=dict)
     train: dict[int, dict[str, Any]] = attrs.field(factory=dict)
     stages: dict[str, float] = attrs.field(factory=dict)
+    train_stages: dict[str, float] = attrs.field(factory=dict)
     train_peak_mib: float | None = None
     train_peak_batch: int | None = None
     train_peak_method: str = ""
@@ -91,7 +109,7 @@ def run_benchmark(
     requests: Sequence[EntryRequest],
     settings: Settings,
     *,
-    converters: Mapping[str, Converter] | None = None,
+    converters: Converters | None = None,
     dataset_spec: Any = None,
 ) -> list[EntryResult]:
     """Measure every requested entry in one process; results in request order."""
@@ -100,7 +118,7 @@ def run_benchmark(
     if settings.threads:
         torch.set_num_threads(settings.threads)
     live = [_Live(entry=e, result=_new_result(e)) for e in entries]
-    order = sorted(live, key=lambda lv: lv.entry.kind != "torchvision")
+    order = sorted(live, key=lambda lv: lv.entry.kind == "spec")
     for lv in order:
         _guard(lv, device, "build", lambda lv=lv: _build(lv, live, settings, converters or {}))
     for lv in live:
@@ -139,12 +157,57 @@ def _resolve(
             f"entry names must be unique, {dupes} appear more than once; give each a label "
             "(suite key 'label')"
         )
-    entries = [resolve_entry(r) for r in requests]
+    entries = _resolve_entries(requests)
     if any(e.request.checkpoint for e in entries) and dataset_spec is None:
         raise AnchorageError("--checkpoint needs --dataset SPEC (the data and metrics for AP)")
     if settings.clock == "cpu" and settings.device.startswith("cuda"):
         raise AnchorageError("clock 'cpu' measures host CPU time; use clock 'wall' on CUDA")
     return entries
+
+
+def _resolve_entries(requests: Sequence[EntryRequest]) -> list[BenchEntry]:
+    """Specs and torchvision baselines first, then each transformers twin with the spec it
+    mirrors; every twin a spec names must be an entry of the run or a known baseline."""
+    names, sources = [r.name for r in requests], [r.source for r in requests]
+    done = {
+        i: resolve_entry(r) for i, r in enumerate(requests) if not r.source.startswith(HF_PREFIX)
+    }
+    for e in done.values():
+        ref = e.request.twin
+        if ref and find_entry(ref, names, sources) is None:
+            check_baseline(ref, f"{e.name}: twin {ref!r}: ")
+    claimed: set[int] = set()
+    for i, r in enumerate(requests):
+        if r.source.startswith(HF_PREFIX):
+            done[i] = resolve_entry(r, mirror=_mirror(i, requests, done, claimed))
+    return [done[i] for i in range(len(requests))]
+
+
+def _mirror(
+    i: int, requests: Sequence[EntryRequest], done: Mapping[int, BenchEntry], claimed: set[int]
+) -> Any:
+    """The spec the transformers entry ``i`` mirrors: the spec entry naming it as its twin,
+    else the first spec entry without a twin that it can mirror (None when there is none)."""
+    from .transformers_twins import mirrors
+
+    names, sources = [r.name for r in requests], [r.source for r in requests]
+    specs = {j: e for j, e in sorted(done.items()) if e.kind == "spec"}
+    names_twin = lambda e: find_entry(e.request.twin, names, sources) == i  # noqa: E731
+    naming = [j for j, e in specs.items() if e.request.twin and names_twin(e)]
+    if len(naming) > 1:
+        which = ", ".join(specs[j].name for j in naming)
+        raise AnchorageError(
+            f"{requests[i].name} is the twin of several spec entries ({which}); a transformers "
+            "twin mirrors one spec: give each its own hf: entry with a label and name that"
+        )
+    if naming:
+        return specs[naming[0]].spec
+    arch = hf_arch(requests[i].source)
+    for j, e in specs.items():
+        if not e.request.twin and j not in claimed and mirrors(arch, e.spec):
+            claimed.add(j)
+            return e.spec
+    return None
 
 
 def _new_result(e: BenchEntry) -> EntryResult:
@@ -175,9 +238,7 @@ def _guard(lv: _Live, device: torch.device, what: str, fn: Any) -> None:
         release_memory(device)
 
 
-def _build(
-    lv: _Live, live: list[_Live], settings: Settings, converters: Mapping[str, Converter]
-) -> None:
+def _build(lv: _Live, live: list[_Live], settings: Settings, converters: Converters) -> None:
     """Build the entry's model with the run's seed and load its weights (twin or random)."""
     torch.manual_seed(settings.seed)
     model = lv.entry.build()
@@ -197,31 +258,51 @@ def _load_twin(
     model: nn.Module,
     live: list[_Live],
     settings: Settings,
-    converters: Mapping[str, Converter],
+    converters: Converters,
 ) -> None:
-    """Explicit twin: convert its weights (an error is noted in the row). No twin named: try
-    the run's torchvision entries and keep the first whose converted weights fit."""
+    """Explicit twin (an entry's label or source, else a baseline outside the run): convert
+    its weights (an error is noted in the row). No twin named: try the run's baselines that
+    have a converter for the model type, keep the first whose converted weights fit."""
     req, model_type = lv.entry.request, lv.entry.model_type or ""
-    candidates = [req.twin] if req.twin else [o.entry.request.source for o in live]
-    candidates = [c for c in candidates if c and c.startswith("tv:")]
-    if not candidates or (not req.twin and model_type not in converters):
-        return
-    for source in candidates:
-        twin = next((o.model for o in live if o.entry.request.source == source), None)
-        if twin is None:
-            torch.manual_seed(settings.seed)
-            twin = resolve_entry(EntryRequest(source=source)).build()
+    names = [o.entry.request.name for o in live]
+    sources = [o.entry.request.source for o in live]
+    if req.twin:
+        found = find_entry(req.twin, names, sources)
+        candidates = [(req.twin, req.twin) if found is None else (names[found], sources[found])]
+    else:  # a transformers twin built to mirror this very spec goes first
+        guesses = sorted(
+            (o for o in live if o.entry.kind != "spec"),
+            key=lambda o: o.entry.spec is not lv.entry.spec,
+        )
+        candidates = [
+            (o.entry.request.name, o.entry.request.source)
+            for o in guesses
+            if find_converter(converters, framework_of(o.entry.request.source), model_type)
+        ]
+    for name, source in candidates:
+        twin = next((o.model for o in live if o.entry.request.name == name), None)
         try:
-            convert_twin_weights(model, twin, model_type, converters, source)
+            if twin is None:
+                twin = _build_twin(source, lv.entry, settings)
+            convert_twin_weights(model, twin, model_type, converters, name, source)
         except Exception as exc:  # an explicit twin reports why; a guess moves on
             if is_out_of_memory(exc):
                 raise
             if req.twin:
-                lv.result.errors.append(f"weights not converted from {source}: {exc}")
+                lv.result.errors.append(f"weights not converted from {name}: {exc}")
             continue
-        lv.result.twin = source
-        lv.result.weights = f"converted from {source}"
+        lv.result.twin = name
+        lv.result.weights = f"converted from {name}"
         return
+
+
+def _build_twin(source: str, entry: BenchEntry, settings: Settings) -> nn.Module:
+    """A twin outside the run, built only to give ``entry`` its weights."""
+    torch.manual_seed(settings.seed)
+    if source.startswith(HF_PREFIX):
+        assert entry.spec is not None
+        return build_transformers_twin(source, entry.spec)
+    return resolve_entry(EntryRequest(source=source)).build()
 
 
 def _load_weights(model: nn.Module, path: str) -> None:
@@ -237,7 +318,7 @@ def _describe(lv: _Live, live: list[_Live], settings: Settings, device: torch.de
     lv.result.params, lv.result.trainable_params = count_parameters(lv.model)
     images, _ = make_batch(1, settings.image_size, settings.seed, device)
     lv.result.gflops = count_gflops(lv.model, images)
-    twin = next((o for o in live if o.entry.request.source == lv.result.twin), None)
+    twin = next((o for o in live if o.entry.request.name == lv.result.twin), None)
     if twin is not None and twin.model is not None and lv.result.weights.startswith("converted"):
         ours = make_infer(lv.model, images, seed=settings.seed, amp=settings.amp, device=device)()
         theirs = make_infer(
@@ -295,6 +376,17 @@ def _stages(lv: _Live, settings: Settings, device: torch.device) -> None:
     call = make_infer(lv.model, images, seed=settings.seed, amp=settings.amp, device=device)
     clock = CLOCKS[settings.clock]
     lv.result.stages = measure_stages(lv.model, call, device, settings.stage_iters, clock)
+    ok = [b for b in settings.train_sizes() if "error" not in lv.result.train.get(b, {})]
+    if lv.train_model is None or not ok:
+        return
+    images, targets = make_batch(ok[0], settings.image_size, settings.seed, device)
+    step, _ = make_train_step(
+        lv.train_model, images, targets, seed=settings.seed, amp=settings.amp, device=device
+    )
+    step()  # creates the optimizer state: the measured steps are steady-state ones
+    lv.result.train_stages = measure_stages(
+        lv.train_model, step, device, settings.stage_iters, clock, step_stage=TRAIN_STEP_STAGE
+    )
 
 
 def _memory(lv: _Live, settings: Settings, device: torch.device) -> None:

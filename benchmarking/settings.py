@@ -12,6 +12,8 @@ its own::
         set: [model.num_classes=91]          # --set overrides of this spec
       - entry: tv:fcn_resnet50
         kwargs: {num_classes: 81, aux_loss: true}   # torchvision builder arguments
+      - {entry: hf:detr, label: hf:detr_small}      # a transformers twin, labelled
+      - {entry: detr_r18_shapes.yaml, twin: hf:detr_small}  # ... which mirrors this spec
     dataset: specs/tiny_ssd_shapes.yaml      # data + metrics for AP (with checkpoints)
 
 Spec paths are found relative to the suite file, the working directory or the spec zoo.
@@ -31,7 +33,7 @@ from anchorage.core.config import validate_section
 from anchorage.core.errors import SpecError
 from anchorage.core.spec import read_yaml, resolve_spec_path
 
-from .entries import TV_PREFIX, EntryRequest
+from .entries import FRAMEWORKS, EntryRequest, is_baseline
 
 _sizes = v.deep_iterable(member_validator=v.ge(1), iterable_validator=v.min_len(1))
 
@@ -52,7 +54,8 @@ class Settings:
     averaged for the stage breakdown (0 = none); ``threads``: torch intra-op threads (None =
     torch's default); ``clock``: ``wall`` elapsed time or ``cpu`` process CPU time (robust on a
     shared CPU machine, see ``timing.CLOCKS``); ``convert_twins``: give anchorage entries
-    their twin's weights.
+    their twin's weights; ``twin_target``: the largest time ratio to the twin the Twins table
+    accepts.
     """
 
     batch_sizes: tuple[int, ...] = attrs.field(default=(1,), validator=_sizes)
@@ -72,6 +75,7 @@ class Settings:
     seed: int = 0
     threads: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
     convert_twins: bool = True
+    twin_target: float = attrs.field(default=1.05, validator=v.gt(0))
     progress: bool = True
 
     def train_sizes(self) -> tuple[int, ...]:
@@ -94,8 +98,11 @@ class SuiteEntry:
 
     @twin.validator
     def _twin(self, _attr: Any, value: str | None) -> None:
-        if value is not None and not value.startswith(TV_PREFIX):
-            raise ValueError(f"a twin is a torchvision baseline 'tv:NAME', got {value!r}")
+        if value is not None and not is_baseline(value):
+            raise ValueError(
+                f"a twin is a baseline 'tv:NAME' or 'hf:NAME' (or the label of one, starting "
+                f"with {' or '.join(FRAMEWORKS)}), got {value!r}"
+            )
 
 
 @attrs.frozen(kw_only=True)
@@ -140,7 +147,7 @@ def load_suite(path: str | Path) -> Suite:
 
 def _request(e: SuiteEntry, base: Path) -> EntryRequest:
     source = e.entry
-    if not source.startswith(TV_PREFIX):
+    if not is_baseline(source):
         found = resolve_spec_path(source, base)
         source = _short(found) if found.is_file() else source
     checkpoint = e.checkpoint
@@ -149,7 +156,7 @@ def _request(e: SuiteEntry, base: Path) -> EntryRequest:
         checkpoint = str(near) if near.exists() else checkpoint
     return EntryRequest(
         source=source,
-        label=e.label or (Path(e.entry).stem if not e.entry.startswith(TV_PREFIX) else ""),
+        label=e.label or (Path(e.entry).stem if not is_baseline(e.entry) else ""),
         twin=e.twin,
         overrides=tuple(e.set),
         kwargs=dict(e.kwargs),

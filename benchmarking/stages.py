@@ -1,16 +1,21 @@
-"""Per-stage time breakdown of a forward pass (preprocess, backbone, neck, head, ...).
+"""Per-stage time breakdown of a forward pass or a train step (preprocess, backbone, ...).
 
 Protocol: a model may define ``benchmark_stages() -> dict[str, target]`` where a target is a
 submodule, an attribute path relative to the model (``"transform.postprocess"``, which may
 name a method), or a list of these. Without it, well-known attribute names are looked up
 (``FALLBACK_STAGES``), which covers anchorage's models and torchvision's detection models
 (``transform``, ``backbone.body``, ``backbone.fpn``, ``rpn``, ``roi_heads``,
-``postprocess_detections``, ``transform.postprocess``).
+``postprocess_detections``, ``transform.postprocess``). The train-mode stages are ``assign``
+(the matcher: ``SetPredictionDetector.assign``, a dense model's ``matcher``, torchvision's
+``proposal_matcher``) and ``loss``.
 
 Modules are timed with forward pre-/post-hooks, methods by wrapping the bound method on the
 instance for the duration of the measurement. Times are exclusive: a stage running inside
 another (``roi_heads.postprocess_detections`` inside ``roi_heads``) is subtracted from the
 outer one. ``other`` is the forward's total minus all stages (glue code, interpolation).
+Stages the calls never entered are left out. A train step is measured the same way with
+``step_stage``: the model's own forward is timed too, ``other`` is then the glue inside the
+forward and ``step_stage`` the rest of the step (backward and optimizer).
 Timing runs in its own pass: the hooks synchronise CUDA at every boundary, which would
 distort the latency rounds.
 """
@@ -28,11 +33,16 @@ from torch import nn
 
 from .timing import Clock, synchronize, timed_call
 
-STAGE_ORDER = ("preprocess", "backbone", "neck", "anchors", "head", "postprocess")
+STAGE_ORDER = (
+    "preprocess", "backbone", "neck", "anchors", "transformer", "head", "assign", "loss",
+    "postprocess",
+)  # fmt: skip
+TRAIN_STEP_STAGE = "backward_step"
+"""The part of a train step outside the model's forward: loss sum, backward, optimizer."""
 FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
     "preprocess": ("preprocess", "preprocessor", "transform"),
     "backbone": ("backbone.body", "backbone"),
-    "neck": ("neck", "backbone.fpn"),
+    "neck": ("neck", "backbone.fpn", "input_projection"),
     # anchorage's generators are plain objects whose ``anchors`` method the skeletons call;
     # torchvision's are modules called directly (the first that exists is timed)
     "anchors": (
@@ -41,6 +51,7 @@ FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
         "anchor_generator",
         "rpn.anchor_generator",
     ),
+    "transformer": ("transformer",),
     "head": (
         "head",
         "heads",
@@ -54,6 +65,18 @@ FALLBACK_STAGES: dict[str, tuple[str, ...]] = {
         "aux_classifier",
         "aux_head",
     ),
+    # train mode only: the matchers (set prediction's ``assign`` stacks the decoder layers
+    # and calls its ``matcher`` once) and the losses
+    "assign": (
+        "assign",
+        "matcher",
+        "rpn.matcher",
+        "roi_box.matcher",
+        "proposal_matcher",
+        "rpn.proposal_matcher",
+        "roi_heads.proposal_matcher",
+    ),
+    "loss": ("loss", "rpn.loss", "compute_loss", "rpn.compute_loss"),
     "postprocess": (
         "postprocess",
         "postprocessor",
@@ -138,14 +161,20 @@ def _wrap_method(clock: StageClock, stage: str, fn: Callable[..., Any]) -> Calla
 
 
 @contextmanager
-def instrument(model: nn.Module, clock: StageClock) -> Iterator[list[str]]:
-    """Attach the stage timers to ``model``; yields the instrumented stage names."""
+def instrument(
+    model: nn.Module, clock: StageClock, whole: str | None = None
+) -> Iterator[list[str]]:
+    """Attach the stage timers to ``model`` (with ``whole``, also its own forward as that
+    stage); yields the instrumented stage names."""
     handles: list[Any] = []
     patched: list[tuple[Any, str, Any]] = []
     seen: set[int] = set()
     names: list[str] = []
+    targets_by_stage = stage_targets(model)
+    if whole is not None:
+        targets_by_stage = {whole: [(None, "", model)], **targets_by_stage}
     try:
-        for stage, targets in stage_targets(model).items():
+        for stage, targets in targets_by_stage.items():
             for owner, attr, target in targets:
                 if id(target) in seen:
                     continue
@@ -179,18 +208,28 @@ def measure_stages(
     device: torch.device,
     iters: int,
     clock: Clock = time.perf_counter,
+    step_stage: str | None = None,
 ) -> dict[str, float]:
     """Mean exclusive milliseconds per stage over ``iters`` calls, plus ``other`` and ``total``.
 
-    ``call`` runs one forward of ``model``; stages the model does not have are left out.
+    ``call`` runs one forward of ``model`` — or, with ``step_stage``, one train step that calls
+    the model once: ``other`` is then the forward's glue and ``step_stage`` the time outside
+    the forward. Stages the model does not have, or the calls never entered, are left out.
     """
     stage_clock = StageClock(device, clock)
     total = 0.0
-    with instrument(model, stage_clock) as names:
+    whole = None if step_stage is None else "other"
+    with instrument(model, stage_clock, whole) as names:
         for _ in range(iters):
             total += timed_call(call, device, clock)
-    order = [s for s in STAGE_ORDER if s in names] + [s for s in names if s not in STAGE_ORDER]
-    out = {s: stage_clock.totals.get(s, 0.0) * 1000.0 / iters for s in order}
-    out["other"] = max(0.0, total * 1000.0 / iters - sum(out.values()))
+    entered = [s for s in names if s in stage_clock.totals and s != whole]
+    order = [s for s in STAGE_ORDER if s in entered] + [s for s in entered if s not in STAGE_ORDER]
+    out = {s: stage_clock.totals[s] * 1000.0 / iters for s in order}
+    rest = max(0.0, total * 1000.0 / iters - sum(out.values()))
+    if step_stage is None:
+        out["other"] = rest
+    else:
+        out["other"] = stage_clock.totals.get("other", 0.0) * 1000.0 / iters
+        out[step_stage] = max(0.0, rest - out["other"])
     out["total"] = total * 1000.0 / iters
     return out

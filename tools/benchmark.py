@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Compare pipelines and torchvision baselines side by side, measured in one run.
+"""Compare pipelines and torchvision / transformers baselines side by side, in one run.
 
-An ENTRY is a spec file (specs/ssd300_vgg16_coco.yaml, or its name in the zoo) or a
+An ENTRY is a spec file (specs/ssd300_vgg16_coco.yaml, or its name in the zoo), a
 torchvision baseline built without weights (tv:ssd300_vgg16, tv:fasterrcnn_resnet50_fpn,
-tv:maskrcnn_resnet50_fpn, tv:fcn_resnet50, ...). Per entry: parameters, GFLOPs, inference
+tv:maskrcnn_resnet50_fpn, tv:fcn_resnet50, ...) or a transformers twin of a set_prediction
+spec entry (hf:detr, hf:deformable_detr, hf:deformable_detr_refine; needs pip install
+transformers), its config derived from that spec. Per entry: parameters, GFLOPs, inference
 latency p50/p90 and images/s per batch size, a per-stage breakdown, with --train the
-train-step time and peak memory, and AP when --checkpoint ENTRY=PATH and --dataset SPEC are
-given. Entries are timed interleaved round by round after warm-up, CUDA-synchronised, with
-fixed seeds and identical inputs. A spec whose twin (tv:NAME, from --twin or the suite, else
-a baseline in the run whose converted weights fit) has a converter for its model type gets
-the twin's weights, so the two compute the same outputs and compare like with like.
+train-step time, its stages (the matcher's share) and peak memory, and AP when --checkpoint
+ENTRY=PATH and --dataset SPEC are given. Entries are timed interleaved round by round after
+warm-up, CUDA-synchronised, with fixed seeds and identical inputs. A spec whose twin (tv:NAME
+or hf:NAME or a baseline's label, from --twin or the suite, else a baseline in the run whose
+converted weights fit) has a converter for its model type gets the twin's weights, so the two
+compute the same outputs and compare like with like.
 
 Prints Markdown tables (ratios to the first entry, twin ratios); --json and --plot write the
 record (with an environment fingerprint) and a latency plot. --set applies to every spec
@@ -18,6 +21,7 @@ entry; on a CPU shared with other processes, --clock cpu --threads 1 compares tw
 examples:
   tools/benchmark.py tv:ssd300_vgg16 specs/ssd300_vgg16_coco.yaml --rounds 20 --train
   tools/benchmark.py --suite benchmarks/vs_torchvision.yaml --json out.json --plot out.png
+  tools/benchmark.py --suite benchmarks/vs_transformers.yaml --clock cpu --threads 1
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def _pair(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = make_parser(__doc__)
-    p.add_argument("entries", nargs="*", metavar="ENTRY", help="spec file or tv:NAME")
+    p.add_argument("entries", nargs="*", metavar="ENTRY", help="spec file, tv:NAME or hf:NAME")
     p.add_argument("--suite", help="YAML suite: entries and settings (benchmarks/*.yaml)")
     p.add_argument(
         "--only",
@@ -87,6 +91,11 @@ def _add_settings(p: argparse.ArgumentParser) -> None:
         help="wall: elapsed time (default); cpu: process CPU time, robust on a shared CPU",
     )
     p.add_argument(
+        "--twin-target",
+        type=float,
+        help="largest time ratio to the twin the Twins table accepts (1.05)",
+    )
+    p.add_argument(
         "--no-convert",
         dest="convert_twins",
         action="store_const",
@@ -108,8 +117,8 @@ def _add_weights_and_outputs(p: argparse.ArgumentParser) -> None:
         action="append",
         type=_pair,
         default=[],
-        metavar="ENTRY=tv:NAME",
-        help="give a spec entry the converted weights of this torchvision baseline",
+        metavar="ENTRY=TWIN",
+        help="give a spec entry the converted weights of this baseline (tv:NAME, hf:NAME)",
     )
     p.add_argument(
         "--checkpoint",
@@ -139,6 +148,7 @@ def gather_requests(args: argparse.Namespace, suite_entries: Sequence[Any]) -> l
     import attrs
 
     from anchorage.benchmarking import EntryRequest
+    from anchorage.benchmarking.entries import is_baseline
 
     requests = [*suite_entries, *(EntryRequest(source=e) for e in args.entries)]
     if args.only:
@@ -151,7 +161,7 @@ def gather_requests(args: argparse.Namespace, suite_entries: Sequence[Any]) -> l
     out = []
     for r in requests:
         changes = dict(extra.get(r.name, {}))
-        if args.overrides and not r.source.startswith("tv:"):
+        if args.overrides and not is_baseline(r.source):
             changes["overrides"] = (*r.overrides, *args.overrides)
         out.append(attrs.evolve(r, **changes) if changes else r)
     return out
@@ -166,12 +176,13 @@ def _match(key: str, requests: Sequence[Any], option: str) -> str:
     raise AnchorageError(f"{shown}: no entry named {key!r} (entries: {names})")
 
 
-def converters() -> Mapping[str, Any]:
-    """torchvision → anchorage weight converters by model type ({} when none installed).
+def converters() -> Mapping[Any, Any]:
+    """Weight converters of the benchmark's twins ({} when none installed).
 
     ``anchorage.plugins.models.convert.CONVERTERS`` maps (source, model type) → converter;
-    the benchmark's twins are torchvision models, so only that source is kept. Model modules
-    register their converters when imported, so the plugins are loaded first.
+    the benchmark's twins are torchvision models (kept by model type) and transformers models
+    (kept by ``("transformers", model type)``). Model modules register their converters when
+    imported, so the plugins are loaded first.
     """
     from anchorage.core.plugins import ensure_plugins_loaded
 
@@ -182,7 +193,8 @@ def converters() -> Mapping[str, Any]:
         if exc.name and exc.name.startswith("anchorage.plugins.models"):
             return {}
         raise
-    return {model_type: fn for (src, model_type), fn in CONVERTERS.items() if src == "torchvision"}
+    table: dict[Any, Any] = {mt: fn for (src, mt), fn in CONVERTERS.items() if src == "torchvision"}
+    return table | {key: fn for key, fn in CONVERTERS.items() if key[0] == "transformers"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -132,3 +132,18 @@ def test_entry_names_must_be_unique() -> None:
     requests = [EntryRequest(source="tv:ssd300_vgg16")] * 2
     with pytest.raises(AnchorageError, match=r"\['tv:ssd300_vgg16'\] appear more than once"):
         run_benchmark(requests, FAST)
+
+
+def test_a_twin_is_named_by_label_or_by_source(tmp_path: Path, monkeypatch) -> None:
+    settings = Settings(batch_sizes=(1,), image_size=32, rounds=1, warmup=0, progress=False)
+    with bench_toys(monkeypatch):
+        spec = str(write_spec(tmp_path))
+        requests = [
+            EntryRequest(source="tv:toy", label="ref"),
+            EntryRequest(source=spec, label="by_source", twin="tv:toy"),
+            EntryRequest(source=spec, label="by_label", twin="ref"),
+        ]
+        results = run_benchmark(requests, settings, converters=CONVERTERS)
+    for r in results[1:]:
+        assert r.twin == "ref" and r.weights == "converted from ref" and r.twin_check["same"]
+    assert [p["twin"] for p in twin_pairs(results)] == ["ref", "ref"]

@@ -96,3 +96,56 @@ def test_anchorage_models_are_timed_stage_by_stage_and_left_intact(kind: str) ->
     assert "anchors" not in vars(
         model.anchor_generator if kind == "single_shot" else model.rpn.anchor_generator
     )
+
+
+class Matcher:
+    """A plain object the model calls in train mode only (like anchorage's matchers)."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(0.02)
+        return x
+
+
+class TrainToy(Toy):
+    def __init__(self) -> None:
+        super().__init__()
+        self.matcher = Matcher()
+        self.weight = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x) * self.weight
+        return self.matcher(x) if self.training else x
+
+    def benchmark_stages(self) -> dict:
+        return {**super().benchmark_stages(), "assign": "matcher"}
+
+
+def test_a_train_step_splits_into_forward_stages_and_backward() -> None:
+    model = TrainToy()
+
+    def step() -> None:
+        model(torch.zeros(1)).sum().backward()
+        time.sleep(0.015)  # stands for backward + optimizer
+
+    with torch.no_grad():
+        infer = measure_stages(model.eval(), lambda: model(torch.zeros(1)), CPU, iters=1)
+    assert "assign" not in infer  # never entered in eval mode: left out
+    out = measure_stages(model.train(), step, CPU, iters=2, step_stage="backward_step")
+    assert list(out) == [
+        "backbone", "head", "assign", "postprocess", "other", "backward_step", "total",
+    ]  # fmt: skip
+    assert 19.5 <= out["assign"] < 40 and 4.5 <= out["other"] < 25
+    assert 14.5 <= out["backward_step"] < 35
+    assert out["total"] == pytest.approx(sum(v for k, v in out.items() if k != "total"))
+    assert "matcher" not in vars(model) or isinstance(vars(model)["matcher"], Matcher)
+    assert not model._forward_hooks and not model._forward_pre_hooks
+
+
+def test_fallback_finds_the_set_prediction_matcher_and_transformer() -> None:
+    from anchorage.core import build_component
+    from anchorage.plugins.models.set_prediction import _TINY
+
+    model = build_component("model", {"type": "set_prediction", **_TINY})
+    found = {s: [a for _, a, _ in t] for s, t in stage_targets(model).items()}
+    assert found["assign"] == ["assign", "matcher"] and found["loss"] == ["loss"]
+    assert found["transformer"] == ["transformer"] and found["neck"] == ["input_projection"]
