@@ -3,6 +3,7 @@
 
 python tools/eval.py SPEC CHECKPOINT [--split val] [--out results.json] [--set k=v]
 python tools/eval.py SPEC CHECKPOINT --detections detections.json
+python tools/eval.py SPEC CHECKPOINT --pictures DIR     # e.g. DIR/confusion_matrix.png
 
 --detections writes every detection as a COCO results list (image_id, category_id of the
 dataset's annotation file, bbox [x, y, w, h] in original image pixels, score, and an RLE
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--detections", metavar="FILE.json", default=None, help="write the raw detections here"
     )
+    parser.add_argument(
+        "--pictures", metavar="DIR", default=None,
+        help="write the metrics' pictures here (a classifier's confusion_matrix.png)",
+    )  # fmt: skip
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -43,12 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress=not args.no_progress,
         out=args.out,
         detections=args.detections,
+        pictures=args.pictures,
     )
     for table in result.summaries:
         print(table)
     print(json.dumps(result.metrics))
     if args.detections:
         print(f"wrote {args.detections}")
+    for picture in result.pictures:
+        print(f"wrote {picture}")
     return 0
 
 

@@ -14,6 +14,7 @@ Example::
       grad_clip: 10.0
       eval_interval: 2
       load_from: work_dirs/pretrain/last.pt     # fine-tune: fitting tensors only
+      load_exclude: ["^head\\."]                # ... but not these: re-initialised
       best_metric: bbox/AP                      # best.pt
       ema: {decay: 0.999}
       accumulate_steps: 2
@@ -88,7 +89,9 @@ class TrainConfig:
     only. ``channels_last`` / ``compile`` (``torch.compile``) are off by default
     (``core/engine/acceleration.py``). ``load_from``: a checkpoint whose fitting tensors (name
     and shape) initialise the model before training starts fresh (fine-tuning; ignored on
-    resume). ``best_metric`` (e.g. ``bbox/AP``, ``best_mode`` max or min) keeps ``best.pt`` from
+    resume); ``load_exclude`` (regexes on tensor names) keeps matching tensors out of it, so
+    they start from their initialisation (a re-initialised output layer). ``best_metric``
+    (e.g. ``bbox/AP``, ``best_mode`` max or min) keeps ``best.pt`` from
     the best evaluation. ``ema`` averages the weights (evaluated and saved in ``best.pt``).
     ``accumulate_steps`` batches are summed into each optimizer step (``iteration`` and
     ``max_iters`` count batches; the lr schedule counts optimizer steps).
@@ -124,6 +127,9 @@ class TrainConfig:
     sync_batchnorm: bool = False
     progress: bool = True
     load_from: str | None = None
+    load_exclude: tuple[str, ...] = attrs.field(
+        default=(), validator=v.deep_iterable(member_validator=_regex)
+    )
     best_metric: str | None = None
     best_mode: str = attrs.field(default="max", validator=v.in_(("max", "min")))
     ema: EmaConfig | None = None

@@ -26,13 +26,15 @@ from .device import select_device
 
 @attrs.frozen
 class EvalResult:
-    """Metrics (``dict[str, float]``, e.g. ``bbox/AP``), per-metric summary tables (rank 0)
-    and the loader and class names used (for drawing a few predictions)."""
+    """Metrics (``dict[str, float]``, e.g. ``bbox/AP``), per-metric summary tables (rank 0),
+    the loader and class names used (for drawing a few predictions) and the pictures the
+    metrics drew (rank 0, with ``pictures``; e.g. a confusion matrix)."""
 
     metrics: dict[str, float]
     summaries: list[str]
     loader: Any
     class_names: list[str]
+    pictures: list[Path] = attrs.Factory(list)
 
 
 def eval_split(spec: Spec, split: str | None = None) -> str | None:
@@ -58,9 +60,11 @@ def run_evaluation(
     progress: bool = True,
     loader: Any = None,
     extra_metrics: Sequence[Any] = (),
+    pictures: str | Path | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` with the spec's ``eval.metrics`` (and
-    ``extra_metrics``, e.g. a ``DetectionCollector``, updated in the same pass).
+    ``extra_metrics``, e.g. a ``DetectionCollector``, updated in the same pass); with
+    ``pictures`` (a folder) rank 0 writes each metric's pictures there (``write_pictures``).
 
     Under torch.distributed every rank evaluates its shard; the metrics reduce their states
     over ranks when they compute, and every rank gets the same dict.
@@ -76,7 +80,12 @@ def run_evaluation(
     values = evaluate(model, loader, metrics, device, progress=progress)
     info = ddp.current()
     summaries = [m.summary() for m in metrics] if info.is_main else []
-    return EvalResult({k: float(v) for k, v in values.items()}, summaries, loader, class_names)
+    drawn: list[Path] = []
+    if pictures is not None and info.is_main:
+        for m in metrics:
+            drawn.extend(getattr(m, "write_pictures", lambda _folder: [])(pictures))
+    values = {k: float(v) for k, v in values.items()}
+    return EvalResult(values, summaries, loader, class_names, drawn)
 
 
 @torch.no_grad()
@@ -134,10 +143,12 @@ def evaluate_checkpoint(
     progress: bool = True,
     out: str | Path | None = None,
     detections: str | Path | None = None,
+    pictures: str | Path | None = None,
 ) -> EvalResult:
-    """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``
-    and, with ``detections``, every detection as a COCO results list (see
-    ``core.evaluation.export``: category ids are the dataset's, boxes xywh original pixels)."""
+    """Evaluate ``checkpoint`` on ``split`` (default ``eval.split``); write JSON to ``out``,
+    with ``detections`` every detection as a COCO results list (see
+    ``core.evaluation.export``: category ids are the dataset's, boxes xywh original pixels),
+    and with ``pictures`` the metrics' pictures (a confusion matrix) into that folder."""
     name = eval_split(spec, split)
     if name is None:
         raise SpecError(
@@ -149,7 +160,9 @@ def evaluate_checkpoint(
 
     collector = DetectionCollector()
     extra = [collector] if detections is not None else []
-    result = run_evaluation(spec, model, name, dev, progress=progress, extra_metrics=extra)
+    result = run_evaluation(
+        spec, model, name, dev, progress=progress, extra_metrics=extra, pictures=pictures
+    )
     if detections is not None:
         mapping = _label_to_category(result.loader.dataset)
         write_results(collector.results(mapping), detections)

@@ -49,7 +49,7 @@ class TrainingExtras:
             return None
         from .finetune import load_matching
 
-        return load_matching(model, self.cfg.load_from).line
+        return load_matching(model, self.cfg.load_from, exclude=self.cfg.load_exclude).line
 
     def setup_ema(self, model: nn.Module) -> None:
         """Start the weight average from ``model`` (unwrapped, before DDP)."""

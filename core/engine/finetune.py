@@ -14,7 +14,8 @@ classes)") instead of a list of keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,12 +36,17 @@ class LoadReport:
     line: str
 
 
-def load_matching(model: nn.Module, path: str | Path) -> LoadReport:
+def load_matching(model: nn.Module, path: str | Path, *, exclude: Sequence[str] = ()) -> LoadReport:
     """Load the tensors of checkpoint ``path`` (weights-only) whose names and shapes fit
-    ``model``; the others keep their initial values. A checkpoint that fits nothing is a
-    CheckpointError (not a checkpoint of a related model)."""
+    ``model``; the others keep their initial values. Tensors whose model name matches one
+    of the ``exclude`` regexes (``re.search``, ``train.load_exclude``) are not loaded either:
+    they keep the model's fresh initialisation (a re-initialised output layer). A checkpoint
+    that fits nothing is a CheckpointError (not a checkpoint of a related model); so is an
+    ``exclude`` pattern that matches no tensor of the model (a typo)."""
     state = model_state(read_checkpoint(path))
     own = model.state_dict()
+    excluded = _excluded(own, exclude)
+    state = {k: v for k, v in state.items() if k not in excluded}
     fits = {
         k: v
         for k, v in state.items()
@@ -56,14 +62,30 @@ def load_matching(model: nn.Module, path: str | Path) -> LoadReport:
     mismatched = [k for k in own if k in state and k not in fits]  # in model order
     unused = [k for k in state if k not in own]
     fresh = [k for k in own if k not in state]
+    fresh = [k for k in fresh if k not in excluded]
     parts = [f"load_from {path}: loaded {len(fits)} of {len(own)} model tensors"]
+    if excluded:
+        parts.append(f"re-initialised by load_exclude ({len(excluded)}): {_grouped(excluded)}")
     if mismatched:
         parts.append(f"skipped {len(mismatched)} tensors: {_grouped(mismatched, state, own)}")
     if fresh:
         parts.append(f"not in the checkpoint ({len(fresh)}, initialised): {_grouped(fresh)}")
     if unused:
         parts.append(f"not in the model ({len(unused)}): {_grouped(unused)}")
-    return LoadReport(len(fits), len(own), tuple(mismatched + fresh), "; ".join(parts))
+    skipped = tuple(mismatched + fresh + excluded)
+    return LoadReport(len(fits), len(own), skipped, "; ".join(parts))
+
+
+def _excluded(own: Mapping[str, Any], patterns: Sequence[str]) -> list[str]:
+    """Names of ``own`` matching any of ``patterns``; a pattern matching none is an error."""
+    compiled = [re.compile(p) for p in patterns]
+    unused = [p.pattern for p in compiled if not any(p.search(k) for k in own)]
+    if unused:
+        raise CheckpointError(
+            f"train.load_exclude: pattern(s) {unused} match no tensor of the model (names look "
+            f"like {', '.join(list(own)[:3])})"
+        )
+    return [k for k in own if any(p.search(k) for p in compiled)]
 
 
 def _grouped(

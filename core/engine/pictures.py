@@ -61,8 +61,11 @@ def enlarge(image: torch.Tensor, min_size: int) -> tuple[torch.Tensor, int]:
 
 def nothing_passes(output: Any, score_thresh: float) -> str | None:
     """ "0 of 100 detections ≥ 0.30; best 0.16" when ``output`` has ``scores`` and none reaches
-    ``score_thresh`` ("0 detections" when the model returned none); None otherwise."""
+    ``score_thresh`` ("0 detections" when the model returned none); None otherwise (also for
+    a classifier's output, whose top-1 class is an answer whatever its probability)."""
     if not isinstance(output, Mapping) or "scores" not in output:
+        return None
+    if "probs" in output and "boxes" not in output:  # a classifier's top-k: always an answer
         return None
     scores = output["scores"].detach().float().reshape(-1)
     if len(scores) == 0:
@@ -80,6 +83,30 @@ def draw_note(image: torch.Tensor, text: str) -> torch.Tensor:
     return _caption(image, text.replace("\u2265", ">="), [0.0, 0.0, w - 1, min(h - 1, 14)])
 
 
+def draw_lines(
+    image: torch.Tensor, lines: Sequence[str], colours: Sequence[tuple[int, int, int]]
+) -> torch.Tensor:
+    """uint8 ``image`` [3,H,W] with ``lines`` written top-left, one band each (a classifier's
+    top-k, a classification target), each band in its colour; lines that do not fit are
+    left out."""
+    h, w = image.shape[-2:]
+    for i, (text, colour) in enumerate(zip(lines, colours)):
+        top = i * 15
+        if top + 14 > h - 1:
+            break
+        box = [0.0, float(top), float(min(w - 1, 6 * len(text) + 8)), float(top + 14)]
+        image = draw_bounding_boxes(
+            image,
+            torch.tensor([box]),
+            labels=[text],
+            colors=[colour],
+            width=1,
+            fill_labels=True,
+            label_colors="black",
+        )
+    return image
+
+
 def draw_target(
     image: torch.Tensor,
     target: Mapping[str, Any],
@@ -89,9 +116,14 @@ def draw_target(
 ) -> torch.Tensor:
     """uint8 ``image`` [3,sH,sW] with a target's ground truth drawn: instance masks
     (``masks`` [G,H,W]) or a ``semantic_mask`` [H,W] overlaid, ``boxes`` [G,4] xyxy (pixels of
-    the unscaled image, multiplied by ``scale``) with class names ("(crowd)" when marked).
+    the unscaled image, multiplied by ``scale``) with class names ("(crowd)" when marked), or
+    a classification target's ``label`` as its class name top-left.
     ``colour(label)`` picks each class's colour (default: green for every class)."""
     colour = colour or (lambda _label: GT_COLOUR)
+    if "label" in target and "boxes" not in target:  # a classification target
+        c = int(target["label"])
+        name = class_names[c - 1] if 0 < c <= len(class_names) else str(c)
+        return draw_lines(image, [name], [colour(c)])
     labels = target.get("labels", torch.zeros(0, dtype=torch.int64))
     labels = labels.as_subclass(torch.Tensor).reshape(-1).tolist()
     if "semantic_mask" in target:

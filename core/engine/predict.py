@@ -229,7 +229,8 @@ def predictions_json(
     """One image's raw prediction as plain data: ``{"image", "width", "height",
     "score_thresh", "detections": [{"bbox" xywh pixels, "score", "label", "class",
     "segmentation" RLE when masks}]}`` (every detection, also those under the threshold);
-    semantic segmentation: ``{"classes": {name: pixel fraction}}`` instead of detections."""
+    semantic segmentation: ``{"classes": {name: pixel fraction}}`` instead of detections; a
+    classifier: ``{"topk": [{"label", "class", "score"}]}``, best first."""
     from ..evaluation.export import coco_results
 
     info: dict[str, Any] = {
@@ -238,6 +239,16 @@ def predictions_json(
         "height": int(image.shape[-2]),
         "score_thresh": score_thresh,
     }
+
+    def name(label: int) -> str:
+        return class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+
+    if "probs" in output and "boxes" not in output:  # a classifier: its top-k, best first
+        info["topk"] = [
+            {"label": int(label), "class": name(int(label)), "score": float(score)}
+            for label, score in zip(output["labels"].tolist(), output["scores"].tolist())
+        ]
+        return info
     if "boxes" not in output:
         logits = output["sem_seg"].detach().float().cpu()
         pred = logits.reshape(logits.shape[-3], -1).argmax(0)
@@ -253,6 +264,6 @@ def predictions_json(
         det.pop("image_id")
         label = det.pop("category_id")
         det["label"] = label
-        det["class"] = class_names[label - 1] if 1 <= label <= len(class_names) else str(label)
+        det["class"] = name(label)
     info["detections"] = detections
     return info

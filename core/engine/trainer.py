@@ -423,6 +423,7 @@ class Trainer:
             distributed=self.dist.enabled,
             progress=self.show_progress and self.dist.is_main,
             loader=self._val_loader,
+            pictures=self.work_dir / "pictures" if final else None,
         )
         self._val_loader = result.loader
         self.metrics = result.metrics
@@ -437,6 +438,8 @@ class Trainer:
         self.logger.print(f"[{split}] epoch {epoch} iteration {c.iteration}: {shown}")
         if final:
             self.summaries = result.summaries
+            for picture in result.pictures:
+                self.logger.print(f"wrote {picture}")
         if self.extras.observe(self.metrics, c.iteration) and self.dist.is_main:
             best = self.work_dir / "best.pt"
             write_checkpoint(best, self._payload(model_state=model.state_dict()))

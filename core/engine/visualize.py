@@ -4,7 +4,8 @@ Every model returns one dict per image in eval mode; ``draw_prediction(image, ou
 class_names)`` draws the fields that dict has, as layers, whatever the model's task:
 ``sem_seg`` logits ``[C+1,H,W]`` as a colour overlay of the arg-max class, instance ``masks``
 ``[K,1,H,W]`` as overlays, ``boxes`` (with ``labels``, ``scores``) as boxes with "class score"
-captions. An output with none of them is an error naming its keys.
+captions, and a classifier's top-k (``probs`` without boxes: ``labels [k]``, ``scores [k]``)
+as "1. class 0.93" lines top-left. An output with none of them is an error naming its keys.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
-from .pictures import draw_note, enlarge, nothing_passes, palette, to_uint8
+from .pictures import draw_lines, draw_note, enlarge, nothing_passes, palette, to_uint8
 
 LEGIBLE_SIZE = 384
 """Short side (pixels) below which saved and logged drawings are enlarged: the caption font
@@ -39,18 +40,35 @@ def draw_prediction(
     ≥ 0.30; best 0.16").
     """
     image, scale = enlarge(to_uint8(image), min_size)
-    if not isinstance(output, Mapping) or not ({"sem_seg", "boxes"} & set(output)):
+    if not isinstance(output, Mapping) or not ({"sem_seg", "boxes", "probs"} & set(output)):
         keys = sorted(output) if isinstance(output, Mapping) else type(output).__name__
         raise TypeError(
             f"nothing to draw in a model output with {keys}: expected a per-image "
-            "dict with 'sem_seg' and/or 'boxes'"
+            "dict with 'sem_seg', 'boxes' and/or 'probs'"
         )
+    if "boxes" not in output and "sem_seg" not in output:
+        return draw_classes(image, output, class_names)
     if "sem_seg" in output:
         image = draw_semantic(image, output["sem_seg"])
     if "boxes" in output:
         image = draw_detections(image, output, class_names, score_thresh, scale)
     note = nothing_passes(output, score_thresh)
     return image if note is None else draw_note(image, note)
+
+
+def draw_classes(
+    image: torch.Tensor, output: Mapping[str, torch.Tensor], class_names: Sequence[str]
+) -> torch.Tensor:
+    """A classifier's top-k (``labels [k]``, ``scores [k]``) as "1. name 0.93" lines
+    top-left, best first, each in its class's colour."""
+    labels = output["labels"].detach().cpu().reshape(-1).tolist()
+    scores = output["scores"].detach().float().cpu().reshape(-1).tolist()
+    colours = palette(max(len(class_names), max(labels, default=0)) + 1)
+    lines = [
+        f"{i + 1}. {_label_text(lb, class_names)} {s:.2f}"
+        for i, (lb, s) in enumerate(zip(labels, scores))
+    ]
+    return draw_lines(image, lines, [colours[lb] for lb in labels])
 
 
 def _label_text(label: int, class_names: Sequence[str]) -> str:

@@ -29,7 +29,15 @@ from typing import IO
 from ..errors import AnchorageError
 
 LOCK_NAME = ".lock"
-RUN_OUTPUTS = ("last.pt", "epoch_*.pt", "metrics.jsonl", "spec.yaml", "tensorboard", "predictions")
+RUN_OUTPUTS = (
+    "last.pt",
+    "epoch_*.pt",
+    "metrics.jsonl",
+    "spec.yaml",
+    "tensorboard",
+    "predictions",
+    "pictures",
+)
 """What a training run writes in its work dir (glob patterns); ``overwrite`` deletes these."""
 
 

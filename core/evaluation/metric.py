@@ -18,6 +18,7 @@ States live on the metric's device: ``evaluate`` moves metrics to the model's de
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torchmetrics
@@ -44,6 +45,12 @@ class Metric(torchmetrics.Metric):
     def summary(self) -> str:
         """A printable table of ``compute()``'s numbers with per-class rows."""
         raise NotImplementedError
+
+    def write_pictures(self, folder: str | Path) -> list[Path]:
+        """Draw what ``compute()`` last computed as image files in ``folder`` (e.g. a confusion
+        matrix); returns the paths written. Called on rank 0 after the final evaluation
+        (``WORK_DIR/pictures``) and by ``tools/eval.py --pictures DIR``. Default: none."""
+        return []
 
     def merge_state(self, incoming_state: dict[str, Any] | torchmetrics.Metric) -> None:
         """Add another instance's (or a state dict's) state to this one's."""

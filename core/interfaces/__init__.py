@@ -1,5 +1,11 @@
 """The interfaces plugins implement; each docstring is the contract the tests check."""
 
+from .classification import (
+    BoxRegressionHead,
+    ClassificationHead,
+    ClassificationLoss,
+    LocalizationLoss,
+)
 from .dense import (
     BoxLoss,
     DenseHead,
@@ -56,6 +62,10 @@ __all__ = [
     "SetLoss",
     "SetPostprocessor",
     "SetTransformer",
+    "BoxRegressionHead",
+    "ClassificationHead",
+    "ClassificationLoss",
+    "LocalizationLoss",
     "AnchorGenerator",
     "Anchors",
     "Assignment",

@@ -16,11 +16,13 @@ role it implements, with inputs sized from its validated config (injected ``in_c
 Modules: ``kit`` (the check tables, ``check_entry``, building examples), ``components`` (kinds
 without a role: backbone, neck, anchor generator, box coder, sampler, RoI extractor,
 optimizer, lr scheduler), ``roles`` (two-stage, segmentation and style roles; whole models),
-``dense`` (dense-detector roles and matchers, and the kit's dense batch), ``data`` (datasets
-and transforms), ``evaluation`` (metrics). Importing the package registers every check.
+``dense`` (dense-detector roles and matchers, and the kit's dense batch), ``classification``
+(classification and localization roles), ``data`` (datasets and transforms), ``evaluation``
+(metrics). Importing the package registers every check.
 """
 
-from . import components, data, dense, evaluation, roles, set_prediction
+from . import classification, components, data, dense, evaluation, roles, set_prediction
+from .classification import check_classification_head, check_classification_loss
 from .components import (
     check_anchor_generator,
     check_backbone,
@@ -66,6 +68,8 @@ __all__ = [
     "check_backbone",
     "check_box_coder",
     "check_box_loss",
+    "check_classification_head",
+    "check_classification_loss",
     "check_dataset",
     "check_dense_head",
     "check_dense_loss",
@@ -84,6 +88,7 @@ __all__ = [
     "check_sample",
     "check_sampler",
     "check_transform",
+    "classification",
     "components",
     "conformance_check",
     "data",

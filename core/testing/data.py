@@ -16,12 +16,19 @@ from .kit import register_checks
 
 
 def check_sample(sample: Any, num_classes: int) -> None:
-    """One ``(image, target)`` honours the dataset contract (``core/data/dataset.py``)."""
+    """One ``(image, target)`` honours the dataset contract (``core/data/dataset.py``); a
+    classification target (``label``, no ``boxes``) that of ``image_folder``."""
     image, t = sample
     assert isinstance(image, torch.Tensor) and image.dtype == torch.float32, type(image)
     assert image.ndim == 3 and image.shape[0] == 3, tuple(image.shape)
     assert 0.0 <= float(image.min()) and float(image.max()) <= 1.0, "image values not in 0..1"
     h, w = image.shape[-2:]
+    if "label" in t and "boxes" not in t:
+        label = t["label"]
+        assert isinstance(label, torch.Tensor) and label.dtype == torch.int64, type(label)
+        assert label.shape == () and 1 <= int(label) <= num_classes, label
+        assert isinstance(t["image_id"], int) and len(t["orig_size"]) == 2
+        return
     boxes = t["boxes"]
     n = boxes.shape[0]
     assert isinstance(boxes, tv_tensors.BoundingBoxes) and boxes.dtype == torch.float32

@@ -37,6 +37,7 @@ def _batch(image_id: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         "labels": torch.tensor([1]),
         "masks": mask[:, None].float(),
         "sem_seg": logits,
+        "probs": torch.tensor([0.7, 0.2, 0.1]),  # classification: class 1 of 3
     }
     return [output], [target]
 

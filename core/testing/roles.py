@@ -262,7 +262,8 @@ def _num_classes(model: Any) -> int:
 
 def tiny_batch(num_classes: int) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
     """Two images (the second without boxes) and targets every model family reads: ``boxes``,
-    ``labels``, ``iscrowd``, ``masks [N,H,W]`` uint8 and ``semantic_mask [H,W]``."""
+    ``labels``, ``iscrowd``, ``masks [N,H,W]`` uint8, ``semantic_mask [H,W]`` and the
+    image-level ``label`` (int64 scalar 1..C) of classifiers."""
     g = _gen()
     images, targets = [], []
     for (h, w), n in (((64, 80), 2), ((56, 64), 0)):
@@ -280,15 +281,30 @@ def tiny_batch(num_classes: int) -> tuple[list[torch.Tensor], list[dict[str, tor
                 "iscrowd": torch.zeros(n, dtype=torch.int64),
                 "masks": masks,
                 "semantic_mask": semantic,
+                "label": torch.tensor(len(images) % num_classes + 1),
             }
         )
     return images, targets
 
 
+def check_classification_output(d: dict[str, torch.Tensor], num_classes: int) -> None:
+    """``probs [C]`` summing to 1; ``labels [k]`` int64 1..C and ``scores [k]`` best first,
+    the scores being the labels' probabilities."""
+    probs, labels, scores = d["probs"], d["labels"], d["scores"]
+    assert probs.shape == (num_classes,), tuple(probs.shape)
+    assert abs(float(probs.sum()) - 1.0) < 1e-4, "probs do not sum to 1"
+    k = labels.shape[0]
+    assert labels.dtype == torch.int64 and labels.shape == scores.shape == (k,) and k >= 1
+    assert ((labels >= 1) & (labels <= num_classes)).all(), labels
+    assert (scores[:-1] >= scores[1:]).all(), "scores are not best first"
+    assert torch.allclose(probs[labels - 1], scores), "scores are not the labels' probs"
+
+
 def check_model(model: Any) -> None:
     """Train mode: scalar finite ``loss_*`` terms, gradients reach parameters (the second
     image has no boxes). Eval mode: detection results per image in original pixels (+ masks
-    ``[K,1,H,W]``), or ``{"sem_seg": [C+1,H,W]}`` per image for semantic segmentation."""
+    ``[K,1,H,W]``), ``{"sem_seg": [C+1,H,W]}`` per image for semantic segmentation, or for a
+    classifier ``labels [k]`` / ``scores [k]`` (top-k, best first) and ``probs [C]``."""
     num_classes = _num_classes(model)
     images, targets = tiny_batch(num_classes)
     torch.manual_seed(0)
@@ -307,6 +323,10 @@ def check_model(model: Any) -> None:
         for d, size in zip(out, sizes):
             assert d["sem_seg"].shape == (num_classes + 1, *size), d["sem_seg"].shape
             assert torch.isfinite(d["sem_seg"]).all()
+        return
+    if all("probs" in d and "boxes" not in d for d in out):
+        for d in out:
+            check_classification_output(d, num_classes)
         return
     check_detections(out, 2, sizes, num_classes)
     for d, size in zip(out, sizes):

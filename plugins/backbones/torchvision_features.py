@@ -33,8 +33,19 @@ DEFAULT_RETURN_NODES: dict[str, dict[str, str]] = {
     "resnet": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
     "resnext": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
     "wide_resnet": {"layer1": "c2", "layer2": "c3", "layer3": "c4", "layer4": "c5"},
+    "alexnet": {"features.4": "c3", "features.11": "c4", "features.12": "c5"},
+    "googlenet": {"inception3b": "c3", "inception4e": "c4", "inception5b": "c5"},
+    "densenet": {"features.denseblock2": "c3", "features.denseblock3": "c4", "relu": "c5"},
 }
-"""Known node tables by model family (the name without its depth suffix)."""
+"""Known node tables by model family (the name without its depth suffix). VGG's depend on the
+depth (``vgg_return_nodes``): the last three max pools (strides 8, 16, 32)."""
+
+
+def vgg_return_nodes(net: nn.Module) -> dict[str, str]:
+    """``features.<i>`` of the last three ``MaxPool2d`` of a torchvision VGG → ``c3, c4, c5``."""
+    pools = [f"features.{i}" for i, m in enumerate(net.features) if isinstance(m, nn.MaxPool2d)]
+    return dict(zip(pools[-3:], ("c3", "c4", "c5")))
+
 
 STAGE_PREFIXES: dict[str, tuple[tuple[str, ...], ...]] = {
     "resnet": (("conv1", "bn1"), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
@@ -158,7 +169,8 @@ class TorchvisionFeatures(Backbone):
     ``model``: a name from ``torchvision.models.list_models(module=torchvision.models)``.
     ``return_nodes``: graph node → output name (see
     ``torchvision.models.feature_extraction.get_graph_node_names``); defaults exist for
-    ResNet-like families (``layer1..4`` → ``c2..c5``). ``weights_path``: a local
+    ResNet-like families (``layer1..4`` → ``c2..c5``) and for AlexNet, VGG, GoogLeNet and
+    DenseNet (their last three stages, strides 8, 16, 32, as ``c3..c5``). ``weights_path``: a local
     torchvision-format state dict of the whole classifier. ``norm: frozen_bn`` swaps every
     BatchNorm2d for ``FrozenBatchNorm2d``; ``frozen_stages`` freezes the first N stages (stem
     first; known for ResNet-like families); ``frozen`` freezes parameters by name prefix.
@@ -177,12 +189,14 @@ class TorchvisionFeatures(Backbone):
         super().__init__()
         family = _family(cfg.model)
         nodes = cfg.return_nodes or DEFAULT_RETURN_NODES.get(family)
-        if not nodes:
+        if not nodes and family != "vgg":
             raise SpecError(
                 f"torchvision_features: no default return_nodes for {cfg.model!r}; set "
                 "return_nodes (node name → output name, see get_graph_node_names)"
             )
-        net = torchvision.models.get_model(cfg.model, weights=None)
+        extra = {"aux_logits": False, "init_weights": False} if family == "googlenet" else {}
+        net = torchvision.models.get_model(cfg.model, weights=None, **extra)
+        nodes = nodes or vgg_return_nodes(net)
         if cfg.weights_path is not None:
             load_torchvision_state(net, cfg.weights_path, f"torchvision_features {cfg.model}")
         if cfg.norm == "frozen_bn":

@@ -183,6 +183,18 @@ def resize(cfg: ResizeConfig) -> v2.Transform:
 
 
 @attrs.frozen(kw_only=True)
+class CenterCropConfig:
+    size: tuple[int, int]  # (H, W)
+
+
+@TRANSFORMS.register("center_crop", config=CenterCropConfig, examples=({"size": (32, 40)},))
+def center_crop(cfg: CenterCropConfig) -> v2.Transform:
+    """The central ``size`` crop (v2.CenterCrop; padded with 0 when the image is smaller):
+    with ``resize`` to a short side first, the classification evaluation recipe (256 → 224)."""
+    return v2.CenterCrop(list(cfg.size))
+
+
+@attrs.frozen(kw_only=True)
 class NormalizeConfig:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)

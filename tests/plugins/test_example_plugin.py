@@ -62,14 +62,20 @@ def test_readme_examples_are_the_packaged_modules() -> None:
 
 def test_readme_names_every_registry_key_and_role_interface() -> None:
     from anchorage.core import REGISTRIES, BoxLoss, DenseHead, DenseLoss, DensePostprocessor
+    from anchorage.core.interfaces import set_prediction as sets
+    from anchorage.core.interfaces.classification import CLASSIFICATION_ROLES
     from anchorage.core.interfaces.roles import ROLE_INTERFACES
+
+    set_roles = (sets.PositionalEncoding, sets.SetTransformer, sets.SetHead, sets.SetLoss,
+                 sets.SetPostprocessor)  # fmt: skip
 
     readme = (ROOT / "README.md").read_text()
     start = readme.index("### Registry keys and roles")
     table = readme[start : readme.index("\n### ", start + 1)]
     for key in REGISTRIES:
         assert f"`{key}`" in table, key
-    for interface in (DenseHead, DenseLoss, BoxLoss, DensePostprocessor, *ROLE_INTERFACES):
+    dense = (DenseHead, DenseLoss, BoxLoss, DensePostprocessor)
+    for interface in (*dense, *ROLE_INTERFACES, *set_roles, *CLASSIFICATION_ROLES):
         assert f"`{interface.__name__}`" in table, interface.__name__
 
 
