@@ -67,13 +67,15 @@ def select_nms(
     in 1..C; ``shape``: ``(B, C)``, the batch size and the number of classes. One
     ``batched_nms_on_device`` over (image, class) groups, then each image's best
     ``detections_per_img`` (``per_image_top_n``). Returns B dicts ``boxes [K,4]``,
-    ``scores [K]``, ``labels [K]``, sorted by score.
+    ``scores [K]``, ``labels [K]``, sorted by score, equal scores in candidate order (as an
+    exported graph's ``padded.padded_nms`` keeps them).
     """
     batch, num_classes = shape
     if img.numel() == 0:  # nothing passed the thresholds (shapes are known on the host)
         none = {"boxes": boxes[:0], "scores": scores[:0], "labels": labels[:0]}
         return [dict(none) for _ in range(batch)]
     kept = batched_nms_on_device(boxes, scores, img * (num_classes + 1) + labels, nms_thresh)
+    kept = by_score(kept, scores)
     pos, sizes = per_image_top_n(img[kept], batch, detections_per_img)
     mine = kept[pos]  # per image, best first
     parts = (boxes[mine], scores[mine], labels[mine])
@@ -81,6 +83,15 @@ def select_nms(
         {"boxes": x, "scores": s, "labels": lab}
         for x, s, lab in zip(*(p.split(sizes) for p in parts))
     ]
+
+
+def by_score(kept: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """NMS survivors ``kept [K]`` (indices into ``scores [N]``) best score first, equal scores
+    in index order. ``batched_nms`` leaves ties as an unstable sort put them (its per-class
+    loop above 1,000 boxes on a CPU, CUDA's sort), which is no order an exported graph can
+    reproduce."""
+    kept = kept.sort().values
+    return kept[scores[kept].argsort(descending=True, stable=True)]
 
 
 def grouped_nms(

@@ -33,7 +33,7 @@ from anchorage.plugins.postprocess.batching import (
     select_nms,
     sorted_counts,
 )
-from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
+from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms, stable_topk
 
 
 def _decode_clipped(
@@ -159,7 +159,7 @@ class LevelTopkNMS(DensePostprocessor):
                 score = torch.sqrt(score * ct.float().sigmoid())
             score = torch.where(score > self.cfg.score_thresh, score, float("-inf"))
             flat = score.reshape(score.shape[0], -1)  # [B,A_l*C], anchor-major as eager
-            top, idx = flat.topk(min(self.cfg.topk_candidates, flat.shape[1]), dim=1)
+            top, idx = stable_topk(flat, min(self.cfg.topk_candidates, flat.shape[1]))
             boxes = _gather_decoded(self.box_coder, d.float(), r, idx // c, image_size)
             parts.append((boxes, top, idx % c + 1))
         boxes, top, label = (torch.cat(p, 1) for p in zip(*parts))
@@ -197,7 +197,7 @@ class LevelTopkNMS(DensePostprocessor):
         width = int(counts.max()) if b and len(img) else 0  # final-output stage: one sync/level
         padded = score.new_full((b, width), float("-inf"))
         padded[img, torch.arange(len(img), device=img.device) - starts[img]] = score
-        top, pos = padded.topk(min(self.cfg.topk_candidates, width), dim=1)  # [B,k] sorted
+        top, pos = stable_topk(padded, min(self.cfg.topk_candidates, width))  # [B,k] sorted
         keep = torch.isfinite(top)
         img = torch.arange(b, device=logits.device)[:, None].expand_as(pos)[keep]
         chosen = (starts[:, None] + pos)[keep]
@@ -262,7 +262,7 @@ class YoloNMS(ObjectnessLayout, DensePostprocessor):
         obj = predictions["objectness"].float().sigmoid()
         scores = obj[..., None] * predictions["cls_logits"].float().sigmoid()  # [B,A,C]
         b, a, c = scores.shape
-        top, idx = scores.reshape(b, a * c).topk(min(self.cfg.topk_candidates, a * c), dim=1)
+        top, idx = stable_topk(scores.reshape(b, a * c), min(self.cfg.topk_candidates, a * c))
         anchor, label = idx // c, idx % c + 1
         deltas = predictions["bbox_deltas"].float()
         keep = top > self.cfg.score_thresh

@@ -17,7 +17,7 @@ from anchorage.core.interfaces import Anchors, DensePostprocessConfig, DensePost
 from anchorage.core.registry import POSTPROCESSORS
 from anchorage.plugins.postprocess import fields
 from anchorage.plugins.postprocess.batching import clip_boxes, image_bounds, select_nms
-from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
+from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms, stable_topk
 
 
 @POSTPROCESSORS.register(
@@ -95,11 +95,12 @@ class MulticlassNMS(DensePostprocessor):
 
     def _candidates(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per image and class the best ``topk_candidates`` scores above the threshold
-        (``-inf`` where fewer pass) and their anchors: ``[B,C,k]`` each, sorted."""
+        (``-inf`` where fewer pass) and their anchors: ``[B,C,k]`` each, sorted (equal scores
+        in anchor order, in eager mode as in an exported graph)."""
         k = min(self.cfg.topk_candidates, scores.shape[1])
         per_class = scores.transpose(1, 2)  # [B,C,A]
         thresholded = per_class.masked_fill(per_class <= self.cfg.score_thresh, float("-inf"))
-        return thresholded.topk(k, dim=2)
+        return stable_topk(thresholded, k)  # equal scores in anchor order
 
     def _select(self, boxes: torch.Tensor, scores: torch.Tensor) -> list[dict[str, torch.Tensor]]:
         b, a, c = scores.shape

@@ -9,8 +9,10 @@ offsets, as ``batched_nms`` uses on a CPU), then each image's best ``detections_
 
 Output layout (``DETECTION_OUTPUTS``): ``boxes [B,D,4]`` float32 xyxy, ``scores [B,D]``,
 ``labels [B,D]`` int64, ``num_detections [B]`` int64; the rows of an image from
-``num_detections`` on are zeros (label 0). Same survivors as the eager path up to ties of equal
-scores and the float32 rounding of the offset coordinates.
+``num_detections`` on are zeros (label 0). Same survivors in the same order as the eager path,
+equal scores included (both rank them by position: ``stable_topk`` selects the candidates and
+the survivors, NMS visits them in position order), up to the float32 rounding of the offset
+coordinates.
 """
 
 from __future__ import annotations
@@ -44,11 +46,13 @@ def padded_nms(
     # torchvision's _batched_nms_coordinate_trick, its maximum over the candidates only
     top = torch.where(valid.reshape(-1, 1), flat, torch.zeros_like(flat)).max()
     shifted = flat + (group.to(flat) * (top + 1))[:, None]
+    # equal scores: torchvision's nms (a stable sort) and ONNX Runtime's NonMaxSuppression
+    # (1.32, measured: test_ties.py) both visit them in position order
     kept = nms(shifted, scores.reshape(-1), nms_thresh)
     survives = torch.zeros(b * m, dtype=torch.bool, device=boxes.device)
     survives[kept] = True
     ranked = torch.where(survives.reshape(b, m) & valid, scores, float("-inf"))
-    best, pos = _stable_topk(ranked, min(detections_per_img, m))
+    best, pos = stable_topk(ranked, min(detections_per_img, m))
     found = torch.isfinite(best)
     out = {
         "boxes": torch.where(
@@ -66,16 +70,25 @@ def padded_nms(
     return out
 
 
-def _stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``scores [B,M]`` (>= 0 or ``-inf``) → the best ``k`` per row and their positions, equal
-    scores in position order, as the eager path's stable sorts keep them. (``sort(stable=True)``
-    does not export to ONNX, and ``topk`` orders ties as it likes.) The key is the score in
-    float64 scaled by ``1 - i·2⁻⁴⁰``: distinct float32 scores differ by at least 2⁻²⁴ of their
-    size, far more than the tie-break moves them (``M < 2¹⁶``)."""
-    m = scores.shape[1]
-    tie_break = 1.0 - torch.arange(m, dtype=torch.float64, device=scores.device) * 2.0**-40
-    _, pos = (scores.double() * tie_break).topk(k, dim=1)
-    return scores.gather(1, pos), pos
+TIE_STEP = 2.0**-50  # tie-break per position: distinct keys for up to 2^25 entries a row
+TINY = 2.0**-150  # below float32's smallest subnormal: zero scores get a tie-break too
+
+
+def stable_topk(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk`` over the last dimension of ``scores [..., M]`` (each >= 0 or ``-inf``),
+    equal scores in position order: the best ``k`` per row (sorted) and their positions.
+
+    ``torch.topk`` (CPU as CUDA) and ONNX Runtime's ``TopK`` each order equal scores as they
+    like, and ``sort(stable=True)`` does not export to ONNX; this key does, in one ``topk``:
+    the score in float64, plus ``2⁻¹⁵⁰``, times ``1 - i·2⁻⁵⁰`` at position ``i``. Distinct
+    float32 scores differ by at least ``2⁻²⁴`` of their size, far more than the tie-break moves
+    them (``M <= 2²⁵``); equal ones keep ``i`` order by at least 4 float64 ulps. ``-inf``
+    entries (no candidate) stay last, in no defined order.
+    """
+    m = scores.shape[-1]
+    tie_break = 1.0 - torch.arange(m, dtype=torch.float64, device=scores.device) * TIE_STEP
+    _, pos = ((scores.double() + TINY) * tie_break).topk(k, dim=-1)
+    return scores.gather(-1, pos), pos
 
 
 def anchor_strides(anchors: Any) -> torch.Tensor | None:

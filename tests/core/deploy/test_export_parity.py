@@ -34,31 +34,80 @@ FAMILIES = {
     "retinanet": ("retinanet_r18_fpn_shapes.yaml", ["model.postprocessor.score_thresh=0.0"]),
     "fcos": ("fcos_r18_fpn_shapes.yaml", ["model.postprocessor.score_thresh=0.0"]),
     "yolo": ("yolo_shapes.yaml", ["model.postprocessor.score_thresh=0.0"]),
+    # VGG-16 at 300x300 (torchvision's SSD300 layout), 3 classes to keep the head small
+    "ssd300": (
+        "ssd300_vgg16_coco.yaml",
+        ["model.num_classes=3", "model.postprocessor.score_thresh=0.0"],
+    ),
     "fcn": ("fcn_r18_shapes.yaml", []),
     "unet": ("unet_shapes.yaml", []),
 }
-TIE_ORDER = {
-    ("yolo", "onnxruntime"): "random-init YOLO scores many boxes exactly alike; ONNX Runtime's "
-    "TopK orders those ties unlike torch.topk in the candidate selection, so equal-score "
-    "detections come out in another order (the ExportedProgram matches exactly)",
-}
-SLOW = {"retinanet", "fcos", "yolo", "fcn", "unet"}
+NEAR_TIE = 1e-5  # scores closer than this (~4x the measured float32 noise, 2.5e-6) may swap
+HEAD_SCALE = 0.1  # ssd300: logits and deltas of std ~0.3-0.4, as a trained head's
+SLOW = {"retinanet", "fcos", "yolo", "ssd300", "fcn", "unet"}
 
 
 def _model(family: str) -> torch.nn.Module:
     name, overrides = FAMILIES[family]
     torch.manual_seed(0)
     model = build_model(load_spec(str(ROOT / "specs" / name), overrides=overrides)).eval()
-    if family == "yolo":  # its prior-initialised biases score every box ~1e-4: near-ties whose
-        with torch.no_grad():  # order float rounding decides; spread the scores over 0..1
+    if family == "yolo":  # prior-initialised, it scores every box ~1e-4, and its random
+        # features vary little from place to place (std ~1e-3), so the scores of one channel
+        # agree to a few float32 ulps and ONNX Runtime's rounding (~1 ulp) reorders them:
+        # spread the biases over the channels and the score channels' weights over the places
+        # (the box channels' too would scale the boxes' rounding; exact ties: test_ties.py)
+        gen = torch.Generator().manual_seed(2)
+        with torch.no_grad():
             for pred in model.head.preds:
-                pred.bias.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(2))
+                pred.bias.normal_(0.0, 0.5, generator=gen)
+                scores = torch.arange(pred.out_channels) % model.head.num_outputs >= 4
+                pred.weight[scores] = torch.randn(pred.weight[scores].shape, generator=gen) * 10
+    if family == "ssd300":  # VGG-16's random features reach ~3 on 0..255 input: logits and
+        # deltas of std ~3-4 saturate the softmax (scores 0.99999x, near-ties a float32 ulp
+        # apart that NMS visits in another order) and push the boxes off the image
+        with torch.no_grad():
+            for conv in [*model.head.cls_convs, *model.head.box_convs]:
+                conv.weight.mul_(HEAD_SCALE)
     return model
 
 
 def _images() -> list[torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
     return [torch.rand((3, h, w), generator=gen) for h, w in SIZES]
+
+
+def _near_ties_aligned(
+    got: dict[str, torch.Tensor], want: dict[str, torch.Tensor], box_atol: float
+) -> dict[str, torch.Tensor]:
+    """``got`` with its detections reordered within each run of eager detections whose
+    scores lie within ``NEAR_TIE`` of the next (their order is float32 rounding's: eager in
+    float64 orders them otherwise too), each matched to the equal one (label, box, score) of
+    that run; everything else stays in place, and an unmatched detection stays for the
+    asserts to report."""
+    n = len(want["scores"])
+    if len(got["scores"]) != n:
+        return got
+    order = list(range(n))
+    s = want["scores"].tolist()
+    lo = 0
+    for hi in range(1, n + 1):
+        if hi < n and s[hi - 1] - s[hi] < NEAR_TIE:
+            continue
+        free = list(range(lo, hi))
+        for j in range(lo, hi):
+            same = [
+                i for i in free
+                if got["labels"][i] == want["labels"][j]
+                and abs(float(got["scores"][i] - want["scores"][j])) <= SCORE_ATOL
+                and float((got["boxes"][i] - want["boxes"][j]).abs().max()) <= box_atol
+            ]  # fmt: skip
+            if same:
+                order[j] = same[0]
+                free.remove(same[0])
+        lo = hi
+    if len(set(order)) != n:  # a run that does not match one to one: leave it to the asserts
+        return got
+    return {k: v[order] for k, v in got.items()}
 
 
 def _compare(
@@ -69,6 +118,7 @@ def _compare(
         torch.testing.assert_close(got["sem_seg"], want["sem_seg"], atol=1e-4, rtol=1e-5)
         return float((got["sem_seg"] - want["sem_seg"]).abs().max())
     assert len(want["boxes"]) > 0, "the eager model detects nothing: parity would be vacuous"
+    got = _near_ties_aligned(got, want, box_atol)
     assert got["labels"].tolist() == want["labels"].tolist()
     torch.testing.assert_close(got["scores"], want["scores"], atol=SCORE_ATOL, rtol=0)
     torch.testing.assert_close(got["boxes"], want["boxes"], atol=box_atol, rtol=0)
@@ -98,13 +148,8 @@ def _parity(family: str, tmp_path: Path) -> None:
             runner = load_exported(path, backend)
             pairs = [(im, e) for im, e in zip(images, eager) if not fixed or im.shape[1:] == size]
             got = runner([im for im, _ in pairs])  # one size per call
-            try:
-                atol = BOX_GAPS.get((family, backend), BOX_ATOL)
-                diffs += [_compare(g, e, atol) for g, (_, e) in zip(got, pairs)]
-            except AssertionError:
-                if (family, backend) in TIE_ORDER:
-                    pytest.xfail(TIE_ORDER[family, backend])
-                raise
+            atol = BOX_GAPS.get((family, backend), BOX_ATOL)
+            diffs += [_compare(g, e, atol) for g, (_, e) in zip(got, pairs)]
             batch = runner.forward_batch(torch.stack([pairs[0][0]] * 2))
             assert next(iter(batch.values())).shape[0] == 2  # the batch is free
         print(f"{family} {backend}: max abs diff {max(diffs):.3g}")
