@@ -3,7 +3,7 @@ import torch
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.image_list import ImageList
 
-from anchorage.core import build_component
+from anchorage.core import SpecError, build_component
 
 SSD300 = {
     "type": "ssd_default_boxes",
@@ -59,7 +59,7 @@ def test_ssd_scales_from_ratios_and_level_mismatch():
     torch.testing.assert_close(anchors[0], torch.tensor([1.6, 1.6, 14.4, 14.4]))
     with pytest.raises(ValueError, match="2 levels"):
         gen((64, 64), [(4, 4)])
-    with pytest.raises(ValueError, match="steps"):
+    with pytest.raises(SpecError, match="steps"):
         build_component("anchor_generator", {"type": "ssd_default_boxes", "steps": [8, 16]})
 
 
@@ -75,7 +75,7 @@ def test_multibox_prior_equals_d2l():
 
 
 def test_multibox_prior_validation():
-    with pytest.raises(ValueError, match="ratios"):
+    with pytest.raises(SpecError, match="ratios"):
         build_component(
             "anchor_generator",
             {"type": "multibox_prior", "sizes": [[0.2], [0.4], [0.6]], "ratios": [[1], [2]]},

@@ -222,7 +222,7 @@ def test_refuses_mismatched_inputs():
 def test_config_and_layout():
     from anchorage.plugins.losses.set_criterion import SetCriterion as S
 
-    with pytest.raises(ValueError, match="needs the no-object column"):
+    with pytest.raises(SpecError, match="needs the no-object column"):
         _loss(background_column=False)
     with pytest.raises(SpecError, match="no_object_weight"):
         _loss(no_object_weight=0.0)

@@ -185,7 +185,7 @@ def test_wrong_predictions_are_refused():
 
 
 def test_config_checks():
-    with pytest.raises(ValueError, match="every matching cost weight is zero"):
+    with pytest.raises(SpecError, match="every matching cost weight is zero"):
         _matcher(class_weight=0.0, l1_weight=0.0, giou_weight=0.0)
     with pytest.raises(SpecError, match="l1_weight"):
         _matcher(l1_weight=-1.0)

@@ -65,7 +65,7 @@ def test_keep_best_anchor_assigns_every_gt():
 def test_threshold_validation():
     with pytest.raises(SpecError, match="high_threshold"):
         build_component("matcher", {"type": "max_iou", "high_threshold": 1.5})
-    with pytest.raises(ValueError, match="low_threshold must be <= high_threshold"):
+    with pytest.raises(SpecError, match="low_threshold must be <= high_threshold"):
         build_component("matcher", {"type": "max_iou", "high_threshold": 0.3, "low_threshold": 0.5})
 
 
