@@ -27,7 +27,7 @@ def test_classifier_topk_in_json_and_picture(tmp_path: Path, capsys) -> None:
     main = runpy.run_path(str(ROOT / "tools" / "infer.py"))["main"]
     out = tmp_path / "out"
     code = run_tool(main, ["specs/resnet18_cells.yaml", str(ckpt), str(image), "--out", str(out),
-                           "--no-progress"])  # fmt: skip
+                           "--no-progress", "--classes", "RBC,WBC,Platelets"])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     info = json.loads((out / "cell.json").read_text())
     topk = info["topk"]
