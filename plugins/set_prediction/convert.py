@@ -116,8 +116,8 @@ def detr_transformer_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         pairs = (
             _linear_norm(f"{src}.self_attn_layer_norm", f"{dst}.attn_block.norm")
             | _linear_norm(f"{src}.final_layer_norm", f"{dst}.ffn_block.norm")
-            | _linear_norm(f"{src}.mlp.fc1", f"{dst}.ffn.linear1")
-            | _linear_norm(f"{src}.mlp.fc2", f"{dst}.ffn.linear2")
+            | _linear_norm(f"{src}.mlp.fc1", f"{dst}.ffn.fc1")
+            | _linear_norm(f"{src}.mlp.fc2", f"{dst}.ffn.fc2")
         )
         out |= _copy(state, pairs)
     for i in range(_layer_count(state, "model.decoder.layers.")):
@@ -128,8 +128,8 @@ def detr_transformer_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
             _linear_norm(f"{src}.self_attn_layer_norm", f"{dst}.self_block.norm")
             | _linear_norm(f"{src}.encoder_attn_layer_norm", f"{dst}.cross_block.norm")
             | _linear_norm(f"{src}.final_layer_norm", f"{dst}.ffn_block.norm")
-            | _linear_norm(f"{src}.mlp.fc1", f"{dst}.ffn.linear1")
-            | _linear_norm(f"{src}.mlp.fc2", f"{dst}.ffn.linear2")
+            | _linear_norm(f"{src}.mlp.fc1", f"{dst}.ffn.fc1")
+            | _linear_norm(f"{src}.mlp.fc2", f"{dst}.ffn.fc2")
         )
         out |= _copy(state, pairs)
     out |= _copy(

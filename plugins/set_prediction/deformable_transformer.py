@@ -50,6 +50,7 @@ from anchorage.core.fields import injected
 from anchorage.core.interfaces.set_prediction import BoxRefiner, SetDecoding, SetTransformer
 from anchorage.core.registry import TRANSFORMER_LAYERS, TRANSFORMERS
 from anchorage.plugins.set_prediction.deformable_attention import MultiScaleDeformableAttention
+from anchorage.plugins.set_prediction.feedforward import FeedForward
 
 Tensor = torch.Tensor
 _positive = attrs.validators.ge(1)
@@ -80,19 +81,6 @@ _LAYER_EXAMPLE = {
     "hidden_dim": 16, "num_heads": 2, "num_levels": 2, "num_points": 2, "ffn_dim": 32,
     "dropout": 0.1,
 }  # fmt: skip
-
-
-class FeedForward(nn.Module):
-    """``fc2(dropout(relu(fc1(x))))`` then dropout: ``[..,D] -> [..,D]``."""
-
-    def __init__(self, dim: int, ffn_dim: int, dropout: float) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, ffn_dim)
-        self.fc2 = nn.Linear(ffn_dim, dim)
-        self.dropout = nn.Dropout(dropout)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(self.dropout(torch.relu(self.fc1(x)))))
 
 
 def _xavier_then_attention(layer: nn.Module) -> None:
@@ -139,7 +127,7 @@ class DeformableEncoderLayer(nn.Module):
     ) -> Tensor:
         attended = self.self_attn(src + pos, reference_points, src, spatial_shapes, padding_mask)
         src = self.self_attn_norm(src + self.dropout(attended))
-        return self.ffn_norm(src + self.ffn(src))
+        return self.ffn_norm(src + self.dropout(self.ffn(src)))
 
 
 @TRANSFORMER_LAYERS.register("deformable_decoder_layer", examples=(_LAYER_EXAMPLE,))
@@ -187,7 +175,7 @@ class DeformableDecoderLayer(nn.Module):
             tgt + query_pos, reference_points, memory, spatial_shapes, memory_padding_mask
         )
         tgt = self.cross_attn_norm(tgt + self.dropout(attended))
-        return self.ffn_norm(tgt + self.ffn(tgt))
+        return self.ffn_norm(tgt + self.dropout(self.ffn(tgt)))
 
 
 def _layer(kind: str) -> Any:

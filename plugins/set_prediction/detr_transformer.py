@@ -28,8 +28,7 @@ from anchorage.core.build import build_child
 from anchorage.core.fields import component, injected
 from anchorage.core.interfaces import BoxRefiner, SetDecoding, SetTransformer
 from anchorage.core.registry import TRANSFORMER_LAYERS, TRANSFORMERS
-
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU}
+from anchorage.plugins.set_prediction.feedforward import FeedForward
 
 
 @attrs.frozen(kw_only=True)
@@ -42,18 +41,6 @@ class LayerConfig:
     dropout: float = injected()
     activation: Literal["relu", "gelu"] = "relu"
     pre_norm: bool = False
-
-
-class _FeedForward(nn.Module):
-    def __init__(self, cfg: LayerConfig) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(cfg.hidden_dim, cfg.ffn_dim)
-        self.activation = _ACTIVATIONS[cfg.activation]()
-        self.dropout = nn.Dropout(cfg.dropout)
-        self.linear2 = nn.Linear(cfg.ffn_dim, cfg.hidden_dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
 def _attention(cfg: LayerConfig) -> nn.MultiheadAttention:
@@ -89,7 +76,7 @@ class DetrEncoderLayer(nn.Module):
     def __init__(self, cfg: LayerConfig) -> None:
         super().__init__()
         self.self_attn = _attention(cfg)
-        self.ffn = _FeedForward(cfg)
+        self.ffn = FeedForward(cfg.hidden_dim, cfg.ffn_dim, cfg.dropout, cfg.activation)
         self.attn_block = _Residual(cfg)
         self.ffn_block = _Residual(cfg)
 
@@ -114,7 +101,7 @@ class DetrDecoderLayer(nn.Module):
         super().__init__()
         self.self_attn = _attention(cfg)
         self.cross_attn = _attention(cfg)
-        self.ffn = _FeedForward(cfg)
+        self.ffn = FeedForward(cfg.hidden_dim, cfg.ffn_dim, cfg.dropout, cfg.activation)
         self.self_block = _Residual(cfg)
         self.cross_block = _Residual(cfg)
         self.ffn_block = _Residual(cfg)
