@@ -20,6 +20,7 @@ import torch
 
 from .errors import PluginError
 from .interfaces.matching import Assignment
+from .interfaces.set_prediction import SetDecoding
 from .registry import registry_for
 
 
@@ -159,3 +160,20 @@ def check_set_predictions(
     if tuple(out["boxes"].shape) != (*lead, 4):
         slot.fail(f"boxes is {_shape(out['boxes'])}, expected {expected},4] cxcywh")
     return dict(out)
+
+
+def check_decoding(slot: Slot, out: Any, layers: int, batch: int, queries: int) -> SetDecoding:
+    """A set transformer's return: a ``SetDecoding`` whose ``hidden`` is ``[L,B,Q,D]``."""
+    if not isinstance(out, SetDecoding):
+        slot.fail(f"returned {type(out).__name__}, expected a SetDecoding")
+    hidden = out.hidden
+    if (
+        not isinstance(hidden, torch.Tensor)
+        or hidden.dim() != 4
+        or (tuple(hidden.shape[:3]) != (layers, batch, queries))
+    ):
+        slot.fail(
+            f"SetDecoding.hidden is {_shape(hidden)}, expected [{layers},{batch},{queries},D] "
+            "(decoder layers, images, queries, width)"
+        )
+    return out

@@ -36,6 +36,7 @@ from anchorage.core.registry import MODELS
 from anchorage.core.slots import (
     Slot,
     check_assignment,
+    check_decoding,
     check_detections,
     check_loss_terms,
     check_set_predictions,
@@ -185,7 +186,13 @@ class SetPredictionDetector(nn.Module):
         masks = [level_mask(mask, p.shape[-2:]) for p in projected]
         positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
         refine = self.head.refiner() if self.transformer.uses_refiner else None
-        decoding = self.transformer(projected, masks, positions, refine)
+        decoding = check_decoding(
+            self.slots["transformer"],
+            self.transformer(projected, masks, positions, refine),
+            self.num_layers,
+            images.shape[0],
+            self.num_queries,
+        )
         return check_set_predictions(
             self.slots["head"],
             self.head(decoding),

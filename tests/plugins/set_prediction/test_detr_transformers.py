@@ -219,3 +219,16 @@ def test_convert_weights_tool_from_transformers(tmp_path) -> None:
         theirs = hf(pixel_values=batch.images, pixel_mask=mask)
         mine = ours.predict(batch.images, batch.image_sizes)
     torch.testing.assert_close(mine["boxes"][-1], theirs.pred_boxes, atol=1e-4, rtol=0)
+
+
+def test_a_transformer_returning_the_wrong_thing_is_named() -> None:
+    """The skeleton checks the transformer's return and blames the slot's component."""
+    from anchorage.core.errors import PluginError
+
+    ours = _ours().eval()
+    real = ours.transformer.forward
+    ours.transformer.forward = lambda *a, **k: real(*a, **k).hidden  # a bare tensor
+    with pytest.raises(
+        PluginError, match=r"model.transformer \(detr_transformer from .*SetDecoding"
+    ):
+        ours(_images())
