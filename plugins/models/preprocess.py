@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -154,10 +155,15 @@ class ImagePreprocessor(nn.Module):
         pass ``max_size``, the scale in float32)."""
         if self.cfg.fixed_size is not None:
             return tuple(self.cfg.fixed_size)
-        shape = torch.tensor([h, w], dtype=torch.float32)
-        scale = torch.min(
-            self.transform.min_size[-1] / shape.min(), self.transform.max_size / shape.max()
-        ).item()
+        # float32 as torchvision's tensors, in numpy: a traced graph has concrete h, w here,
+        # and a tensor's .item() would be a data-dependent value to the exporter
+        short, long = np.float32(min(h, w)), np.float32(max(h, w))
+        scale = float(
+            min(
+                np.float32(self.transform.min_size[-1]) / short,
+                np.float32(self.transform.max_size) / long,
+            )
+        )
         return math.floor(h * scale), math.floor(w * scale)
 
     def export_rescale(

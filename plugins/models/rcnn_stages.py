@@ -138,6 +138,22 @@ class RPNStage(nn.Module):
         )
         return proposals, check_loss_terms(self.loss_slot, losses)
 
+    def export_proposals(
+        self,
+        features: dict[str, torch.Tensor],
+        batch_size_hw: tuple[int, int],
+        image_size: tuple[int, int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eval-mode proposals for an exported graph (every image ``image_size``): boxes
+        ``[B,P,4]`` xyxy batch pixels, best first, and ``valid [B,P]`` (the ``rpn_proposals``
+        postprocessor's ``export_proposals``)."""
+        out = self.head(features)
+        anchors = batch_anchors(
+            self.anchor_generator, batch_size_hw, features, self.strides,
+            out["objectness"].shape[1], "model.rpn.anchor_generator",
+        )  # fmt: skip
+        return self.proposals.export_proposals(out, anchors, image_size)
+
 
 @attrs.frozen
 class Sampled:
@@ -249,6 +265,28 @@ class BoxStage(nn.Module):
         predictions = {**padded, "valid": valid}
         return self.postprocessor(predictions, Anchors.single_level(refs), image_sizes)
 
+    def export_detect(
+        self,
+        features: dict[str, torch.Tensor],
+        proposals: torch.Tensor,
+        valid: torch.Tensor,
+        image_size: tuple[int, int],
+    ) -> dict[str, torch.Tensor]:
+        """``detect`` for an exported graph: padded ``proposals [B,P,4]`` (``valid [B,P]``)
+        → the fixed detection layout (``padded.padded_nms``; boxes in batch pixels)."""
+        b, p = valid.shape
+        out = self.head(
+            self.roi_extractor.export_pool(features, _batch_rois(proposals), image_size)
+        )
+        predictions = {
+            "cls_logits": out["cls_logits"].reshape(b, p, -1),
+            "bbox_deltas": out["bbox_deltas"].reshape(b, p, -1),
+            "valid": valid,
+        }
+        return self.postprocessor.export_detections(
+            predictions, Anchors.single_level(proposals), image_size
+        )
+
 
 class MaskStage(nn.Module):
     """Boxes → mask logits; mask loss (train) or per-detection mask probabilities (eval)."""
@@ -302,6 +340,22 @@ class MaskStage(nn.Module):
         masks = probs[:, None].split([b.shape[0] for b in boxes])
         return [{**d, "masks": m} for d, m in zip(detections, masks)]
 
+    def export_masks(
+        self,
+        features: dict[str, torch.Tensor],
+        detections: dict[str, torch.Tensor],
+        image_size: tuple[int, int],
+    ) -> torch.Tensor:
+        """``detect`` for an exported graph: the fixed detection layout (``boxes [B,D,4]``
+        batch pixels, ``labels [B,D]``) → mask probabilities ``[B,D,1,M,M]`` of the detected
+        classes (padding rows included; the caller zeroes them)."""
+        boxes, labels = detections["boxes"], detections["labels"]
+        b, d = labels.shape
+        pooled = self.roi_extractor.export_pool(features, _batch_rois(boxes), image_size)
+        logits = self.head(pooled)["mask_logits"]  # [B·D,C+1,M,M]
+        index = labels.reshape(-1, 1, 1, 1).expand(-1, 1, *logits.shape[-2:])
+        return logits.gather(1, index).sigmoid().reshape(b, d, 1, *logits.shape[-2:])
+
 
 def build_extractor(node: Any, info: list, features_path: str, default_path: str) -> Any:
     """Build an RoI extractor after checking the feature names it pools from.
@@ -329,6 +383,13 @@ def _indices(mask: torch.Tensor, count: int, dims: int = 1) -> Any:
     if dims == 1:
         return flat
     return flat // mask.shape[1], flat % mask.shape[1]
+
+
+def _batch_rois(boxes: torch.Tensor) -> torch.Tensor:
+    """Padded ``boxes [B,N,4]`` → torchvision.ops' ``[B·N,5]`` (image index, x1, y1, x2, y2)."""
+    b, n = boxes.shape[:2]
+    image = torch.arange(b, device=boxes.device, dtype=boxes.dtype)[:, None, None]
+    return torch.cat([image.expand(b, n, 1), boxes], dim=2).reshape(b * n, 5)
 
 
 def _pad_boxes(

@@ -25,7 +25,7 @@ from anchorage.core import component
 from anchorage.core.build import build_child
 from anchorage.core.composition import CompositionError, check_levels, node_path
 from anchorage.core.config import as_section
-from anchorage.core.errors import CheckpointError, DataError
+from anchorage.core.errors import AnchorageError, CheckpointError, DataError
 from anchorage.core.registry import MODELS
 from anchorage.plugins.models.detection_batch import DetectionBatch, prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
@@ -168,6 +168,46 @@ class TwoStageDetector(nn.Module):
         if self.roi_mask is not None:
             results = self.roi_mask.detect(features, results, batch.image_sizes)
         return self._to_original(results, batch)
+
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph (``anchorage.core.deploy``): ``images`` float
+        ``[B,3,H,W]`` in 0..1 → ``boxes [B,D,4]`` (input pixels), ``scores [B,D]``, ``labels
+        [B,D]``, ``num_detections [B]`` (``postprocess.padded``'s layout) and, with a mask
+        stage, ``masks [B,D,1,H,W]`` probabilities (zero past ``num_detections``)."""
+        if self.rpn is None:
+            raise AnchorageError(
+                "a two-stage model without an rpn (Fast R-CNN) reads its proposals from the "
+                "data, which an exported graph has no input for; export a model with model.rpn"
+            )
+        x, size = self.preprocess.export_batch(images)
+        features = self.backbone(x)
+        if self.neck is not None:
+            features = self.neck(features)
+        hw = (int(x.shape[-2]), int(x.shape[-1]))
+        proposals, valid = self.rpn.export_proposals(features, hw, size)
+        found = self.roi_box.export_detect(features, proposals, valid, size)
+        if self.roi_mask is not None:
+            masks = self.roi_mask.export_masks(features, found, size)
+        found["boxes"] = self.preprocess.export_rescale(found["boxes"], size, images.shape[-2:])
+        if self.roi_mask is not None:
+            original = (images.shape[-2], images.shape[-1])
+            pasted = self.roi_mask.paste.export_paste(masks, found["boxes"], original)
+            rows = torch.arange(pasted.shape[1], device=pasted.device)
+            found["masks"] = torch.where(
+                (rows[None, :] < found["num_detections"][:, None])[..., None, None, None],
+                pasted,
+                0.0,
+            )
+        return found
+
+    def export_info(self) -> dict[str, Any]:
+        """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
+        return {
+            "task": "detection",
+            "num_classes": self.num_classes,
+            "fixed_size_reason": self.preprocess.fixed_size_reason(),
+            **self.preprocess.export_info(),
+        }
 
     def _proposals(self, features: dict, batch: DetectionBatch) -> tuple[list, dict]:
         if self.rpn is None:

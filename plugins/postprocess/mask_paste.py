@@ -74,6 +74,18 @@ class MaskPaste(roles.MaskPostprocessor):
             out.append({**result, "masks": pasted})
         return out
 
+    def export_paste(
+        self, masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``__call__`` for an exported graph: ``masks [B,D,1,M,M]`` and ``boxes [B,D,4]`` xyxy
+        output pixels, every image ``image_size`` ``(H, W)`` → ``[B,D,1,H,W]`` (the batched
+        method: no host read, no loop over detections)."""
+        b, d, _, m, _ = masks.shape
+        padded = F.pad(masks.reshape(b * d, m, m), (self.padding,) * 4)
+        corners = expand_boxes(boxes.reshape(b * d, 4), (m + 2 * self.padding) / m)
+        pasted = _paste(padded, corners.to(torch.int64), *image_size)  # one chunk: the output
+        return pasted.reshape(b, d, 1, *pasted.shape[-2:])
+
 
 def paste_masks_batched(
     masks: torch.Tensor, boxes: torch.Tensor, image_size: tuple[int, int], padding: int = 1

@@ -30,6 +30,7 @@ from anchorage.plugins.postprocess.batching import (
     image_bounds,
     per_image_top_n,
 )
+from anchorage.plugins.postprocess.padded import clip_to, padded_nms
 
 
 @POSTPROCESSORS.register(
@@ -82,6 +83,33 @@ class RCNNDetections(RCNNPostprocessor):
         kept = grouped_nms(boxes, scores, group, self.cfg.nms_thresh)
         owner = torch.where(small[kept], b, img[kept])  # B = dropped
         return self._split(owner, kept, boxes, scores, cls + 1, b)
+
+    def export_detections(
+        self, predictions: dict[str, torch.Tensor], anchors: Anchors, image_size: tuple[int, int]
+    ) -> dict[str, torch.Tensor]:
+        """The same detections in the fixed layout of an exported graph (``padded.padded_nms``;
+        every image of the batch is ``image_size`` ``(h, w)``): inputs as ``__call__``'s.
+
+        Every (proposal, class) pair is a candidate in ``[B,R·C]``, decoded and clipped as in
+        ``__call__``; those below the score threshold, on padding rows or smaller than
+        ``min_size`` get the score ``-inf`` (``__call__`` drops them before NMS, or NMS's them
+        apart and drops them after: the same survivors)."""
+        logits = predictions["cls_logits"].float()
+        b, r, c1 = logits.shape
+        c = c1 - 1
+        probs = torch.softmax(logits, -1)[..., 1:]  # [B,R,C]
+        deltas = predictions["bbox_deltas"].float().reshape(b, r, c1, 4)[:, :, 1:]
+        refs = anchors.boxes[:, :, None, :]  # [B,R,1,4], broadcast over the classes
+        boxes = clip_to(self.box_coder.decode(deltas, refs), image_size)  # [B,R,C,4]
+        wh = boxes[..., 2:] - boxes[..., :2]
+        ok = (probs > self.cfg.score_thresh) & predictions["valid"][:, :, None]
+        ok = ok & (wh >= self.cfg.min_size).all(-1)
+        scores = probs.masked_fill(~ok, float("-inf")).reshape(b, r * c)
+        labels = torch.arange(1, c1, device=logits.device).repeat(b, r).reshape(b, r * c)
+        return padded_nms(
+            boxes.reshape(b, r * c, 4), scores, labels, c1, self.cfg.nms_thresh,
+            self.cfg.detections_per_img,
+        )  # fmt: skip
 
     def _split(
         self,

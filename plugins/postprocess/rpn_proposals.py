@@ -24,6 +24,7 @@ from anchorage.plugins.postprocess.batching import (
     image_bounds,
     per_image_top_n,
 )
+from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
 
 _pos = attrs.validators.gt(0)
 
@@ -71,7 +72,8 @@ class RPNProposals(roles.ProposalGenerator):
         idx, levels = _top_n_per_level(objectness, num_anchors_per_level, pre_n)
         rows = torch.arange(b, device=objectness.device)[:, None]
         scores = torch.sigmoid(objectness[rows, idx])  # [B,K]
-        boxes = self._decode(predictions["bbox_deltas"].detach(), anchors, rows, idx)  # [B,K,4]
+        deltas = predictions["bbox_deltas"].detach()
+        boxes = self._decode(deltas, anchors.boxes, anchors.anchor_strides(), rows, idx)  # [B,K,4]
         boxes = clip_boxes(boxes, image_bounds(image_sizes, boxes)[:, None, :])
         keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
         image = rows.expand_as(scores)
@@ -83,13 +85,47 @@ class RPNProposals(roles.ProposalGenerator):
         flat = flat[kept]  # best first over the batch
         return _split_top_n(boxes.view(-1, 4), scores.view(-1), flat, scores.shape[1], b, post_n)
 
+    def export_proposals(
+        self, predictions: dict[str, torch.Tensor], anchors: Anchors, image_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The test-time proposals in the fixed layout of an exported graph (every image of
+        the batch is ``image_size`` ``(h, w)``): boxes ``[B,P,4]`` xyxy batch pixels, best
+        first, zero rows past each image's proposals, and ``valid [B,P]``; ``P`` is
+        ``post_nms_top_n_test``. The same
+        candidates as ``__call__``; a dropped one (too small, below the score threshold) gets
+        the score ``-inf`` instead of leaving the batch, and ``padded.padded_nms`` runs the
+        NMS per (image, level) with the level as the group."""
+        cfg = self.cfg
+        counts = list(anchors.num_per_level)
+        objectness = predictions["objectness"].detach()
+        idx, levels = _top_n_per_level(objectness, counts, cfg.pre_nms_top_n_test)
+        rows = torch.arange(objectness.shape[0], device=objectness.device)[:, None]
+        scores = torch.sigmoid(objectness.gather(1, idx))  # [B,K]
+        deltas = predictions["bbox_deltas"].detach()
+        boxes = self._decode(deltas, anchors.boxes, anchor_strides(anchors), rows, idx)
+        boxes = clip_to(boxes, image_size)
+        keep = _size_and_score_ok(boxes, scores, cfg.min_size, cfg.score_thresh)
+        scores = scores.masked_fill(~keep, float("-inf"))
+        found = padded_nms(
+            boxes, scores, levels, len(counts), cfg.nms_thresh, cfg.post_nms_top_n_test
+        )
+        valid = (
+            torch.arange(found["boxes"].shape[1], device=boxes.device)[None, :]
+            < found["num_detections"][:, None]
+        )
+        return found["boxes"], valid
+
     def _decode(
-        self, deltas: torch.Tensor, anchors: Anchors, rows: torch.Tensor, idx: torch.Tensor
+        self,
+        deltas: torch.Tensor,
+        anchors: torch.Tensor,
+        strides: torch.Tensor | None,
+        rows: torch.Tensor,
+        idx: torch.Tensor,
     ) -> torch.Tensor:
         """The candidates' boxes ``[B,K,4]``: ``deltas [B,A,4]`` at ``idx [B,K]`` decoded
-        against their anchors."""
-        ref = anchors.boxes[idx] if anchors.boxes.dim() == 2 else anchors.boxes[rows, idx]
-        strides = anchors.anchor_strides()
+        against their ``anchors`` (``[A,4]`` or ``[B,A,4]``) with their ``strides [A]``."""
+        ref = anchors[idx] if anchors.dim() == 2 else anchors[rows, idx]
         stride = None if strides is None else strides[idx]
         return self.box_coder.decode(deltas[rows, idx], ref, stride)
 

@@ -57,6 +57,14 @@ class _SingleLevel(RoIExtractor):
         rois = self._rois(boxes).to(x)
         return self._pool(x, rois)
 
+    def export_pool(
+        self, features: dict[str, torch.Tensor], rois: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``forward`` for an exported graph: ``rois [K,5]`` (image index, xyxy batch pixels),
+        every image ``image_size`` → ``[K,C,output_size,output_size]``."""
+        x = features[self.level.name]
+        return self._pool(x, rois.to(x))
+
     def _pool(self, x: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         """``[R,C,output_size,output_size]`` from level ``x`` ``[B,C,H,W]`` and ``rois``."""
         raise NotImplementedError
@@ -155,6 +163,18 @@ class MultiScaleRoIAlignExtractor(RoIExtractor):
     ) -> torch.Tensor:
         return self.pool(features, boxes, [tuple(s) for s in image_sizes])
 
+    def export_pool(
+        self, features: dict[str, torch.Tensor], rois: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``forward`` for an exported graph: ``rois [K,5]`` (image index, xyxy batch pixels),
+        every image ``image_size`` → ``[K,C,output_size,output_size]``.
+
+        The level of each box is chosen as in ``forward``, but the number of boxes per level
+        depends on the data, which an exported graph cannot slice by: every level pools every
+        box and each box keeps its own level's rows (the same ``roi_align`` numbers, at
+        ``levels`` times the pooling work)."""
+        return self.pool.export_pool(features, rois, image_size)
+
 
 class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
     """``MultiScaleRoIAlign`` pooling each level's boxes as one slice of the level-sorted boxes.
@@ -186,4 +206,28 @@ class _SortedMultiScaleRoIAlign(MultiScaleRoIAlign):
         for f, scale, idx in zip(feats, self.scales, order.split(sizes)):
             pooled = roi_align(f, rois[idx], self.output_size, scale, self.sampling_ratio)
             out[idx] = pooled.to(out.dtype)
+        return out
+
+    def export_pool(
+        self, x: dict[str, torch.Tensor], rois: torch.Tensor, image_size: tuple[int, int]
+    ) -> torch.Tensor:
+        """``[K,C,h,w]`` for ``rois [K,5]`` without a data-dependent shape (see
+        ``MultiScaleRoIAlignExtractor.export_pool``); the scales are ``forward``'s (inferred
+        from the first batch it saw, else from ``image_size``)."""
+        feats = _filter_input(x, self.featmap_names)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(
+                feats, [tuple(image_size)], self.canonical_scale, self.canonical_level
+            )
+        rois = rois.to(feats[0])
+        pool = [
+            roi_align(f, rois, self.output_size, s, self.sampling_ratio)
+            for f, s in zip(feats, self.scales)
+        ]
+        if len(feats) == 1:
+            return pool[0]
+        levels = self.map_levels([rois[:, 1:]])[:, None, None, None]
+        out = pool[0]
+        for level, pooled in enumerate(pool[1:], start=1):
+            out = torch.where(levels == level, pooled, out)
         return out

@@ -39,12 +39,26 @@ FAMILIES = {
         "ssd300_vgg16_coco.yaml",
         ["model.num_classes=3", "model.postprocessor.score_thresh=0.0"],
     ),
+    # two-stage: the RPN's proposals, RoIAlign over FPN levels, per-class NMS in the graph
+    "faster_rcnn": (
+        "faster_rcnn_r18_fpn_bccd.yaml",
+        [
+            "model.preprocess.min_size=[128]",
+            "model.preprocess.max_size=160",
+            "model.roi_box.postprocessor.score_thresh=0.0",
+        ],
+    ),
+    "mask_rcnn": (
+        "mask_rcnn_r18_fpn_shapes.yaml",
+        ["model.roi_box.postprocessor.score_thresh=0.0"],
+    ),
     "fcn": ("fcn_r18_shapes.yaml", []),
     "unet": ("unet_shapes.yaml", []),
 }
 NEAR_TIE = 1e-5  # scores closer than this (~4x the measured float32 noise, 2.5e-6) may swap
 HEAD_SCALE = 0.1  # ssd300: logits and deltas of std ~0.3-0.4, as a trained head's
-SLOW = {"retinanet", "fcos", "yolo", "ssd300", "fcn", "unet"}
+MASK_ATOL = 1e-3  # mask probabilities
+SLOW = {"retinanet", "fcos", "yolo", "ssd300", "faster_rcnn", "mask_rcnn", "fcn", "unet"}
 
 
 def _model(family: str) -> torch.nn.Module:
@@ -122,6 +136,8 @@ def _compare(
     assert got["labels"].tolist() == want["labels"].tolist()
     torch.testing.assert_close(got["scores"], want["scores"], atol=SCORE_ATOL, rtol=0)
     torch.testing.assert_close(got["boxes"], want["boxes"], atol=box_atol, rtol=0)
+    if "masks" in want:
+        torch.testing.assert_close(got["masks"], want["masks"], atol=MASK_ATOL, rtol=0)
     return float((got["boxes"] - want["boxes"]).abs().max())
 
 
@@ -176,3 +192,17 @@ def test_wrong_dtype_or_channels_is_one_line(tmp_path: Path) -> None:
         runner.forward_batch(torch.zeros(1, 1, 64, 64))
     with pytest.raises(DataError, match="height is fixed at 64"):
         runner([torch.rand(3, 80, 64)])
+
+
+def test_two_stage_without_rpn_is_refused(tmp_path: Path) -> None:
+    from anchorage.core.errors import AnchorageError
+
+    spec = load_spec(
+        str(ROOT / "specs" / "mask_rcnn_r18_fpn_shapes.yaml"),
+        overrides=["model.rpn=null", "model.roi_mask=null"],
+    )
+    model = build_model(spec).eval()
+    out = tmp_path / "m.onnx"
+    with pytest.raises(AnchorageError, match="without an rpn .* reads its proposals from the data"):
+        export_model(model, format="onnx", example=[torch.rand(3, 64, 64)], out=out)
+    assert not out.exists() and not list(tmp_path.iterdir())
