@@ -45,6 +45,8 @@ FAMILIES = {
     "fcos_r18": "fcos_r18_fpn_shapes.yaml",
     "yolo": "yolo_shapes.yaml",
     "ssd300": "ssd300_vgg16_coco.yaml",
+    "faster_rcnn_r18": "faster_rcnn_r18_fpn_bccd.yaml",
+    "mask_rcnn_r18": "mask_rcnn_r18_fpn_shapes.yaml",
     "fcn_r18": "fcn_r18_shapes.yaml",
     "unet": "unet_shapes.yaml",
 }
