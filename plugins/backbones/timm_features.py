@@ -13,6 +13,14 @@ EfficientNet, as for the ResNets); levels that share a stride (a plain ViT's blo
 stride 16) are ``c<k>_<i>`` with ``i`` timm's level index (``c4_9, c4_10, c4_11``). Every
 output is ``[B,C,h,w]``: models whose timm features are NHWC (Swin) are permuted.
 
+Plain ViTs. Every block is at stride 16, so a detector puts the ``simple_feature_pyramid`` neck
+(ViTDet) on the last one: ``out_indices: [11]`` (a 12-block ViT; one level, ``c4``), with
+``img_size`` the detector's batch size (the position embedding is built for it) and
+``model_kwargs: {dynamic_img_size: true}`` for other sizes (timm interpolates the embedding at
+each forward). A checkpoint's position embedding must be of the same ``img_size`` (a 224
+classifier's fits ``img_size`` left unset, with ``dynamic_img_size``); see
+``specs/retinanet_vit_tiny_sfp_shapes.yaml``.
+
 Stages, for ``frozen_stages``. timm's feature levels name modules (``stages.0``, ``blocks.2``,
 ``layers.1``, ``s3``...). Levels at stride <= 2 (a ResNet's ``act1``, a RegNet's ``stem``, an
 EfficientNet's ``blocks.0``) belong to the stem; every other level ends a stage. The stem is

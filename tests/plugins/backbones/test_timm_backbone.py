@@ -8,7 +8,14 @@ import torch
 
 timm = pytest.importorskip("timm")
 
-from anchorage.core import CheckpointError, SpecError, build_component, build_model, load_spec  # noqa: E402
+from anchorage.core import (  # noqa: E402
+    CheckpointError,
+    SpecError,
+    build_component,
+    build_model,
+    check_spec,
+    load_spec,
+)
 from anchorage.core.interfaces import FeatureSpec  # noqa: E402
 from anchorage.core.testing import check_detections, check_entry, tiny_batch  # noqa: E402
 
@@ -37,6 +44,11 @@ PYRAMID = {
     "mobilenetv3_small_050": [1, 2, 3, 4],
     SWIN: [0, 1, 2, 3],
 }
+# a plain ViT has one stride (16): its last block (c4) goes through ViTDet's simple feature
+# pyramid, p3..p6 in the shipped RetinaNet spec, p2..p6 for Faster R-CNN
+VIT_SPEC = "specs/retinanet_vit_tiny_sfp_shapes.yaml"
+VIT_BACKBONE = {"img_size": 128, "out_indices": [11], "model_kwargs": {"dynamic_img_size": True}}
+SFP = {"type": "simple_feature_pyramid", "out_channels": 64}
 
 
 @pytest.fixture(autouse=True)
@@ -62,6 +74,8 @@ def test_feature_info_matches_outputs(name):
 
 
 def _detector(kind: str, name: str) -> torch.nn.Module:
+    if name == VIT:
+        return _vit_detector(kind)
     extra, _ = FAMILIES[name]
     indices = PYRAMID[name] if kind == "two_stage" else PYRAMID[name][1:]
     backbone = {"type": "timm", "model_name": name, "out_indices": indices, "frozen_stages": 1}
@@ -74,8 +88,20 @@ def _detector(kind: str, name: str) -> torch.nn.Module:
     return build_model(spec)
 
 
+def _vit_detector(kind: str) -> torch.nn.Module:
+    if kind == "single_shot":
+        return build_model(load_spec(VIT_SPEC, ["model.backbone.frozen_stages=1"]))
+    backbone = {"type": "timm", "model_name": VIT, "frozen_stages": 1, **VIT_BACKBONE}
+    overrides = [
+        f"model.backbone={json.dumps(backbone)}",
+        f"model.neck={json.dumps(SFP)}",
+        "model.preprocess={fixed_size: [128, 128], size_divisible: 32}",
+    ]
+    return build_model(load_spec("specs/faster_rcnn_r18_fpn_bccd.yaml", overrides))
+
+
 @pytest.mark.parametrize("kind", ["single_shot", "two_stage"])
-@pytest.mark.parametrize("name", list(PYRAMID))
+@pytest.mark.parametrize("name", [*PYRAMID, VIT])
 def test_detector_trains_a_step_and_evaluates(kind, name):
     torch.manual_seed(0)
     model = _detector(kind, name).train()
@@ -106,6 +132,25 @@ def test_shipped_spec_sizes_the_neck_from_feature_info():
         FeatureSpec("c4", 384, 16),
         FeatureSpec("c5", 768, 32),
     ]
+
+
+def test_vit_spec_builds_the_pyramid_from_the_last_block():
+    model = check_spec(load_spec(VIT_SPEC))
+    assert model.neck.in_feature_info == [FeatureSpec("c4", 192, 16)]
+    assert [(f.name, f.stride) for f in model.neck.feature_info] == [
+        ("p3", 8),
+        ("p4", 16),
+        ("p5", 32),
+        ("p6", 64),
+    ]
+    model.eval()
+    with torch.no_grad():  # dynamic_img_size: a size other than img_size (128) goes through
+        feats = model.neck(model.backbone(torch.rand(1, 3, 96, 160)))
+    assert [tuple(t.shape[-2:]) for t in feats.values()] == [(12, 20), (6, 10), (3, 5), (2, 3)]
+    # timm's default ViT levels (three blocks, all stride 16): the pyramid reads the last
+    bb = timm_backbone(VIT, img_size=64)
+    neck = build_component("neck", SFP, in_feature_info=tuple(bb.feature_info))
+    assert neck.in_feature == "c4_11" and neck.feature_info[0] == FeatureSpec("p2", 64, 4)
 
 
 @pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
