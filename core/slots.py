@@ -176,4 +176,18 @@ def check_decoding(slot: Slot, out: Any, layers: int, batch: int, queries: int) 
             f"SetDecoding.hidden is {_shape(hidden)}, expected [{layers},{batch},{queries},D] "
             "(decoder layers, images, queries, width)"
         )
+    logits, boxes = out.encoder_logits, out.encoder_boxes
+    if logits is None and boxes is None:
+        return out
+    if (
+        not isinstance(logits, torch.Tensor)
+        or not isinstance(boxes, torch.Tensor)
+        or logits.dim() != 3
+        or logits.shape[0] != batch
+        or tuple(boxes.shape) != (*logits.shape[:2], 4)
+    ):
+        slot.fail(
+            f"SetDecoding.encoder_logits is {_shape(logits)} and encoder_boxes "
+            f"{_shape(boxes)}, expected [{batch},S,K] and [{batch},S,4] cxcywh (both or neither)"
+        )
     return out

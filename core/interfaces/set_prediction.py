@@ -6,11 +6,19 @@ and no NMS. The ``set_prediction`` skeleton calls these roles:
 
 - ``PositionalEncoding`` (``positional_encoding``): padding mask → position embeddings.
 - ``SetTransformer`` (``set_transformer``): projected feature levels + masks + positions →
-  decoder states of every layer (and the references each layer's boxes are relative to).
-- ``SetHead`` (``set_head``): decoder states → class logits and boxes of every layer.
+  decoder states of every layer (and the references each layer's boxes are relative to); a
+  two-stage one (``uses_proposer``) also returns its encoder proposals' predictions.
+- ``SetHead`` (``set_head``): decoder states → class logits and boxes of every layer; its
+  ``refiner()`` and ``proposer()`` are the box and class branches a transformer calls inside
+  its forward (iterative box refinement, two-stage proposals).
 - the matcher (``Matcher``): ``anchors`` are the predicted boxes, ``predictions`` one layer's
-  ``logits`` and ``boxes``; ``matched [B,Q]`` holds each query's gt index or -1.
-- ``SetLoss`` (``set_loss``): every layer's predictions and assignment → ``loss_*`` terms.
+  ``logits`` and ``boxes``; ``matched [B,Q]`` holds each query's gt index or -1. A matcher
+  may also offer ``match_groups([(anchors, gt, predictions), ...]) -> [Assignment, ...]``:
+  several independent problems (each its own Q) in one call; the skeleton uses it to match the
+  decoder layers and the encoder proposals together (the Hungarian matcher then copies all
+  their costs to the host at once), and calls a matcher without it once per problem.
+- ``SetLoss`` (``set_loss``): every layer's predictions and assignment (and the encoder
+  proposals', ``EncoderMatch``) → ``loss_*`` terms.
 - ``SetPostprocessor`` (``set_postprocessor``): last layer → detections (top-k, no NMS).
 
 Coordinates: boxes a set head predicts are ``cxcywh`` in 0..1 of each image's own size (the
@@ -21,7 +29,8 @@ of the dense detectors, where DETR puts it last) or ``[..,Q,C]`` (sigmoid scorin
 label order 1..C either way; each component declares which (``background_column``) and the
 skeleton refuses a head, matcher, loss and postprocessor that disagree.
 
-Notation: B images, Q queries, D hidden size, L decoder layers, C classes (no background).
+Notation: B images, Q queries, D hidden size, L decoder layers, C classes (no background),
+S encoder positions (the pixels of every feature level, flattened level by level).
 """
 
 from __future__ import annotations
@@ -46,19 +55,48 @@ class SetDecoding:
     ``hidden`` float ``[L,B,Q,D]``: the decoder state after every layer (normalised as the
     model's heads expect them). ``references`` float ``[L,B,Q,2]`` or ``[L,B,Q,4]`` in 0..1:
     the point (cx, cy) or box (cxcywh) each layer's box prediction refines, or None when boxes
-    are predicted from scratch (DETR). ``extra``: optional named outputs a matching loss reads
-    (e.g. the two-stage proposals of the encoder).
+    are predicted from scratch (DETR). ``encoder_logits [B,S,K]`` and ``encoder_boxes
+    [B,S,4]`` (cxcywh 0..1): a two-stage transformer's per-pixel proposals as its head's
+    ``proposer()`` scored them (None otherwise); the skeleton matches them to class-agnostic
+    gt and the loss adds their terms. ``extra``: optional named outputs of other designs.
     """
 
     hidden: Tensor
     references: Tensor | None = None
+    encoder_logits: Tensor | None = None
+    encoder_boxes: Tensor | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class EncoderMatch:
+    """The two-stage encoder proposals a ``SetLoss`` scores beside the decoder layers.
+
+    ``predictions``: ``logits [B,S,K]`` and ``boxes [B,S,4]`` cxcywh 0..1 (``SetDecoding``'s
+    ``encoder_logits`` / ``encoder_boxes``); ``assignment``: the matcher's, ``matched [B,S]``
+    (gt index or -1); ``gt``: the normalised gt made class-agnostic (every valid label 1,
+    ``GroundTruth.class_agnostic``), what the proposals were matched against.
+    """
+
+    predictions: dict[str, Tensor]
+    assignment: Assignment
+    gt: GroundTruth
 
 
 BoxRefiner = Callable[[int, Tensor, Tensor | None], Tensor]
 """``refine(layer, hidden [B,Q,D], reference [B,Q,2|4] | None) -> boxes [B,Q,4]`` cxcywh in 0..1:
 a head's box branch for one decoder layer, which a transformer with iterative box refinement
 calls to make the next layer's reference."""
+
+Proposer = Callable[[Tensor, Tensor], dict[str, Tensor]]
+"""``propose(query [B,S,D], proposals [B,S,4]) -> {"logits" [B,S,K], "boxes" [B,S,4],
+"scores" [B,S]}``: a head's class and box branches for a two-stage transformer's encoder
+proposals (their own branches, not a decoder layer's). ``proposals`` cxcywh in 0..1 of each
+image (as references are), one per encoder position (values at padding are arbitrary: the
+transformer masks them); ``boxes`` the refined proposals
+``sigmoid(delta + inverse_sigmoid(proposals))``, cxcywh 0..1; ``scores`` the class-agnostic
+objectness that ranks them (for ``detr_head``: label 1's logit with sigmoid scoring, its
+log-probability with softmax), higher first."""
 
 
 class PositionalEncoding(nn.Module):
@@ -79,18 +117,22 @@ class SetTransformer(nn.Module):
 
     Injected: ``num_queries`` (Q), ``num_levels`` (the feature levels it receives). Declares
     ``hidden_dim`` (D), the width the skeleton projects features to and the head reads,
-    ``num_decoder_layers`` (L) and ``uses_refiner`` (whether it calls the head's refiner).
-    ``forward(features, masks, positions, refine=None)``: ``features`` a list (fine → coarse)
-    of float ``[B,D,h_l,w_l]`` projected maps, ``masks`` bool ``[B,h_l,w_l]`` (True at
-    padding), ``positions`` float ``[B,D,h_l,w_l]``; ``refine`` the head's ``BoxRefiner`` for
-    transformers that refine boxes layer by layer (ignored by those that do not). Returns a
-    ``SetDecoding``.
+    ``num_decoder_layers`` (L), ``uses_refiner`` (whether it calls the head's refiner) and
+    ``uses_proposer`` (two-stage: whether it calls the head's proposer).
+    ``forward(features, masks, positions, refine=None, propose=None)``: ``features`` a list
+    (fine → coarse) of float ``[B,D,h_l,w_l]`` projected maps, ``masks`` bool ``[B,h_l,w_l]``
+    (True at padding), ``positions`` float ``[B,D,h_l,w_l]``; ``refine`` the head's
+    ``BoxRefiner`` for transformers that refine boxes layer by layer, ``propose`` the head's
+    ``Proposer`` for two-stage ones (each ignored by those that do not use it; the skeleton
+    passes ``propose`` only to a transformer with ``uses_proposer``). Returns a
+    ``SetDecoding``, with ``encoder_logits`` / ``encoder_boxes`` when two-stage.
     """
 
     role: ClassVar[str] = "set_transformer"
     hidden_dim: int
     num_decoder_layers: int
     uses_refiner: bool = False
+    uses_proposer: bool = False
 
     def forward(
         self,
@@ -105,9 +147,12 @@ class SetTransformer(nn.Module):
 class SetHead(Head):
     """Class and box predictions from every decoder layer's state.
 
-    Injected: ``hidden_dim`` (D), ``num_classes`` (C), ``num_layers`` (L). ``forward(decoding:
-    SetDecoding)`` returns ``logits [L,B,Q,K]`` (K = C+1 with column 0 no-object, or C) and
-    ``boxes [L,B,Q,4]`` cxcywh in 0..1. ``refiner()``: the ``BoxRefiner`` of its box branch.
+    Injected: ``hidden_dim`` (D), ``num_classes`` (C), ``num_layers`` (L), and
+    ``encoder_proposals: true`` only for a two-stage transformer (a head without that field
+    cannot serve one). ``forward(decoding: SetDecoding)`` returns ``logits [L,B,Q,K]`` (K = C+1
+    with column 0 no-object, or C) and ``boxes [L,B,Q,4]`` cxcywh in 0..1.
+    ``refiner()``: the ``BoxRefiner`` of its box branch; ``proposer()``: the ``Proposer`` of its
+    encoder-proposal branches (built with ``encoder_proposals``).
     """
 
     role: ClassVar[str] = "set_head"
@@ -118,21 +163,29 @@ class SetHead(Head):
     def refiner(self) -> BoxRefiner:
         raise NotImplementedError
 
+    def proposer(self) -> Proposer:
+        raise NotImplementedError
+
 
 class SetLoss(Loss):
     """The set criterion: classification and box terms of every decoder layer.
 
-    ``forward(layers, assignments, gt)``: ``layers`` a list of per-layer dicts (``logits
-    [B,Q,K]``, ``boxes [B,Q,4]`` cxcywh 0..1), the last layer last; ``assignments`` the
+    ``forward(layers, assignments, gt, encoder=None)``: ``layers`` a list of per-layer dicts
+    (``logits [B,Q,K]``, ``boxes [B,Q,4]`` cxcywh 0..1), the last layer last; ``assignments`` the
     matcher's ``Assignment`` for each (``matched [B,Q]``: gt index or -1); ``gt`` the normalised
-    ``GroundTruth`` (xyxy 0..1). Returns scalar ``loss_*`` terms (auxiliary layers' terms
-    named with a ``_d{layer}`` suffix), finite when an image has no boxes.
+    ``GroundTruth`` (xyxy 0..1); ``encoder`` a two-stage model's ``EncoderMatch`` or None.
+    Returns scalar ``loss_*`` terms (auxiliary layers' terms named with a ``_d{layer}``
+    suffix, the encoder proposals' with ``_enc``), finite when an image has no boxes.
     """
 
     role: ClassVar[str] = "set_loss"
 
     def forward(
-        self, layers: list[dict[str, Tensor]], assignments: list[Assignment], gt: GroundTruth
+        self,
+        layers: list[dict[str, Tensor]],
+        assignments: list[Assignment],
+        gt: GroundTruth,
+        encoder: EncoderMatch | None = None,
     ) -> dict[str, Tensor]:
         raise NotImplementedError
 

@@ -14,7 +14,7 @@ import torch
 from torchvision.ops import box_convert
 
 from ..interfaces.matching import Anchors, Assignment, GroundTruth, Matcher
-from ..interfaces.set_prediction import SetDecoding
+from ..interfaces.set_prediction import EncoderMatch, SetDecoding
 from .kit import register_checks
 from .roles import check_detections, check_loss_terms
 
@@ -76,7 +76,8 @@ def check_positional_encoding(encoding: Any, cfg: Any) -> None:
 def check_set_transformer(transformer: Any, cfg: Any) -> None:
     """``SetDecoding.hidden [L,B,Q,D]`` for ``num_levels`` padded levels; references None or
     one ``[B,Q,2|4]`` per layer in 0..1; the gradient reaches the features; with a refiner
-    when it uses one."""
+    when it uses one, and a proposer when it is two-stage (then ``encoder_logits [B,S,K]`` and
+    ``encoder_boxes [B,S,4]`` in 0..1, S the positions of every level)."""
     d, levels = transformer.hidden_dim, cfg.num_levels
     sizes = [(max(8 >> i, 1), max(10 >> i, 1)) for i in range(levels)]
     g = _gen()
@@ -89,8 +90,21 @@ def check_set_transformer(transformer: Any, cfg: Any) -> None:
         wide = base if base.shape[-1] == 4 else torch.cat([base, torch.full_like(base, 0.2)], -1)
         return (wide + 0.01 * hidden[..., :4].tanh()).clamp(0.01, 0.99)
 
-    decoding = transformer(features, masks, positions, refine if transformer.uses_refiner else None)
+    def propose(query: torch.Tensor, proposals: torch.Tensor) -> dict[str, torch.Tensor]:
+        logits = query[..., :_C]
+        boxes = (proposals + 0.01 * query[..., :4].tanh()).clamp(0.01, 0.99)
+        return {"logits": logits, "boxes": boxes, "scores": logits[..., 0]}
+
+    hooks = {"propose": propose} if getattr(transformer, "uses_proposer", False) else {}
+    refiner = refine if transformer.uses_refiner else None
+    decoding = transformer(features, masks, positions, refiner, **hooks)
     assert isinstance(decoding, SetDecoding), f"returned {type(decoding).__name__}"
+    if hooks:
+        s = sum(h * w for h, w in sizes)
+        logits, boxes = decoding.encoder_logits, decoding.encoder_boxes
+        assert logits is not None and tuple(logits.shape) == (_B, s, _C), "encoder_logits [B,S,K]"
+        assert boxes is not None and tuple(boxes.shape) == (_B, s, 4), "encoder_boxes [B,S,4]"
+        assert ((boxes >= 0) & (boxes <= 1)).all(), "encoder boxes must be in 0..1"
     lead = (transformer.num_decoder_layers, _B, cfg.num_queries, d)
     assert tuple(decoding.hidden.shape) == lead, f"hidden {tuple(decoding.hidden.shape)} != {lead}"
     assert torch.isfinite(decoding.hidden).all(), "non-finite decoder states"
@@ -117,6 +131,15 @@ def check_set_head(head: Any, cfg: Any) -> None:
         assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all(), "boxes must be in 0..1"
     refined = head.refiner()(0, hidden[0], refs[0])
     assert tuple(refined.shape) == (_B, _Q, 4) and ((refined >= 0) & (refined <= 1)).all()
+    if getattr(cfg, "encoder_proposals", False):
+        query = torch.randn(_B, 7, d, generator=_gen())
+        proposals = torch.cat(
+            [torch.rand(_B, 7, 2, generator=_gen()), torch.full((_B, 7, 2), 0.1)], -1
+        )
+        out = head.proposer()(query, proposals)
+        assert tuple(out["logits"].shape) == (_B, 7, k), tuple(out["logits"].shape)
+        assert tuple(out["boxes"].shape) == (_B, 7, 4) and tuple(out["scores"].shape) == (_B, 7)
+        assert ((out["boxes"] >= 0) & (out["boxes"] <= 1)).all(), "proposal boxes must be in 0..1"
 
 
 def _one_to_one(gt: GroundTruth, layers: int) -> list[Assignment]:
@@ -129,12 +152,19 @@ def _one_to_one(gt: GroundTruth, layers: int) -> list[Assignment]:
 
 
 def check_set_loss(loss: Any, cfg: Any) -> None:
-    """Terms of three layers (gradient to every layer's logits and boxes); no gt at all."""
+    """Terms of three layers (gradient to every layer's logits and boxes); with two-stage
+    encoder proposals (``EncoderMatch``: more terms, named ``*_enc``); no gt at all."""
     preds = set_predictions(_columns(loss, cfg), layers=3, grad=True)
     gt = normalised_gt()
     layers = [{"logits": preds["logits"][i], "boxes": preds["boxes"][i]} for i in range(3)]
     out = loss(layers, _one_to_one(gt, 3), gt)
     check_loss_terms(out, (preds["logits"], preds["boxes"]))
+    agnostic = gt.class_agnostic()
+    encoder = EncoderMatch(layers[0], _one_to_one(agnostic, 1)[0], agnostic)
+    with_encoder = loss(layers, _one_to_one(gt, 3), gt, encoder=encoder)
+    check_loss_terms(with_encoder, (preds["logits"], preds["boxes"]))
+    added = set(with_encoder) - set(out)
+    assert added and all(k.endswith("_enc") for k in added), f"encoder terms {sorted(added)}"
     empty = GroundTruth(gt.boxes[:, :0], gt.labels[:, :0], gt.valid[:, :0])
     check_loss_terms(loss(layers, _one_to_one(empty, 3), empty), (preds["logits"],))
 

@@ -20,6 +20,7 @@ from torchvision.ops import box_convert, generalized_box_iou, sigmoid_focal_loss
 from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import Assignment, GroundTruth, SetLoss
 from anchorage.core.interfaces.matching import gather_rows
+from anchorage.core.interfaces.set_prediction import EncoderMatch
 from anchorage.core.registry import LOSSES
 from anchorage.plugins.losses.multibox import class_targets
 
@@ -58,6 +59,9 @@ class SetCriterion(SetLoss):
     - ``loss_giou``: ``giou_weight ×`` the sum of ``1 − GIoU`` (xyxy) of matched boxes / N.
 
     Auxiliary layer i (``layers[i]``, i < L−1) gives the same terms named with ``_d{i}``.
+    ``encoder`` (a two-stage model's ``EncoderMatch``: ``logits [B,S,K]``, ``boxes [B,S,4]``,
+    ``matched [B,S]``, class-agnostic gt) gives them once more named with ``_enc``, against its
+    gt's labels (all 1) and with the same N and weights (the paper's encoder loss).
     Finite, with a gradient path to every layer's logits and boxes, when images (or the whole
     batch) have no box.
     """
@@ -97,7 +101,11 @@ class SetCriterion(SetLoss):
         self.with_background = self.background_column(cfg)
 
     def forward(
-        self, layers: list[dict[str, torch.Tensor]], assignments: list[Assignment], gt: GroundTruth
+        self,
+        layers: list[dict[str, torch.Tensor]],
+        assignments: list[Assignment],
+        gt: GroundTruth,
+        encoder: EncoderMatch | None = None,
     ) -> dict[str, torch.Tensor]:
         if not layers or len(layers) != len(assignments):
             raise ValueError(
@@ -111,6 +119,10 @@ class SetCriterion(SetLoss):
             suffix = "" if i == last else f"_d{i}"
             terms = self.layer_terms(layer, assignment.matched, gt, num_boxes)
             out.update({f"{name}{suffix}": value for name, value in terms.items()})
+        if encoder is not None:
+            matched = encoder.assignment.matched
+            terms = self.layer_terms(encoder.predictions, matched, encoder.gt, num_boxes)
+            out.update({f"{name}_enc": value for name, value in terms.items()})
         return out
 
     def num_boxes(self, gt: GroundTruth) -> torch.Tensor:

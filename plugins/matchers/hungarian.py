@@ -4,12 +4,15 @@ The cost of every (query, gt) pair is computed for the whole padded batch on the
 device; then the cost tensor is copied to the host once and
 ``scipy.optimize.linear_sum_assignment`` solves each image. That copy is the matcher's one
 host-device synchronisation (an exact assignment solver has no batched GPU twin in torch);
-its host-sync allow-list entry is ``("hungarian.py", "_solve")``. scipy is an optional
+its host-sync allow-list entry is ``("hungarian.py", "_solve")``. ``match_groups`` solves
+several independent problems (e.g. a two-stage model's decoder layers and its encoder
+proposals, each with its own Q) with one copy of all their costs. scipy is an optional
 dependency (the ``detr`` extra), imported only when a batch is matched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import attrs
@@ -62,6 +65,9 @@ class HungarianMatcher(Matcher):
     Returns an ``Assignment`` with ``matched`` int64 ``[B,Q]`` (gt index in 0..G-1 or -1) on the
     predictions' device and no weights; with G = 0 (or no valid gt) every query is -1. No
     gradient flows through the matching.
+
+    ``match_groups([(anchors, gt, predictions), ...])``: one ``Assignment`` per problem, each
+    as ``__call__`` would give it (its own B, Q and G), with one host copy for them all.
     """
 
     reads_set_predictions = True
@@ -104,13 +110,32 @@ class HungarianMatcher(Matcher):
         *,
         predictions: dict[str, torch.Tensor] | None = None,
     ) -> Assignment:
-        logits, boxes = _predictions(predictions, gt)
-        b, q = boxes.shape[:2]
-        if gt.boxes.shape[1] == 0 or q == 0:
-            return Assignment(torch.full((b, q), -1, dtype=torch.int64, device=boxes.device))
-        cost = self.cost(logits, boxes, gt)
-        cost = torch.where(gt.valid[:, None, :], cost, torch.inf)
-        return Assignment(from_host(_solve(cost), dtype=torch.int64, device=boxes.device))
+        return self.match_groups([(anchors, gt, predictions)])[0]
+
+    @torch.no_grad()
+    def match_groups(
+        self, problems: Sequence[tuple[Anchors, GroundTruth, dict[str, torch.Tensor] | None]]
+    ) -> list[Assignment]:
+        """``problems`` of ``(anchors, gt, predictions)`` as ``__call__`` takes them → one
+        ``Assignment`` each; every problem's cost is built on the device, then all of them come
+        to the host in one copy."""
+        checked = [_predictions(predictions, gt) for _, gt, predictions in problems]
+        costs = []
+        for (_, gt, _), (logits, boxes) in zip(problems, checked):
+            if gt.boxes.shape[1] == 0 or boxes.shape[1] == 0:
+                costs.append(None)
+                continue
+            cost = self.cost(logits, boxes, gt)
+            costs.append(torch.where(gt.valid[:, None, :], cost, torch.inf))
+        solved = iter(_solve([c for c in costs if c is not None]))
+        out = []
+        for cost, (_, boxes) in zip(costs, checked):
+            if cost is None:
+                matched = torch.full(boxes.shape[:2], -1, dtype=torch.int64, device=boxes.device)
+            else:
+                matched = from_host(next(solved), dtype=torch.int64, device=boxes.device)
+            out.append(Assignment(matched))
+        return out
 
     def cost(self, logits: torch.Tensor, boxes: torch.Tensor, gt: GroundTruth) -> torch.Tensor:
         """float32 ``[B,Q,G]``: the weighted matching cost of every query and gt (finite; the
@@ -164,22 +189,30 @@ def _predictions(
     return logits, boxes
 
 
-def _solve(cost: torch.Tensor) -> np.ndarray:
-    """``cost [B,Q,G]`` (+inf in the columns of invalid gt, finite elsewhere) → int64 numpy
-    ``[B,Q]``: each query's gt column or -1.
+def _solve(costs: list[torch.Tensor]) -> list[np.ndarray]:
+    """``costs``: float32 ``[B_i,Q_i,G_i]`` each (+inf in the columns of invalid gt, finite
+    elsewhere) → int64 numpy ``[B_i,Q_i]`` each: every query's gt column or -1.
 
-    The matcher's one host-device synchronisation: the whole cost tensor comes to the host in
-    one copy, then ``linear_sum_assignment`` solves each image's valid columns.
+    The matcher's one host-device synchronisation: all the cost tensors, flattened into one,
+    come to the host in one copy (none when ``costs`` is empty), then
+    ``linear_sum_assignment`` solves each image's valid columns.
     """
+    if not costs:
+        return []
     linear_sum_assignment = _scipy_solver()
-    host = cost.cpu().numpy()
-    matched = np.full(host.shape[:2], -1, dtype=np.int64)
-    for image, image_cost in enumerate(host):
-        columns = np.flatnonzero(np.isfinite(image_cost[0]))
-        if columns.size:
-            rows, picked = linear_sum_assignment(image_cost[:, columns])
-            matched[image, rows] = columns[picked]
-    return matched
+    flat = torch.cat([c.reshape(-1) for c in costs]).cpu().numpy()
+    out, start = [], 0
+    for cost in costs:
+        host = flat[start : start + cost.numel()].reshape(cost.shape)
+        start += cost.numel()
+        matched = np.full(host.shape[:2], -1, dtype=np.int64)
+        for image, image_cost in enumerate(host):
+            columns = np.flatnonzero(np.isfinite(image_cost[0]))
+            if columns.size:
+                rows, picked = linear_sum_assignment(image_cost[:, columns])
+                matched[image, rows] = columns[picked]
+        out.append(matched)
+    return out
 
 
 def _scipy_solver() -> Any:

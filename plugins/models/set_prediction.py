@@ -8,7 +8,10 @@ stride-2 levels from the last map) with each level's padding ``masks`` and ``pos
 levels, decoder over Q queries) → ``head`` (a ``set_head``: class logits and cxcywh boxes of
 every decoder layer), then in train mode ``assign`` (the ``matcher``, one-to-one per layer, in
 normalised coordinates) → ``loss`` (a ``set_loss``), in eval mode ``postprocessor`` (a
-``set_postprocessor``: top-k, no NMS) → rescale to the original image sizes.
+``set_postprocessor``: top-k, no NMS) → rescale to the original image sizes. A two-stage
+transformer (``uses_proposer``) calls the head's ``proposer()`` on its encoder proposals;
+in train mode those proposals are matched to class-agnostic gt in the same matcher call as the
+decoder layers and the loss adds their ``_enc`` terms.
 
 With transformers' weights converted (``tools/convert_weights.py --from transformers``) the
 numbers are ``DetrForObjectDetection``'s and ``DeformableDetrForObjectDetection``'s.
@@ -32,6 +35,7 @@ from anchorage.core.config import as_section
 from anchorage.core.errors import DataError
 from anchorage.core.host_sync import from_host
 from anchorage.core.interfaces import Anchors, Assignment, GroundTruth
+from anchorage.core.interfaces.set_prediction import EncoderMatch
 from anchorage.core.registry import MODELS
 from anchorage.core.slots import (
     Slot,
@@ -128,6 +132,7 @@ class SetPredictionDetector(nn.Module):
             hidden_dim=dim,
             num_classes=cfg.num_classes,
             num_layers=self.num_layers,
+            **({"encoder_proposals": True} if self.transformer.uses_proposer else {}),
         )
         self.matcher = build_child("matcher", cfg.matcher)
         self.loss = build_child("loss", cfg.loss)
@@ -165,8 +170,12 @@ class SetPredictionDetector(nn.Module):
                 {"logits": predictions["logits"][i], "boxes": predictions["boxes"][i]}
                 for i in range(first, self.num_layers)
             ]
-            assignments = self.assign(layers, gt)
-            terms = self.loss(layers, assignments, gt)
+            encoder = encoder_predictions(predictions)
+            assignments = self.assign(layers, gt, encoder)
+            extra = {}
+            if encoder is not None:  # the last assignment is the encoder proposals'
+                extra["encoder"] = EncoderMatch(encoder, assignments.pop(), gt.class_agnostic())
+            terms = self.loss(layers, assignments, gt, **extra)
             return check_loss_terms(self.slots["loss"], terms)
         last = {"logits": predictions["logits"][-1], "boxes": predictions["boxes"][-1]}
         detections = check_detections(
@@ -179,27 +188,34 @@ class SetPredictionDetector(nn.Module):
     def predict(
         self, images: torch.Tensor, image_sizes: Sequence[tuple[int, int]]
     ) -> dict[str, torch.Tensor]:
-        """Batch tensor ``[B,3,H,W]`` → ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh 0..1."""
+        """Batch tensor ``[B,3,H,W]`` → ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh 0..1
+        (two-stage: also the encoder proposals' ``encoder_logits [B,S,K]``, ``encoder_boxes
+        [B,S,4]``)."""
         features = list(self.backbone(images).values())
         mask = padding_mask(images, image_sizes)
         projected = self.input_projection(features)
         masks = [level_mask(mask, p.shape[-2:]) for p in projected]
         positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
         refine = self.head.refiner() if self.transformer.uses_refiner else None
+        hooks = {"propose": self.head.proposer()} if self.transformer.uses_proposer else {}
         decoding = check_decoding(
             self.slots["transformer"],
-            self.transformer(projected, masks, positions, refine),
+            self.transformer(projected, masks, positions, refine, **hooks),
             self.num_layers,
             images.shape[0],
             self.num_queries,
         )
-        return check_set_predictions(
+        predictions = check_set_predictions(
             self.slots["head"],
             self.head(decoding),
             self.num_layers,
             images.shape[0],
             self.num_queries,
         )
+        if decoding.encoder_logits is not None:
+            predictions["encoder_logits"] = decoding.encoder_logits
+            predictions["encoder_boxes"] = decoding.encoder_boxes
+        return predictions
 
     def normalised_gt(self, gt: GroundTruth, image_sizes: Sequence[tuple[int, int]]) -> GroundTruth:
         """The batch's gt with boxes xyxy in 0..1 of each image's own size; refuses an image
@@ -212,24 +228,45 @@ class SetPredictionDetector(nn.Module):
         scale = from_host([[w, h, w, h] for h, w in image_sizes], device=gt.boxes.device)
         return GroundTruth(gt.boxes / scale[:, None, :], gt.labels, gt.valid)
 
-    def assign(self, layers: list[dict[str, torch.Tensor]], gt: GroundTruth) -> list[Assignment]:
+    def assign(
+        self,
+        layers: list[dict[str, torch.Tensor]],
+        gt: GroundTruth,
+        encoder: dict[str, torch.Tensor] | None = None,
+    ) -> list[Assignment]:
         """One matcher call for every layer at once (the layers stacked along the batch), so a
-        matcher that syncs with the host (the Hungarian one) does so once per step."""
+        matcher that syncs with the host (the Hungarian one) does so once per step.
+
+        ``encoder``: a two-stage model's proposals (``logits [B,S,K]``, ``boxes [B,S,4]``),
+        matched to ``gt.class_agnostic()``; their assignment (``matched [B,S]``) comes last.
+        They join the layers' call through the matcher's ``match_groups`` when it has one (a
+        second call otherwise)."""
         n, (b, q) = len(layers), layers[0]["boxes"].shape[:2]
         stacked = {
             key: torch.cat([layer[key] for layer in layers]).detach() for key in ("logits", "boxes")
         }
-        anchors = Anchors.single_level(box_convert(stacked["boxes"], "cxcywh", "xyxy"))
         repeated = GroundTruth(
             gt.boxes.repeat(n, 1, 1), gt.labels.repeat(n, 1), gt.valid.repeat(n, 1)
         )
-        slot = self.slots["matcher"]
+        groups = [(stacked, repeated, n * b, q)]
+        if encoder is not None:
+            proposals = {key: value.detach() for key, value in encoder.items()}
+            groups.append((proposals, gt.class_agnostic(), b, proposals["boxes"].shape[1]))
+        problems = [
+            (Anchors.single_level(box_convert(p["boxes"], "cxcywh", "xyxy")), g, p)
+            for p, g, _, _ in groups
+        ]
         with torch.no_grad():
-            out = self.matcher(anchors, repeated, predictions=stacked)
-        assignment = check_assignment(slot, out, n * b, q)
-        matched = assignment.matched.split(b)
-        weights = (None,) * n if assignment.weights is None else assignment.weights.split(b)
-        return [Assignment(m, w) for m, w in zip(matched, weights)]
+            if hasattr(self.matcher, "match_groups"):
+                outs = self.matcher.match_groups(problems)
+            else:
+                outs = [self.matcher(a, g, predictions=p) for a, g, p in problems]
+        slot = self.slots["matcher"]
+        checked = [check_assignment(slot, out, g[2], g[3]) for out, g in zip(outs, groups)]
+        layer_out = checked[0]
+        matched = layer_out.matched.split(b)
+        weights = (None,) * n if layer_out.weights is None else layer_out.weights.split(b)
+        return [Assignment(m, w) for m, w in zip(matched, weights)] + checked[1:]
 
     def check_training_data(self, dataset: Any, where: str = "data.train") -> None:
         """Refuse a training set with an image holding more objects than ``num_queries``
@@ -245,6 +282,14 @@ class SetPredictionDetector(nn.Module):
                 f"{where} hold more objects (up to {max(over)}); raise model.num_queries to at "
                 f"least {max(over)}"
             )
+
+
+def encoder_predictions(predictions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+    """A two-stage model's encoder proposals from ``predict``'s output as a layer dict
+    (``logits [B,S,K]``, ``boxes [B,S,4]`` cxcywh 0..1), or None."""
+    if "encoder_logits" not in predictions:
+        return None
+    return {"logits": predictions["encoder_logits"], "boxes": predictions["encoder_boxes"]}
 
 
 def _unwrap(dataset: Any) -> Any:

@@ -163,7 +163,10 @@ def deformable_detr_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     ``class_embed``/``bbox_embed`` to layer 0's, except the box branches with box refinement
     (recognised by ``model.decoder.bbox_embed``), which are per layer: those give a head with
     ``shared: false`` (each layer its own copy of the tied classifier), the others ``shared:
-    true``.
+    true``. Two-stage (``model.enc_output``, ``two_stage: true``): the L decoder layers' heads
+    are per layer (transformers ties none of them then) and the extra ``class_embed.L`` /
+    ``bbox_embed.L`` score the encoder proposals: ``head.proposal_classifier`` /
+    ``head.proposal_box_branch``.
     """
     from anchorage.plugins.set_prediction.deformable_transformer import (
         transformer_state_from_transformers,
@@ -185,13 +188,17 @@ def deformable_detr_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         )
         for part in ("0", "1"):
             out |= _copy(state, _linear_norm(f"model.input_proj.{i}.{part}", f"{dst}.{part}"))
-    layers = _layer_count(state, "class_embed.")
+    layers = _layer_count(state, "model.decoder.layers.")
     per_layer = any(k.startswith("model.decoder.bbox_embed.") for k in state)
-    for i in range(layers if per_layer else 1):
-        out |= _copy(state, _linear_norm(f"class_embed.{i}", f"head.classifiers.{i}"))
+    heads = {i: (f"head.classifiers.{i}", f"head.box_branches.{i}") for i in range(layers)}
+    if not per_layer:
+        heads = {0: heads[0]}
+    if "model.enc_output.weight" in state:
+        heads[layers] = ("head.proposal_classifier", "head.proposal_box_branch")
+    for i, (classifier, box) in heads.items():
+        out |= _copy(state, _linear_norm(f"class_embed.{i}", classifier))
         for k in range(_layer_count(state, f"bbox_embed.{i}.layers.")):
-            src, dst = f"bbox_embed.{i}.layers.{k}", f"head.box_branches.{i}.layers.{k}"
-            out |= _copy(state, _linear_norm(src, dst))
+            out |= _copy(state, _linear_norm(f"bbox_embed.{i}.layers.{k}", f"{box}.layers.{k}"))
     return out
 
 
@@ -199,14 +206,10 @@ def deformable_detr_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
 def convert_transformers_detr(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """A transformers DETR or Deformable DETR detection state dict → ``set_prediction``.
 
-    Deformable DETR is recognised by its ``model.level_embed``; its two-stage variant is not
-    supported (our transformer has no two-stage option).
+    Deformable DETR is recognised by its ``model.level_embed``, its two-stage variant by
+    ``model.enc_output`` (load it into a spec with ``two_stage: true``, ``with_box_refine:
+    true`` and a ``shared: false`` head).
     """
-    if any(k.startswith("model.enc_output") for k in state):
-        raise CheckpointError(
-            "transformers Deformable DETR with two_stage=True: the two-stage variant is not "
-            "implemented in deformable_detr_transformer"
-        )
     backbone = resnet_state_from_transformers(state)
     if "model.level_embed" in state:
         return backbone | deformable_detr_state(state)

@@ -32,6 +32,12 @@ References (``SetDecoding.references``), the box each layer's prediction is rela
 
 So a head may always compute ``sigmoid(delta + inverse_sigmoid(ref))`` over the reference's
 own width: all four coordinates for 4-d references, the first two for 2-d ones.
+
+Two-stage (``two_stage``, which needs ``with_box_refine`` as in the paper and transformers):
+no learned queries; the head's ``proposer()`` scores one proposal per encoder position and
+the top Q (``two_stage.TwoStageQueries``) give the queries and the initial reference boxes,
+so references are ``[L,B,Q,4]`` from layer 0 (the selected proposal boxes, detached), and the
+decoding carries every position's ``encoder_logits [B,S,K]`` / ``encoder_boxes [B,S,4]``.
 """
 
 from __future__ import annotations
@@ -47,10 +53,16 @@ from torch import nn
 from anchorage.core import component
 from anchorage.core.build import build_child
 from anchorage.core.fields import injected
-from anchorage.core.interfaces.set_prediction import BoxRefiner, SetDecoding, SetTransformer
+from anchorage.core.interfaces.set_prediction import (
+    BoxRefiner,
+    Proposer,
+    SetDecoding,
+    SetTransformer,
+)
 from anchorage.core.registry import TRANSFORMER_LAYERS, TRANSFORMERS
 from anchorage.plugins.set_prediction.deformable_attention import MultiScaleDeformableAttention
 from anchorage.plugins.set_prediction.feedforward import FeedForward
+from anchorage.plugins.set_prediction.two_stage import TwoStageQueries
 
 Tensor = torch.Tensor
 _positive = attrs.validators.ge(1)
@@ -62,6 +74,16 @@ def _heads_divide(inst: Any, _attr: attrs.Attribute, value: int) -> None:
     if inst is not None and inst.hidden_dim % value != 0:
         raise ValueError(
             f"hidden_dim ({inst.hidden_dim}) must be divisible by num_heads, got {value}"
+        )
+
+
+def _needs_refinement(inst: Any, _attr: attrs.Attribute, value: bool) -> None:
+    # Cross-field check, as _heads_divide: the paper's two-stage variant refines boxes.
+    if inst is not None and value and not inst.with_box_refine:
+        raise ValueError(
+            "two_stage: true needs with_box_refine: true (the decoder refines the encoder's "
+            "proposal boxes layer by layer, as in the paper and transformers' "
+            "DeformableDetrConfig), got with_box_refine: false"
         )
 
 
@@ -190,7 +212,11 @@ _EXAMPLE = {
 
 @TRANSFORMERS.register(
     "deformable_detr_transformer",
-    examples=(_EXAMPLE, {**_EXAMPLE, "with_box_refine": True}),
+    examples=(
+        _EXAMPLE,
+        {**_EXAMPLE, "with_box_refine": True},
+        {**_EXAMPLE, "with_box_refine": True, "two_stage": True},
+    ),
 )
 class DeformableDetrTransformer(SetTransformer):
     """Deformable DETR's transformer: L_enc encoder layers over the levels, L decoder layers.
@@ -201,11 +227,14 @@ class DeformableDetrTransformer(SetTransformer):
     ``[B,D,h_l,w_l]``. Returns ``hidden [L,B,Q,D]`` (each decoder layer's output) and
     ``references`` ``[L,B,Q,2]`` points, or ``[L,B,Q,4]`` boxes with ``with_box_refine`` (see
     the module docstring). With ``with_box_refine`` (``uses_refiner``), ``refine`` — the
-    head's box branch, cxcywh 0..1 — is required and makes each next layer's reference.
+    head's box branch, cxcywh 0..1 — is required and makes each next layer's reference. With
+    ``two_stage`` (``uses_proposer``), ``propose`` — the head's encoder-proposal branches — is
+    required too, and the decoding has ``encoder_logits [B,S,K]`` / ``encoder_boxes [B,S,4]``.
 
     Parameters: ``level_embed [num_levels,D]``; ``query_embed`` ``nn.Embedding(Q, 2D)``, split
     into the query position (first D) and content (last D); ``reference_points`` ``Linear(D, 2)``
-    on the query position. ``encode`` and ``decode`` are the two stages.
+    on the query position; with ``two_stage`` instead of those two, ``two_stage``
+    (``TwoStageQueries``). ``encode``, ``queries`` and ``decode`` are the stages.
     """
 
     @attrs.frozen(kw_only=True)
@@ -221,6 +250,7 @@ class DeformableDetrTransformer(SetTransformer):
         encoder_points: int = attrs.field(default=4, validator=_positive)
         decoder_points: int = attrs.field(default=4, validator=_positive)
         with_box_refine: bool = False
+        two_stage: bool = attrs.field(default=False, validator=_needs_refinement)
         encoder_layer: Any = _layer("deformable_encoder_layer")
         decoder_layer: Any = _layer("deformable_decoder_layer")
 
@@ -231,6 +261,8 @@ class DeformableDetrTransformer(SetTransformer):
         self.num_levels = cfg.num_levels
         self.num_decoder_layers = cfg.decoder_layers
         self.uses_refiner = cfg.with_box_refine
+        self.uses_proposer = cfg.two_stage
+        self.num_queries = cfg.num_queries
         shared = {
             "hidden_dim": d, "num_heads": cfg.num_heads, "num_levels": cfg.num_levels,
             "ffn_dim": cfg.ffn_dim, "dropout": cfg.dropout,
@@ -248,11 +280,14 @@ class DeformableDetrTransformer(SetTransformer):
             for _ in range(cfg.decoder_layers)
         )
         self.level_embed = nn.Parameter(torch.empty(cfg.num_levels, d))
-        self.query_embed = nn.Embedding(cfg.num_queries, 2 * d)
-        self.reference_points = nn.Linear(d, 2)
         nn.init.normal_(self.level_embed)
-        nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
-        nn.init.zeros_(self.reference_points.bias)
+        if cfg.two_stage:
+            self.two_stage = TwoStageQueries(d)
+        else:
+            self.query_embed = nn.Embedding(cfg.num_queries, 2 * d)
+            self.reference_points = nn.Linear(d, 2)
+            nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
+            nn.init.zeros_(self.reference_points.bias)
 
     def forward(
         self,
@@ -260,6 +295,7 @@ class DeformableDetrTransformer(SetTransformer):
         masks: list[Tensor],
         positions: list[Tensor],
         refine: BoxRefiner | None = None,
+        propose: Proposer | None = None,
     ) -> SetDecoding:
         self._check_inputs(features, masks, positions)
         if self.uses_refiner and refine is None:
@@ -267,10 +303,21 @@ class DeformableDetrTransformer(SetTransformer):
                 "deformable_detr_transformer: with_box_refine needs the head's refine "
                 "callable (refine(layer, hidden, reference) -> boxes), got None"
             )
+        if self.uses_proposer and propose is None:
+            raise ValueError(
+                "deformable_detr_transformer: two_stage needs the head's propose callable "
+                "(propose(query, proposals) -> logits, boxes, scores), got None"
+            )
         src, pos, padding, shapes = flatten_levels(features, masks, positions, self.level_embed)
         ratios = valid_ratios(masks, src.dtype)
         memory = self.encode(src, pos, padding, shapes, ratios)
-        return self.decode(memory, padding, shapes, ratios, refine)
+        query_pos, tgt, reference, encoder = self.queries(memory, padding, shapes, propose)
+        decoding = self.decode(memory, padding, shapes, ratios, refine, (query_pos, tgt, reference))
+        if encoder is None:
+            return decoding
+        return attrs.evolve(
+            decoding, encoder_logits=encoder["logits"], encoder_boxes=encoder["boxes"]
+        )
 
     def encode(
         self,
@@ -287,6 +334,25 @@ class DeformableDetrTransformer(SetTransformer):
             src = layer(src, pos, reference, spatial_shapes, padding_mask)
         return src
 
+    def queries(
+        self,
+        memory: Tensor,
+        padding_mask: Tensor,
+        spatial_shapes: list[tuple[int, int]],
+        propose: Proposer | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor] | None]:
+        """The decoder's start: ``query_pos [B,Q,D]``, ``tgt [B,Q,D]`` and the initial
+        reference, points ``[B,Q,2]`` from the learned queries or, two-stage, the selected
+        proposal boxes ``[B,Q,4]`` cxcywh (then also the proposals' ``logits [B,S,K]`` and
+        ``boxes [B,S,4]``; else None)."""
+        if self.uses_proposer:
+            return self.two_stage(memory, padding_mask, spatial_shapes, propose, self.num_queries)
+        b = memory.shape[0]
+        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
+        query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
+        tgt = tgt.unsqueeze(0).expand(b, -1, -1)
+        return query_pos, tgt, self.reference_points(query_pos).sigmoid(), None
+
     def decode(
         self,
         memory: Tensor,
@@ -294,14 +360,14 @@ class DeformableDetrTransformer(SetTransformer):
         spatial_shapes: list[tuple[int, int]],
         ratios: Tensor,
         refine: BoxRefiner | None = None,
+        start: tuple[Tensor, Tensor, Tensor] | None = None,
     ) -> SetDecoding:
         """Decoder over the queries; ``memory [B,S,D]``, ``padding_mask [B,S]``, ``ratios
-        [B,L,2]``. Returns every layer's output and reference (module docstring)."""
-        b = memory.shape[0]
-        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
-        query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
-        tgt = tgt.unsqueeze(0).expand(b, -1, -1)
-        reference = self.reference_points(query_pos).sigmoid()  # [B,Q,2]
+        [B,L,2]``, ``start`` the ``(query_pos, tgt, reference)`` of ``queries`` (computed
+        when None). Returns every layer's output and reference (module docstring)."""
+        if start is None:
+            start = self.queries(memory, padding_mask, spatial_shapes)[:3]
+        query_pos, tgt, reference = start
         hidden, references = [], []
         for index, layer in enumerate(self.decoder):
             level_reference = scale_by_valid_ratios(reference, ratios)
@@ -394,6 +460,10 @@ def as_box_reference(reference: Tensor) -> Tensor:
 
 _ATTENTION = ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
 _PARAMS = ("weight", "bias")
+_TWO_STAGE = {
+    "enc_output": "output_proj", "enc_output_norm": "output_norm", "pos_trans": "query_proj",
+    "pos_trans_norm": "query_norm",
+}  # fmt: skip
 
 
 def transformer_state_from_transformers(
@@ -401,8 +471,10 @@ def transformer_state_from_transformers(
 ) -> dict[str, Tensor]:
     """transformers' ``DeformableDetrModel`` weights → this transformer's ``state_dict`` keys.
 
-    Reads ``{prefix}level_embed``, ``query_position_embeddings``, ``reference_points`` and
-    every ``encoder.layers.i`` / ``decoder.layers.i`` (layer counts from the keys present);
+    Reads ``{prefix}level_embed``, ``query_position_embeddings``, ``reference_points`` (or,
+    two-stage — recognised by ``{prefix}enc_output.weight`` — ``enc_output``,
+    ``enc_output_norm``, ``pos_trans`` and ``pos_trans_norm`` for ``two_stage``) and every
+    ``encoder.layers.i`` / ``decoder.layers.i`` (layer counts from the keys present);
     the decoder's separate q/k/v projections become ``nn.MultiheadAttention``'s ``in_proj``.
     Other keys (backbone, input projections, heads) are ignored. For the default layers
     (``deformable_encoder_layer`` / ``deformable_decoder_layer``). Raises ``KeyError`` naming
@@ -418,9 +490,14 @@ def transformer_state_from_transformers(
             missing.append(prefix + src)
 
     take("level_embed", "level_embed")
-    take("query_position_embeddings.weight", "query_embed.weight")
-    for p in _PARAMS:
-        take(f"reference_points.{p}", f"reference_points.{p}")
+    if prefix + "enc_output.weight" in state:
+        for src, dst in _TWO_STAGE.items():
+            for p in _PARAMS:
+                take(f"{src}.{p}", f"two_stage.{dst}.{p}")
+    else:
+        take("query_position_embeddings.weight", "query_embed.weight")
+        for p in _PARAMS:
+            take(f"reference_points.{p}", f"reference_points.{p}")
     for i in range(_layer_count(state, prefix + "encoder.layers.")):
         _map_layer(take, f"encoder.layers.{i}.", f"encoder.{i}.", "self_attn")
     decoder_layers = _layer_count(state, prefix + "decoder.layers.")

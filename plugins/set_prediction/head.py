@@ -6,6 +6,9 @@ references (DETR) the box is ``sigmoid(mlp(h))``; with a reference point or box 
 on (cx, cy) only for a 2-d reference point. One branch is shared by every layer
 (``shared: true``, DETR and Deformable DETR) or each layer has its own (iterative box
 refinement, where layer l's boxes become layer l+1's references through ``refiner()``).
+For a two-stage transformer (injected ``encoder_proposals``) one more classifier and box
+branch score the encoder's per-pixel proposals through ``proposer()`` (transformers' extra
+``class_embed[L]`` / ``bbox_embed[L]``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from torch import nn
 
 from anchorage.core.fields import injected
 from anchorage.core.interfaces import BoxRefiner, SetDecoding, SetHead
+from anchorage.core.interfaces.set_prediction import Proposer
 from anchorage.core.registry import HEADS
 
 
@@ -48,8 +52,12 @@ class BoxMLP(nn.Module):
     examples=(
         {"hidden_dim": 16, "num_classes": 3, "num_layers": 2},
         {"hidden_dim": 16, "num_classes": 3, "num_layers": 2, "score": "sigmoid", "shared": False},
+        {
+            "hidden_dim": 16, "num_classes": 3, "num_layers": 2, "score": "sigmoid",
+            "shared": False, "encoder_proposals": True,
+        },
     ),
-)
+)  # fmt: skip
 class DetrHead(SetHead):
     """DETR's prediction head: ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh in 0..1.
 
@@ -57,6 +65,13 @@ class DetrHead(SetHead):
     with the classifier bias set to the prior ``prior_prob`` (focal-loss training).
     ``references`` of the decoding may be None, ``[L,B,Q,2|4]`` or a sequence of L
     ``[B,Q,2|4]`` tensors (refined references can change width after the first layer).
+
+    ``encoder_proposals`` (injected by the skeleton for a two-stage transformer) adds
+    ``proposal_classifier`` and ``proposal_box_branch``, initialised as the others, and then
+    zeroes every box branch's width/height bias (the references are boxes from the start, the
+    paper's init). ``proposer()`` gives ``propose(query [B,S,D], proposals [B,S,4]) ->
+    {logits [B,S,K], boxes [B,S,4] = sigmoid(delta + inverse_sigmoid(proposals)), scores
+    [B,S]}``, the score label 1's logit (sigmoid) or log-probability (softmax).
     """
 
     @attrs.frozen(kw_only=True)
@@ -64,6 +79,7 @@ class DetrHead(SetHead):
         hidden_dim: int = injected()
         num_classes: int = injected()
         num_layers: int = injected()
+        encoder_proposals: bool = injected(default=False)
         score: Literal["softmax", "sigmoid"] = "softmax"
         shared: bool = True
         box_layers: int = attrs.field(default=3, validator=attrs.validators.ge(1))
@@ -89,6 +105,11 @@ class DetrHead(SetHead):
         copies = 1 if cfg.shared else cfg.num_layers
         self.classifiers = nn.ModuleList(copy.deepcopy(classifier) for _ in range(copies))
         self.box_branches = nn.ModuleList(copy.deepcopy(box) for _ in range(copies))
+        if cfg.encoder_proposals:
+            self.proposal_classifier = copy.deepcopy(classifier)
+            self.proposal_box_branch = copy.deepcopy(box)
+            for branch in (*self.box_branches, self.proposal_box_branch):
+                nn.init.zeros_(branch.layers[-1].bias[2:])
 
     def _branch(self, layer: int) -> int:
         return 0 if self.cfg.shared else layer
@@ -107,6 +128,25 @@ class DetrHead(SetHead):
 
     def refiner(self) -> BoxRefiner:
         return self.boxes
+
+    def propose(self, query: torch.Tensor, proposals: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The encoder proposals' predictions (the ``Proposer`` signature; class docstring)."""
+        if not self.cfg.encoder_proposals:
+            raise ValueError(
+                "detr_head: propose() needs the encoder-proposal branches, which are built "
+                "only for a two-stage transformer (encoder_proposals, injected), got none"
+            )
+        logits = self.proposal_classifier(query)
+        delta = self.proposal_box_branch(query)
+        boxes = (delta + inverse_sigmoid(proposals)).sigmoid()
+        if self.cfg.score == "sigmoid":
+            scores = logits[..., 0]
+        else:
+            scores = logits.log_softmax(-1)[..., 1]
+        return {"logits": logits, "boxes": boxes, "scores": scores}
+
+    def proposer(self) -> Proposer:
+        return self.propose
 
     def forward(self, decoding: SetDecoding) -> dict[str, torch.Tensor]:  # type: ignore[override]
         hidden, refs = decoding.hidden, decoding.references

@@ -60,10 +60,10 @@ class SinePositionalEncoding(PositionalEncoding):
         feats = cfg.dim // 2
         k = torch.arange(feats, dtype=torch.int64, device=mask.device).to(torch.float32)
         dim_t = cfg.temperature ** (2 * torch.div(k, 2, rounding_mode="floor") / feats)
-        return torch.cat((_sin_cos(y, dim_t), _sin_cos(x, dim_t)), dim=3).permute(0, 3, 1, 2)
+        return torch.cat((sin_cos(y, dim_t), sin_cos(x, dim_t)), dim=3).permute(0, 3, 1, 2)
 
 
-def _sin_cos(coord: torch.Tensor, dim_t: torch.Tensor) -> torch.Tensor:
+def sin_cos(coord: torch.Tensor, dim_t: torch.Tensor) -> torch.Tensor:
     """``[B,h,w]`` coordinates → ``[B,h,w,F]``: sin of the even channels, cos of the odd ones,
     interleaved."""
     pos = coord[..., None] / dim_t

@@ -56,17 +56,43 @@ def args(tmp_path: Path, spec: str, *extra: str) -> list[str]:
         ("specs/detr_r18_shapes.yaml", "model.transformer.query_init=learned"),
         ("specs/deformable_detr_r18_shapes.yaml", None),
         ("specs/deformable_detr_r18_shapes.yaml", "model.transformer.with_box_refine=true"),
+        # two-stage: queries from the encoder's top proposals (it needs box refinement), with
+        # the encoder proposals' loss terms (*_enc)
+        (
+            "specs/deformable_detr_r18_shapes.yaml",
+            ("model.transformer.two_stage=true", "model.transformer.with_box_refine=true",
+             "model.head.shared=false"),
+        ),
     ],
-    ids=["detr", "matcher_cost", "decoder_layer", "query_init", "deformable", "box_refine"],
-)
-def test_two_steps_with_one_line_swaps(tmp_path: Path, capsys, spec: str, swap: str | None) -> None:
-    extra = ["train.max_iters=2", *([swap] if swap else [])]
+    ids=[
+        "detr", "matcher_cost", "decoder_layer", "query_init", "deformable", "box_refine",
+        "two_stage",
+    ],
+)  # fmt: skip
+def test_two_steps_with_one_line_swaps(
+    tmp_path: Path, capsys, spec: str, swap: str | tuple[str, ...] | None
+) -> None:
+    swaps = (swap,) if isinstance(swap, str) else swap or ()
+    extra = ["train.max_iters=2", *swaps]
     assert tool(*args(tmp_path, spec, *extra)) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert json.loads(out.strip().splitlines()[-1])["iteration"] == 2
     logged = [json.loads(x) for x in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
     losses = [x for x in logged if "loss_giou" in json.dumps(x)]
     assert losses, "no set-criterion terms logged"
+    if "model.transformer.two_stage=true" in swaps:
+        assert any("loss_giou_enc" in json.dumps(x) for x in logged), "no encoder terms logged"
+
+
+def test_two_stage_without_box_refinement_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    argv = args(
+        tmp_path, "specs/deformable_detr_r18_shapes.yaml", "model.transformer.two_stage=true"
+    )
+    assert tool(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.transformer" in err and "two_stage: true needs with_box_refine: true" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize(
