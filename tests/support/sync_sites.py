@@ -25,8 +25,9 @@ ALLOWED = {
     ("batching.py", "per_image_top_n"),
     # the sampled RoIs per image of a train step (one read of the per-image counts)
     ("rcnn_stages.py", "sample"),
-    # the hungarian matcher: one copy of the cost [B,Q,G] (every decoder layer stacked along
-    # the batch) to the host for scipy's solver
+    # the hungarian matcher: one copy of the costs to the host for scipy's solver (every
+    # decoder layer stacked along the batch, and a two-stage model's encoder proposals, in
+    # one match_groups call)
     ("hungarian.py", "_solve"),
 }
 
