@@ -15,7 +15,6 @@ import math
 from typing import Any
 
 import attrs
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -152,18 +151,12 @@ class ImagePreprocessor(nn.Module):
     def resized_size(self, h: int, w: int) -> tuple[int, int]:
         """The eval-mode ``(h, w)`` an ``h`` x ``w`` image is resized to (torchvision's rule:
         the fixed size, else the short side to ``min_size[-1]`` unless the long side would
-        pass ``max_size``, the scale in float32)."""
+        pass ``max_size``, the scale in python floats as in torchvision's eager mode)."""
         if self.cfg.fixed_size is not None:
             return tuple(self.cfg.fixed_size)
-        # float32 as torchvision's tensors, in numpy: a traced graph has concrete h, w here,
-        # and a tensor's .item() would be a data-dependent value to the exporter
-        short, long = np.float32(min(h, w)), np.float32(max(h, w))
-        scale = float(
-            min(
-                np.float32(self.transform.min_size[-1]) / short,
-                np.float32(self.transform.max_size) / long,
-            )
-        )
+        # python floats, as torchvision's eager resize (its float32 tensors are for scripting
+        # and tracing): 100 x 90 to min_size 128 is 128 x 115 here, 127 x 115 in float32
+        scale = min(self.transform.min_size[-1] / min(h, w), self.transform.max_size / max(h, w))
         return math.floor(h * scale), math.floor(w * scale)
 
     def export_rescale(

@@ -85,3 +85,44 @@ def test_spec_checkpoint_mismatch_is_one_line(checkpoint: Path, tmp_path: Path) 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "checkpoint is single_shot / tiny_ssd_base" in lines[0]
     assert not out.exists() and not list(tmp_path.glob(".m.onnx.*"))
+
+
+@pytest.mark.slow
+def test_mask_rcnn_export_then_infer_draws_the_same_masks(tmp_path: Path) -> None:
+    """The two-stage path through the tools: a Mask R-CNN exported to ONNX, run by
+    infer.py --backend onnxruntime, gives eager infer.py's boxes, classes and masks."""
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    from anchorage.core import build_model, load_spec
+    from anchorage.core.checkpoint import save_checkpoint
+
+    spec_path = str(ROOT / "specs" / "mask_rcnn_r18_fpn_shapes.yaml")
+    torch.manual_seed(0)
+    spec = load_spec(spec_path)
+    ckpt = tmp_path / "mask.pt"
+    save_checkpoint(ckpt, {"model": build_model(spec).state_dict(), "spec": spec.to_dict()})
+    noise = torch.randint(0, 256, (100, 90, 3), generator=torch.Generator().manual_seed(0))
+    Image.fromarray(noise.to(torch.uint8).numpy()).save(tmp_path / "a.png")
+    file = tmp_path / "m.onnx"
+    done = _tool("export.py", spec_path, str(ckpt), "--format", "onnx", "--out", str(file),
+                 "--size", "100,90")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    runs = {}
+    for name, args in (
+        ("onnx", ["--backend", "onnxruntime", str(file)]), ("eager", [spec_path, str(ckpt)]),
+    ):  # fmt: skip
+        done = _tool("infer.py", *args, str(tmp_path / "a.png"), "--out", str(tmp_path / name),
+                     "--no-progress", "--score-thresh", "0.0")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / name / "a.png").is_file()
+        runs[name] = json.loads((tmp_path / name / "a.json").read_text())["detections"]
+    got, want = runs["onnx"], runs["eager"]
+    assert len(want) > 0 and [d["class"] for d in got] == [d["class"] for d in want]
+    for g, w in zip(got, want):
+        assert g["bbox"] == pytest.approx(w["bbox"], abs=1e-3)
+        rles = [
+            dict(d["segmentation"], counts=d["segmentation"]["counts"].encode()) for d in (g, w)
+        ]
+        if mask_utils.area(rles[1]) > 0:
+            assert mask_utils.iou([rles[0]], [rles[1]], [0])[0, 0] > 0.99

@@ -78,3 +78,16 @@ def test_bad_inputs_give_clear_errors():
         pre([torch.zeros(3, 8, 8, dtype=torch.uint8)])
     with pytest.raises(DataError, match=r"targets\[0\]\['boxes'\]"):
         pre([torch.rand(3, 8, 8)], [{"boxes": torch.zeros(4)}])
+
+
+@pytest.mark.parametrize("h, w", [(100, 90), (96, 80), (112, 128), (333, 500), (77, 1000)])
+def test_export_batch_resizes_as_the_eager_batch(h: int, w: int):
+    """The exported graph's resize (``export_batch``) equals eager mode's, sizes and pixels:
+    100 x 90 to min_size 128 is 128 x 115 in torchvision's python-float arithmetic, where a
+    float32 scale would give 127 x 115."""
+    pre = ImagePreprocessor(PreprocessConfig(min_size=(128,), max_size=160, size_divisible=32))
+    image = torch.rand(3, h, w, generator=torch.Generator().manual_seed(h * w))
+    eager = pre.eval()([image])
+    exported, size = pre.export_batch(image[None])
+    assert [size] == eager.image_sizes
+    torch.testing.assert_close(exported, eager.images, atol=1e-5, rtol=0)
