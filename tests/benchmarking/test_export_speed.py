@@ -45,5 +45,5 @@ def test_help_and_a_bad_family_are_one_line_each() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "error: --families: unknown ['nope']; expected some of ['tiny_ssd', 'retinanet_r18', "
-        "'fcos_r18', 'yolo', 'ssd300', 'fcn_r18', 'unet']"
+        "'fcos_r18', 'yolo', 'ssd300', 'faster_rcnn_r18', 'mask_rcnn_r18', 'fcn_r18', 'unet']"
     ]
