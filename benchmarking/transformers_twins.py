@@ -195,6 +195,8 @@ def _transformer(m: Mapping[str, Any], kind: str, refine: bool, need: Any) -> di
         need(not p.get("pre_norm"), f"{key}.{layer}.pre_norm", False, True)
         activations.add(p.get("activation", "relu"))
     need(len(activations) == 1, f"{key}.decoder_layer.activation", "the encoder's", activations)
+    groups = tr.get("query_groups", 1)
+    need(groups == 1, f"{key}.query_groups", 1, groups)  # train-time only; no twin has them
     out = {
         "d_model": tr["hidden_dim"],
         "encoder_layers": tr["encoder_layers"],
@@ -212,6 +214,7 @@ def _transformer(m: Mapping[str, Any], kind: str, refine: bool, need: Any) -> di
         need(tr["query_init"] == "zeros", f"{key}.query_init", "zeros", tr["query_init"])
         return out
     need(tr["with_box_refine"] == refine, f"{key}.with_box_refine", refine, tr["with_box_refine"])
+    need(not tr.get("two_stage"), f"{key}.two_stage", False, tr.get("two_stage"))
     return out | {
         "encoder_n_points": tr["encoder_points"],
         "decoder_n_points": tr["decoder_points"],

@@ -15,6 +15,11 @@ whole ``anchorage.core.engine.train`` call: training and the final evaluation on
 off unless ``--eval-interval`` asks for it. The run passes when the wall time is within the
 budget and every ``--targets`` metric is reached (exit status 0, else 1).
 
+``--targets`` names metric keys as the spec's ``eval.metrics`` report them (``bbox/AP50``,
+``seg/mIoU``; the ``accuracy`` metric's ``cls/top1``, ``cls/mean_acc``; ``box_iou``'s
+``loc/mIoU``, ``loc/acc``); a key those metrics do not report is refused before training,
+with the keys they do report.
+
 ``--threads`` defaults to the torch default. On a machine whose cores are shared with other
 jobs, one intra-op thread was measured several times faster per iteration than two (OpenMP
 threads wait on each other); pass ``--threads 1`` there.
@@ -29,6 +34,7 @@ import os
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,6 +71,44 @@ def parse_targets(text: str) -> dict[str, float]:
     return out
 
 
+def metric_keys(spec: object, dataset: object) -> list[str] | None:
+    """The keys the spec's ``eval.metrics`` report (from their ``compute()`` before any
+    image); None when a metric cannot compute without data."""
+    from anchorage.core.evaluation import build_metrics
+
+    keys: list[str] = []
+    try:
+        with warnings.catch_warnings():  # torchmetrics: "compute called before update"
+            warnings.simplefilter("ignore")
+            for metric in build_metrics(spec, list(getattr(dataset, "class_names", []))):
+                keys.extend(metric.compute())
+    except Exception:  # a metric that needs data to compute: leave the check out
+        return None
+    return keys
+
+
+def check_targets(targets: dict[str, float], keys: list[str] | None) -> None:
+    """Refuse a target no metric reports (it could only ever read NaN and fail)."""
+    unknown = [k for k in targets if keys is not None and k not in keys]
+    if unknown:
+        raise AnchorageError(
+            f"--targets: {', '.join(unknown)} not reported by the spec's eval.metrics; "
+            f"they report: {', '.join(keys or [])}"
+        )
+
+
+def shown_path(arg: str) -> str:
+    """An absolute path inside the working directory as a relative one (records carry no
+    machine's paths); anything else unchanged."""
+    path = Path(arg)
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd()).as_posix()
+        except ValueError:
+            return arg
+    return arg
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = make_parser(__doc__)
     parser.add_argument("spec", help="spec file or shipped spec name")
@@ -98,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anchorage.core.engine import train
 
     for split in ("train", spec.section("eval").split):
-        build_dataset(spec, split)  # generation / indexing is not timed
+        dataset = build_dataset(spec, split)  # generation / indexing is not timed
+    check_targets(targets, metric_keys(spec, dataset))
     work_dir = args.work_dir or f"work_dirs/accuracy/{Path(args.spec).stem}"
     load_before = load_average()
     start = time.perf_counter()
@@ -107,7 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = result["metrics"]
     reached = {k: metrics.get(k, float("nan")) >= v for k, v in targets.items()}
     passed = minutes <= args.minutes and all(reached.values())
-    command = shlex.join([Path(sys.argv[0]).as_posix(), *(argv or sys.argv[1:])])
+    args_given = argv if argv is not None else sys.argv[1:]
+    command = shlex.join(map(shown_path, [Path(sys.argv[0]).as_posix(), *args_given]))
     lines = [
         f"# {Path(args.spec).stem}: accuracy within {args.minutes:g} minutes on CPU",
         "",
@@ -116,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"torch {torch.__version__} with {torch.get_num_threads()} intra-op thread(s)",
         f"- load average (1/5/15 min) before: {load_before}, after: {load_average()}",
         f"- command: `{command}`",
-        f"- spec: `{args.spec}` with `{' '.join(overrides)}`",
+        f"- spec: `{shown_path(args.spec)}` with `{' '.join(overrides)}`",
         f"- evaluated split: {spec.section('eval').split}",
         f"- wall time (train + final eval): {minutes:.2f} min; stopped: {result['stopped']}; "
         f"epochs {result['epoch']}, iterations {result['iteration']}",

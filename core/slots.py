@@ -162,23 +162,41 @@ def check_set_predictions(
     return dict(out)
 
 
-def check_decoding(slot: Slot, out: Any, layers: int, batch: int, queries: int) -> SetDecoding:
-    """A set transformer's return: a ``SetDecoding`` whose ``hidden`` is ``[L,B,Q,D]``."""
+def check_decoding(
+    slot: Slot, out: Any, layers: int, batch: int, queries: int, training: bool = False
+) -> SetDecoding:
+    """A set transformer's return: a ``SetDecoding`` whose ``hidden`` is ``[L,B,G·Q,D]``, G its
+    ``groups`` (an int >= 1, and 1 unless ``training``: eval mode decodes group 0 only)."""
     if not isinstance(out, SetDecoding):
         slot.fail(f"returned {type(out).__name__}, expected a SetDecoding")
+    groups = out.groups
+    if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1:
+        slot.fail(f"SetDecoding.groups is {groups!r}, expected an int >= 1 (query groups)")
+    if groups != 1 and not training:
+        slot.fail(
+            f"SetDecoding.groups is {groups} in eval mode, expected 1 (a transformer with "
+            "query groups decodes group 0 alone outside training)"
+        )
     hidden = out.hidden
+    total = groups * queries
     if (
         not isinstance(hidden, torch.Tensor)
         or hidden.dim() != 4
-        or (tuple(hidden.shape[:3]) != (layers, batch, queries))
+        or (tuple(hidden.shape[:3]) != (layers, batch, total))
     ):
+        what = f"{queries} queries" if groups == 1 else f"{groups} groups x {queries} queries"
         slot.fail(
-            f"SetDecoding.hidden is {_shape(hidden)}, expected [{layers},{batch},{queries},D] "
-            "(decoder layers, images, queries, width)"
+            f"SetDecoding.hidden is {_shape(hidden)}, expected [{layers},{batch},{total},D] "
+            f"(decoder layers, images, {what}, width)"
         )
     logits, boxes = out.encoder_logits, out.encoder_boxes
     if logits is None and boxes is None:
         return out
+    if groups != 1:
+        slot.fail(
+            f"SetDecoding has {groups} query groups and two-stage encoder proposals; the "
+            "skeleton matches encoder proposals only for one query group"
+        )
     if (
         not isinstance(logits, torch.Tensor)
         or not isinstance(boxes, torch.Tensor)

@@ -7,14 +7,16 @@
 The graph takes ``images``: float32 [B,3,H,W], RGB in 0..1 (as read; it normalises and resizes
 inside). Detectors return boxes [B,D,4] (xyxy, input pixels), scores [B,D], labels [B,D] int64
 and num_detections [B] int64 (rows from num_detections on are zeros; D is the postprocessor's
-detections_per_img); Mask R-CNN adds masks; semantic segmenters return sem_seg [B,C+1,H,W]
-logits. The file carries its metadata (class names, input size, normalisation, anchorage
-version, the spec and its hash): run it with ``tools/infer.py --backend onnxruntime FILE.onnx``
-or ``--backend exported_program FILE.pt2``.
+detections_per_img, a set-prediction model's queries or topk); Mask R-CNN adds masks; semantic
+segmenters return sem_seg [B,C+1,H,W] logits; classifiers probs [B,C] (softmax; a localizer
+adds boxes [B,4], xyxy input pixels). The file carries its metadata (class names, input size,
+normalisation, anchorage version, the spec and its hash): run it with ``tools/infer.py
+--backend onnxruntime FILE.onnx`` or ``--backend exported_program FILE.pt2``.
 
 Without --dynamic every dimension is fixed at the traced size (--size H,W, default the model's
 input size; batch 1). --dynamic frees the batch, and height and width where the model's resize
-allows (a fixed-size resize); the tool says which dimension stays fixed and why. The file is
+allows (a fixed-size resize; a classifier takes any size from its smallest, the backbone's
+stride + 1); the tool says which dimension stays fixed and why. The file is
 written atomically: nothing is left at --out when the export fails.
 """
 

@@ -19,7 +19,8 @@ refused; ``--out`` must be (or become) a writable folder. Consecutive images of 
 through the model together (``--batch-size``) while ``--workers`` threads draw and write.
 
 An exported model (``tools/export.py``) runs instead of SPEC and CHECKPOINT, through the same
-drawing and JSON output, its class names read from the file:
+drawing and JSON output (a classifier's top-k too, taken from the graph's probabilities), its
+class names read from the file:
 
     python tools/infer.py --backend onnxruntime model.onnx img1.jpg --out preds/
     python tools/infer.py --backend exported_program model.pt2 photos/ --out preds/

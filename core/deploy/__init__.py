@@ -9,7 +9,8 @@ Graph I/O (``graph.py``): input ``images`` float32 ``[B,3,H,W]`` in 0..1 (the im
 read: the graph normalises and resizes inside); detection outputs in a fixed layout,
 ``boxes [B,D,4]`` xyxy input pixels, ``scores [B,D]``, ``labels [B,D]`` int64 (1..C),
 ``num_detections [B]`` int64 (rows from ``num_detections`` on are zeros), ``D`` the
-postprocessor's ``detections_per_img``; semantic segmentation: ``sem_seg [B,C+1,H,W]`` logits.
+postprocessor's ``detections_per_img``; semantic segmentation: ``sem_seg [B,C+1,H,W]`` logits;
+classification: ``probs [B,C]`` (a localizer adds ``boxes [B,4]``).
 The metadata (class names, input pipeline, versions, spec) travels inside the file.
 
 onnx / onnxruntime are imported only here, when called (the ``export`` extra).

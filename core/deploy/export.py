@@ -8,6 +8,8 @@ it is written. Metadata (``METADATA_KEY``, one JSON object) goes into the ONNX
 
 ``dynamic``: the batch dimension is free; height and width too where the model's input
 pipeline allows (a fixed-size resize), else ``ExportResult.fixed`` says why they are fixed.
+Free sides range from ``MIN_SIDE`` (or the larger ``min_side`` of the model's ``export_info``)
+to ``MAX_SIDE``; the metadata's ``input.min_side`` records it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .graph import DeployGraph
 METADATA_KEY = "anchorage"
 FORMATS = ("onnx", "exported_program")
 MAX_SIDE = 4096  # upper bound of a free height/width
+MIN_SIDE = 16  # lower bound of a free height/width, unless the model asks for more
 
 
 class ExportError(AnchorageError):
@@ -65,11 +68,13 @@ def export_model(
     if format not in FORMATS:
         raise ExportError(f"format: expected one of {', '.join(FORMATS)}, got {format!r}")
     images = _stack(example)
-    if dynamic and images.shape[0] == 1:  # torch.export specialises a size-1 dimension
-        images = torch.cat([images, images])
     model = model.eval()
     graph = DeployGraph(model, images)
     info = graph.info()
+    if dynamic and info.get("fixed_size_reason") is None:
+        _check_side(images, _min_side(info), type(model).__name__)
+    if dynamic and images.shape[0] == 1:  # torch.export specialises a size-1 dimension
+        images = torch.cat([images, images])
     shapes, fixed = _dynamic_shapes(info, dynamic)
     meta = _metadata(graph, info, images, fixed, dynamic, metadata or {})
     program = _torch_export(graph, images, shapes)
@@ -107,11 +112,26 @@ def _dynamic_shapes(info: Mapping[str, Any], dynamic: bool) -> tuple[Any, dict[s
     fixed: dict[str, str] = {}
     reason = info.get("fixed_size_reason")
     if reason is None:
-        dims[2] = torch.export.Dim("height", min=16, max=MAX_SIDE)
-        dims[3] = torch.export.Dim("width", min=16, max=MAX_SIDE)
+        low = _min_side(info)
+        dims[2] = torch.export.Dim("height", min=low, max=MAX_SIDE)
+        dims[3] = torch.export.Dim("width", min=low, max=MAX_SIDE)
     else:
         fixed = {"height": reason, "width": reason}
     return (dims,), fixed
+
+
+def _min_side(info: Mapping[str, Any]) -> int:
+    """The smallest free height/width: ``MIN_SIDE``, or the model's larger ``min_side``."""
+    return max(MIN_SIDE, int(info.get("min_side") or MIN_SIDE))
+
+
+def _check_side(images: torch.Tensor, low: int, model: str) -> None:
+    h, w = images.shape[-2:]
+    if min(h, w) < low:
+        raise ExportError(
+            f"example: a dynamic export of {model} takes sides of at least {low} pixels, "
+            f"got {h}x{w}"
+        )
 
 
 def _metadata(
@@ -136,6 +156,7 @@ def _metadata(
             "batch": None if dynamic else int(images.shape[0]),
             "height": None if free else int(h),
             "width": None if free else int(w),
+            "min_side": _min_side(info) if free else None,
         },
         "outputs": list(graph.names),
         "fixed": fixed,

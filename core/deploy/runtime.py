@@ -3,7 +3,10 @@
 ``load_exported(path, backend)`` → ``ExportedModel``: ``model(images)`` with a list of float
 ``[3,H,W]`` images (0..1) gives what ``model.eval()(images)`` gives: one dict per image,
 ``boxes [K,4]`` (input pixels), ``scores [K]``, ``labels [K]`` (the fixed ``[B,D]`` layout cut
-at ``num_detections``), or ``sem_seg [C+1,H,W]``. Images of different sizes run one at a time
+at ``num_detections``), or ``sem_seg [C+1,H,W]``, or a classifier's ``labels [k]``,
+``scores [k]`` (the top-k of ``probs``, k the metadata's ``topk``) and ``probs [C]`` (a
+localizer's: ``boxes [1,4]``, ``scores [1]``, ``labels [1]``, ``probs [C]``), as its eager
+``results``. Images of different sizes run one at a time
 (the graph takes one size per batch). A wrong dtype, channel count or size (where the file
 fixes it) is a ``DataError`` naming what the file expects.
 """
@@ -104,7 +107,7 @@ class ExportedModel:
 
     def check(self, images: torch.Tensor) -> None:
         """DataError unless ``images`` is what the graph takes (float32 ``[B,3,H,W]``, and
-        the batch / height / width the file fixes)."""
+        the batch / height / width the file fixes, or sides of at least its ``min_side``)."""
         want = self.metadata["input"]
         if images.dtype != torch.float32:
             raise DataError(
@@ -113,6 +116,12 @@ class ExportedModel:
         if images.dim() != 4 or images.shape[1] != 3:
             raise DataError(
                 f"{self.name}: expects [B,3,H,W] RGB images, got shape {tuple(images.shape)}"
+            )
+        low = want.get("min_side")
+        if low and min(images.shape[-2:]) < low:
+            raise DataError(
+                f"{self.name}: expects height and width of at least {low} pixels, got shape "
+                f"{tuple(images.shape)}"
             )
         for i, key in ((0, "batch"), (2, "height"), (3, "width")):
             if want.get(key) is not None and images.shape[i] != want[key]:
@@ -135,7 +144,7 @@ class ExportedModel:
             if size is not None and n < size:  # a fixed batch: fill it, keep the first n
                 group = group + [group[-1]] * (size - n)
             batch = torch.stack([im.cpu() for im in group])
-            out += unpack(self.forward_batch(batch))[:n]
+            out += unpack(self.forward_batch(batch), self.metadata.get("topk"))[:n]
         return out
 
 
@@ -153,10 +162,33 @@ def _same_size_runs(images: Sequence[torch.Tensor], batch: int | None) -> list[l
     return runs
 
 
-def unpack(outputs: dict[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
-    """Fixed-layout outputs → one dict per image (detections cut at ``num_detections``)."""
+def unpack(
+    outputs: dict[str, torch.Tensor], topk: int | None = None
+) -> list[dict[str, torch.Tensor]]:
+    """Fixed-layout outputs → one dict per image: detections cut at ``num_detections``; a
+    classifier's ``probs [B,C]`` → its ``topk`` best ``labels`` (1..C) and ``scores`` (all C
+    when None) plus ``probs``; a localizer's (``probs`` and ``boxes [B,4]``) → one detection
+    per image, its top-1 class, plus ``probs``."""
     if "sem_seg" in outputs:
         return [{"sem_seg": s} for s in outputs["sem_seg"]]
+    if "probs" in outputs:
+        return _classifications(outputs, topk)
     counts = outputs["num_detections"].tolist()
     keys = [k for k in ("boxes", "scores", "labels", "masks") if k in outputs]
     return [{k: outputs[k][i, :n] for k in keys} for i, n in enumerate(counts)]
+
+
+def _classifications(
+    outputs: dict[str, torch.Tensor], topk: int | None
+) -> list[dict[str, torch.Tensor]]:
+    """The eager classifier's and localizer's ``results`` from the graph's ``probs``/``boxes``
+    (anchorage.plugins.models.classifier: the same top-k, the same top-1)."""
+    probs = outputs["probs"]
+    if "boxes" in outputs:
+        score, index = probs.max(-1)
+        return [
+            {"boxes": b[None], "scores": s[None], "labels": i[None] + 1, "probs": p}
+            for b, s, i, p in zip(outputs["boxes"], score, index, probs)
+        ]
+    scores, index = probs.topk(min(topk or probs.shape[-1], probs.shape[-1]), dim=-1)
+    return [{"labels": i + 1, "scores": s, "probs": p} for i, s, p in zip(index, scores, probs)]

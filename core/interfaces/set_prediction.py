@@ -29,6 +29,17 @@ of the dense detectors, where DETR puts it last) or ``[..,Q,C]`` (sigmoid scorin
 label order 1..C either way; each component declares which (``background_column``) and the
 skeleton refuses a head, matcher, loss and postprocessor that disagree.
 
+Query groups (Group DETR, Chen et al. 2023): a transformer may train G groups of Q queries
+(``SetDecoding.groups``; ``query_groups`` on the shipped transformers). In train mode its
+decoding holds all G·Q queries, group-major along the query axis (group g is queries
+``g·Q .. g·Q+Q-1``), each group decoded on its own (decoder self-attention only within the
+group, a block-diagonal mask); the head predicts every query; the skeleton folds the groups
+into the batch (``[L,B,G·Q,..]`` → ``[L,B·G,Q,..]``, image-major: row ``b·G + g``) and repeats
+each image's gt per group, so the matcher and the loss see B·G one-to-one problems in one
+call, each gt then has G positives, and the loss (normalised by the B·G images' gt boxes) is
+the mean of the groups' losses. In eval mode a transformer returns group 0 only (Q queries,
+``groups`` 1): inference costs what a one-group model's does.
+
 Notation: B images, Q queries, D hidden size, L decoder layers, C classes (no background),
 S encoder positions (the pixels of every feature level, flattened level by level).
 """
@@ -59,6 +70,10 @@ class SetDecoding:
     [B,S,4]`` (cxcywh 0..1): a two-stage transformer's per-pixel proposals as its head's
     ``proposer()`` scored them (None otherwise); the skeleton matches them to class-agnostic
     gt and the loss adds their terms. ``extra``: optional named outputs of other designs.
+
+    ``groups`` (G, at least 1): the query groups the decoding holds. With G > 1 (train mode
+    only) the query axis of ``hidden`` and ``references`` is G·Q, group-major (module
+    docstring); in eval mode it is always 1 (Q queries, group 0).
     """
 
     hidden: Tensor
@@ -66,6 +81,7 @@ class SetDecoding:
     encoder_logits: Tensor | None = None
     encoder_boxes: Tensor | None = None
     extra: dict[str, Any] = attrs.field(factory=dict)
+    groups: int = 1
 
 
 @attrs.frozen
@@ -99,6 +115,19 @@ objectness that ranks them (for ``detr_head``: label 1's logit with sigmoid scor
 log-probability with softmax), higher first."""
 
 
+def query_group_mask(
+    groups: int, queries: int, device: torch.device | str | None = None
+) -> Tensor | None:
+    """The decoder self-attention mask of G query groups of Q queries each (Group DETR):
+    bool ``[G·Q,G·Q]``, True where a query may not attend (the key is another group's), so
+    each group decodes as if alone; None for one group (no mask: today's attention). The
+    ``attn_mask`` convention of ``nn.MultiheadAttention`` (a boolean mask, True = masked)."""
+    if groups == 1:
+        return None
+    group = torch.arange(groups * queries, device=device) // queries
+    return group[:, None] != group[None, :]
+
+
 class PositionalEncoding(nn.Module):
     """Position embeddings of one feature map.
 
@@ -126,6 +155,11 @@ class SetTransformer(nn.Module):
     ``Proposer`` for two-stage ones (each ignored by those that do not use it; the skeleton
     passes ``propose`` only to a transformer with ``uses_proposer``). Returns a
     ``SetDecoding``, with ``encoder_logits`` / ``encoder_boxes`` when two-stage.
+
+    Query groups: a transformer training G > 1 groups of Q queries (Group DETR) returns, in
+    train mode, ``SetDecoding(groups=G)`` with ``hidden [L,B,G·Q,D]`` (and references
+    ``[L,B,G·Q,..]``) group-major, no query attending to another group's; in eval mode
+    group 0 alone, ``hidden [L,B,Q,D]`` and ``groups`` 1 (the module docstring).
     """
 
     role: ClassVar[str] = "set_transformer"
@@ -150,7 +184,8 @@ class SetHead(Head):
     Injected: ``hidden_dim`` (D), ``num_classes`` (C), ``num_layers`` (L), and
     ``encoder_proposals: true`` only for a two-stage transformer (a head without that field
     cannot serve one). ``forward(decoding: SetDecoding)`` returns ``logits [L,B,Q,K]`` (K = C+1
-    with column 0 no-object, or C) and ``boxes [L,B,Q,4]`` cxcywh in 0..1.
+    with column 0 no-object, or C) and ``boxes [L,B,Q,4]`` cxcywh in 0..1, Q the decoding's
+    query axis (G·Q in train mode with query groups: a head predicts every query alike).
     ``refiner()``: the ``BoxRefiner`` of its box branch; ``proposer()``: the ``Proposer`` of its
     encoder-proposal branches (built with ``encoder_proposals``).
     """

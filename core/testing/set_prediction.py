@@ -77,7 +77,8 @@ def check_set_transformer(transformer: Any, cfg: Any) -> None:
     """``SetDecoding.hidden [L,B,Q,D]`` for ``num_levels`` padded levels; references None or
     one ``[B,Q,2|4]`` per layer in 0..1; the gradient reaches the features; with a refiner
     when it uses one, and a proposer when it is two-stage (then ``encoder_logits [B,S,K]`` and
-    ``encoder_boxes [B,S,4]`` in 0..1, S the positions of every level)."""
+    ``encoder_boxes [B,S,4]`` in 0..1, S the positions of every level). With query groups
+    (``groups`` G > 1, train mode) the query axis is G·Q; eval mode gives ``groups`` 1 and Q."""
     d, levels = transformer.hidden_dim, cfg.num_levels
     sizes = [(max(8 >> i, 1), max(10 >> i, 1)) for i in range(levels)]
     g = _gen()
@@ -105,16 +106,26 @@ def check_set_transformer(transformer: Any, cfg: Any) -> None:
         assert logits is not None and tuple(logits.shape) == (_B, s, _C), "encoder_logits [B,S,K]"
         assert boxes is not None and tuple(boxes.shape) == (_B, s, 4), "encoder_boxes [B,S,4]"
         assert ((boxes >= 0) & (boxes <= 1)).all(), "encoder boxes must be in 0..1"
-    lead = (transformer.num_decoder_layers, _B, cfg.num_queries, d)
+    groups = decoding.groups
+    assert isinstance(groups, int) and groups >= 1, f"groups must be an int >= 1, got {groups!r}"
+    queries = groups * cfg.num_queries
+    lead = (transformer.num_decoder_layers, _B, queries, d)
     assert tuple(decoding.hidden.shape) == lead, f"hidden {tuple(decoding.hidden.shape)} != {lead}"
     assert torch.isfinite(decoding.hidden).all(), "non-finite decoder states"
     if decoding.references is not None:
         assert len(decoding.references) == lead[0], "one reference per decoder layer"
         for ref in decoding.references:
-            assert tuple(ref.shape[:2]) == (_B, cfg.num_queries) and ref.shape[-1] in (2, 4)
+            assert tuple(ref.shape[:2]) == (_B, queries) and ref.shape[-1] in (2, 4)
             assert ((ref >= 0) & (ref <= 1)).all(), "references must be in 0..1"
     grad = torch.autograd.grad(decoding.hidden.sum(), features, allow_unused=True)
     assert grad[0] is not None, "no gradient reaches the finest feature level"
+    if groups > 1:
+        transformer.eval()
+        with torch.no_grad():
+            single = transformer(features, masks, positions, refiner, **hooks)
+        transformer.train()
+        assert single.groups == 1, f"eval mode must decode group 0 only, got groups {single.groups}"
+        assert tuple(single.hidden.shape) == (lead[0], _B, cfg.num_queries, d), "eval: Q queries"
 
 
 def check_set_head(head: Any, cfg: Any) -> None:

@@ -64,6 +64,11 @@ class SetCriterion(SetLoss):
     gt's labels (all 1) and with the same N and weights (the paper's encoder loss).
     Finite, with a gradient path to every layer's logits and boxes, when images (or the whole
     batch) have no box.
+
+    Query groups (Group DETR) need nothing here: the skeleton passes G copies of each image
+    (its groups folded into the batch, the gt repeated), so N counts G copies of every box and
+    each term is the mean of the groups' one-group terms (exactly so when the batch has a box;
+    with none at all N is clamped to 1 and the focal term is their sum).
     """
 
     @attrs.frozen(kw_only=True)

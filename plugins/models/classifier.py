@@ -170,6 +170,40 @@ class Classifier(nn.Module):
             {"labels": lb, "scores": sc, "probs": p} for lb, sc, p in zip(labels, scores, probs)
         ]
 
+    # ------------------------------------------------------------------ export
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph (``anchorage.core.deploy``): ``images`` float
+        ``[B,3,H,W]`` in 0..1 → ``CLASSIFICATION_OUTPUTS``: ``probs [B,C]`` float32 softmax
+        probabilities (label ``c`` at index ``c - 1``); the runtime takes the top-k of them as
+        ``results`` does. With ``image_size`` the batch is resized to it inside the graph."""
+        return {"probs": self.export_logits(images)["logits"].float().softmax(-1)}
+
+    def export_logits(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``predict`` on a batch ``[B,3,H,W]`` in 0..1 (resized to ``image_size`` if set:
+        always, where eager mode skips an image of that size, which it leaves unchanged)."""
+        x = images.float()
+        if self.cfg.image_size is not None:
+            x = F.interpolate(x, size=tuple(self.cfg.image_size), mode="bilinear", antialias=True)
+        return self.predict(self._normalise(x))
+
+    def export_info(self) -> dict[str, Any]:
+        """The exported graph's input pipeline and output kind (``anchorage.core.deploy``):
+        any input size (the heads pool globally) from ``min_side`` on, ``topk`` the k of
+        ``results``. ``min_side`` is the backbone's largest stride + 1 (without ``image_size``):
+        torch.export traces one graph for maps of 2 pixels and more, not for a 1-pixel one."""
+        size = self.cfg.image_size
+        stride = max(f.stride for f in self.backbone.feature_info)
+        return {
+            "task": "classification",
+            "num_classes": self.num_classes,
+            "topk": min(self.cfg.topk, self.num_classes),
+            "fixed_size_reason": None,
+            "min_side": None if size is not None else stride + 1,
+            "mean": list(self.cfg.mean),
+            "std": list(self.cfg.std),
+            "resize": None if size is None else {"fixed_size": list(size)},
+        }
+
 
 def stack_labels(targets: list[dict], device: torch.device) -> torch.Tensor:
     """``label`` of every target (an int64 scalar, 1..C) → ``[B]`` int64 on ``device``."""
@@ -258,6 +292,32 @@ class Localizer(Classifier):
             {"boxes": b[None], "scores": s[None], "labels": i[None] + 1, "probs": p}
             for b, s, i, p in zip(boxes, score, index, probs)
         ]
+
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph: ``images`` float ``[B,3,H,W]`` in 0..1 →
+        ``LOCALIZATION_OUTPUTS``: ``probs [B,C]`` (as the classifier's) and ``boxes [B,4]``
+        float32 xyxy in input pixels, clamped to the image (``results``' box)."""
+        out = self.export_logits(images)
+        one = torch.ones((), dtype=torch.float32, device=images.device)
+        w, h = one * images.shape[-1], one * images.shape[-2]
+        boxes = box_convert(out["boxes"].float(), "cxcywh", "xyxy").clamp(0, 1)
+        return {
+            "probs": out["logits"].float().softmax(-1),
+            "boxes": boxes * torch.stack([w, h, w, h]),
+        }
+
+    def export_info(self) -> dict[str, Any]:
+        """The classifier's, with height and width fixed where the box head pools to a grid
+        from a map whose size follows the input's (no ``image_size``): the ONNX exporter turns
+        adaptive pooling into an ``AveragePool`` whose kernel is the traced map's size."""
+        info = super().export_info()
+        if self.cfg.image_size is None and getattr(self.box_head, "grid", None) is not None:
+            info["fixed_size_reason"] = (
+                "the box head's adaptive grid pooling exports with the kernel of the traced "
+                "feature map (ONNX AveragePool), so height and width are fixed at export; set "
+                "model.image_size to resize inside the graph and free them"
+            )
+        return info
 
 
 def _image_wh(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:

@@ -13,6 +13,18 @@ transformer (``uses_proposer``) calls the head's ``proposer()`` on its encoder p
 in train mode those proposals are matched to class-agnostic gt in the same matcher call as the
 decoder layers and the loss adds their ``_enc`` terms.
 
+Query groups (Group DETR; ``query_groups`` on the transformer): in train mode a decoding with
+``groups`` G > 1 holds G·Q queries; the skeleton folds the groups into the batch (every
+layer's ``[B,G·Q,..]`` → ``[B·G,Q,..]``, row ``b·G + g``; ``fold_query_groups``) and repeats
+each image's gt G times (``repeat_per_group``), so the matcher still solves every layer of
+every group in one call (one host sync) and the loss sees B·G images. Its terms are then the
+mean of the G groups' losses, each a one-group model's: N, the gt count the set criterion
+normalises by, is G times the batch's (and torch's weighted cross-entropy mean spans the B·G
+images, whose groups have equal weight sums). The mean, not the paper's sum, keeps the loss
+scale of one group, so the spec's loss weights, learning rate and gradient clipping (0.1
+max-norm) mean what they mean with ``query_groups: 1``; the sum is ``G ×`` these terms.
+Eval mode decodes group 0 alone: it and export are exactly a one-group model's.
+
 With transformers' weights converted (``tools/convert_weights.py --from transformers``) the
 numbers are ``DetrForObjectDetection``'s and ``DeformableDetrForObjectDetection``'s.
 """
@@ -164,7 +176,9 @@ class SetPredictionDetector(nn.Module):
         )
         predictions = self.predict(batch.images, batch.image_sizes)
         if self.training:
-            gt = self.normalised_gt(batch.gt, batch.image_sizes)
+            groups = predictions["logits"].shape[2] // self.num_queries  # 1 without groups
+            gt = repeat_per_group(self.normalised_gt(batch.gt, batch.image_sizes), groups)
+            predictions = fold_query_groups(predictions, groups)
             first = 0 if self.aux_loss else self.num_layers - 1
             layers = [
                 {"logits": predictions["logits"][i], "boxes": predictions["boxes"][i]}
@@ -190,7 +204,7 @@ class SetPredictionDetector(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Batch tensor ``[B,3,H,W]`` → ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh 0..1
         (two-stage: also the encoder proposals' ``encoder_logits [B,S,K]``, ``encoder_boxes
-        [B,S,4]``)."""
+        [B,S,4]``). With G query groups, in train mode, G·Q queries group-major."""
         features = list(self.backbone(images).values())
         mask = padding_mask(images, image_sizes)
         projected = self.input_projection(features)
@@ -204,13 +218,14 @@ class SetPredictionDetector(nn.Module):
             self.num_layers,
             images.shape[0],
             self.num_queries,
+            training=self.training,
         )
         predictions = check_set_predictions(
             self.slots["head"],
             self.head(decoding),
             self.num_layers,
             images.shape[0],
-            self.num_queries,
+            decoding.groups * self.num_queries,
         )
         if decoding.encoder_logits is not None:
             predictions["encoder_logits"] = decoding.encoder_logits
@@ -283,6 +298,40 @@ class SetPredictionDetector(nn.Module):
                 f"least {max(over)}"
             )
 
+    def export_forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Eval mode for an exported graph (``anchorage.core.deploy``): ``images`` float
+        ``[B,3,H,W]`` in 0..1 → the fixed detection layout of ``postprocess.padded`` (boxes
+        xyxy in input pixels): ``boxes [B,D,4]``, ``scores [B,D]``, ``labels [B,D]``,
+        ``num_detections [B]``, D from the postprocessor (``export_detections``).
+
+        ``predict``'s stages with the padding mask of one shared size: every image of an
+        exported batch has the same ``(h, w)`` after the resize, so the mask is True only at
+        the ``size_divisible`` padding of the batch tensor (none with a fixed-size resize) —
+        the mask eager mode builds for a batch of that size."""
+        x, size = self.preprocess.export_batch(images)
+        rows = torch.arange(x.shape[-2], device=x.device) >= size[0]
+        cols = torch.arange(x.shape[-1], device=x.device) >= size[1]
+        mask = (rows[:, None] | cols[None, :]).expand(x.shape[0], -1, -1)
+        projected = self.input_projection(list(self.backbone(x).values()))
+        masks = [level_mask(mask, p.shape[-2:]) for p in projected]
+        positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
+        refine = self.head.refiner() if self.transformer.uses_refiner else None
+        hooks = {"propose": self.head.proposer()} if self.transformer.uses_proposer else {}
+        predictions = self.head(self.transformer(projected, masks, positions, refine, **hooks))
+        last = {"logits": predictions["logits"][-1], "boxes": predictions["boxes"][-1]}
+        found = self.postprocessor.export_detections(last, size)
+        found["boxes"] = self.preprocess.export_rescale(found["boxes"], size, images.shape[-2:])
+        return found
+
+    def export_info(self) -> dict[str, Any]:
+        """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
+        return {
+            "task": "detection",
+            "num_classes": self.num_classes,
+            "fixed_size_reason": self.preprocess.fixed_size_reason(),
+            **self.preprocess.export_info(),
+        }
+
 
 def encoder_predictions(predictions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
     """A two-stage model's encoder proposals from ``predict``'s output as a layer dict
@@ -290,6 +339,29 @@ def encoder_predictions(predictions: dict[str, torch.Tensor]) -> dict[str, torch
     if "encoder_logits" not in predictions:
         return None
     return {"logits": predictions["encoder_logits"], "boxes": predictions["encoder_boxes"]}
+
+
+def fold_query_groups(predictions: dict[str, torch.Tensor], groups: int) -> dict[str, torch.Tensor]:
+    """G query groups into the batch: ``logits [L,B,G·Q,K]`` → ``[L,B·G,Q,K]`` and ``boxes
+    [L,B,G·Q,4]`` → ``[L,B·G,Q,4]`` (row ``b·G + g`` is image b's group g; a reshape, no
+    copy of contiguous predictions); other keys and ``groups`` 1 pass unchanged."""
+    if groups == 1:
+        return predictions
+    out = dict(predictions)
+    for key in ("logits", "boxes"):
+        x = predictions[key]
+        out[key] = x.reshape(x.shape[0], x.shape[1] * groups, x.shape[2] // groups, x.shape[3])
+    return out
+
+
+def repeat_per_group(gt: GroundTruth, groups: int) -> GroundTruth:
+    """Each image's gt once per query group, in ``fold_query_groups``' order: ``[B,N,..]`` →
+    ``[B·G,N,..]`` (row ``b·G + g`` is image b's gt); ``groups`` 1 returns ``gt``."""
+    if groups == 1:
+        return gt
+    return GroundTruth(
+        *(t.repeat_interleave(groups, dim=0) for t in (gt.boxes, gt.labels, gt.valid))
+    )
 
 
 def _unwrap(dataset: Any) -> Any:

@@ -4,7 +4,7 @@
 Supported: the non-timm ResNet backbone (``use_timm_backbone: false``, transformers' own
 ``ResNetBackbone``), whose names map onto torchvision's ResNet; DETR's transformer (separate
 q/k/v projections → ``nn.MultiheadAttention``'s packed ``in_proj``); Deformable DETR's
-(``deformable_transformer.transformer_state_from_transformers``). DETR's classifier puts the
+(``transformer_state_from_transformers``). DETR's classifier puts the
 no-object class last; ours puts it in column 0, so its rows are rotated by one.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -168,10 +169,6 @@ def deformable_detr_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     ``bbox_embed.L`` score the encoder proposals: ``head.proposal_classifier`` /
     ``head.proposal_box_branch``.
     """
-    from anchorage.plugins.set_prediction.deformable_transformer import (
-        transformer_state_from_transformers,
-    )
-
     try:
         transformer = transformer_state_from_transformers(state)
     except KeyError as exc:
@@ -200,6 +197,81 @@ def deformable_detr_state(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         for k in range(_layer_count(state, f"bbox_embed.{i}.layers.")):
             out |= _copy(state, _linear_norm(f"bbox_embed.{i}.layers.{k}", f"{box}.layers.{k}"))
     return out
+
+
+_DEFORMABLE_ATTENTION = ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
+_PARAMS = ("weight", "bias")
+_TWO_STAGE = {
+    "enc_output": "output_proj", "enc_output_norm": "output_norm", "pos_trans": "query_proj",
+    "pos_trans_norm": "query_norm",
+}  # fmt: skip
+
+
+def transformer_state_from_transformers(
+    state: Mapping[str, Tensor], prefix: str = "model."
+) -> dict[str, Tensor]:
+    """transformers' ``DeformableDetrModel`` weights → ``deformable_detr_transformer`` keys.
+
+    Reads ``{prefix}level_embed``, ``query_position_embeddings``, ``reference_points`` (or,
+    two-stage — recognised by ``{prefix}enc_output.weight`` — ``enc_output``,
+    ``enc_output_norm``, ``pos_trans`` and ``pos_trans_norm`` for ``two_stage``) and every
+    ``encoder.layers.i`` / ``decoder.layers.i`` (layer counts from the keys present);
+    the decoder's separate q/k/v projections become ``nn.MultiheadAttention``'s ``in_proj``.
+    Other keys (backbone, input projections, heads) are ignored. For the default layers
+    (``deformable_encoder_layer`` / ``deformable_decoder_layer``). Raises ``KeyError`` naming
+    every missing key.
+    """
+    out: dict[str, Tensor] = {}
+    missing: list[str] = []
+
+    def take(src: str, dst: str) -> None:
+        if prefix + src in state:
+            out[dst] = state[prefix + src]
+        else:
+            missing.append(prefix + src)
+
+    take("level_embed", "level_embed")
+    if prefix + "enc_output.weight" in state:
+        for src, dst in _TWO_STAGE.items():
+            for p in _PARAMS:
+                take(f"{src}.{p}", f"two_stage.{dst}.{p}")
+    else:
+        take("query_position_embeddings.weight", "query_embed.weight")
+        for p in _PARAMS:
+            take(f"reference_points.{p}", f"reference_points.{p}")
+    for i in range(_layer_count(state, prefix + "encoder.layers.")):
+        _deformable_layer(take, f"encoder.layers.{i}.", f"encoder.{i}.", "self_attn")
+    decoder_layers = _layer_count(state, prefix + "decoder.layers.")
+    if decoder_layers == 0:
+        missing.append(prefix + "decoder.layers.0.*")
+    for i in range(decoder_layers):
+        src, dst = f"decoder.layers.{i}.", f"decoder.{i}."
+        _deformable_layer(take, src, dst, "encoder_attn", "cross_attn")
+        for p in _PARAMS:
+            names = [f"{prefix}{src}self_attn.{x}_proj.{p}" for x in "qkv"]
+            missing.extend(n for n in names if n not in state)
+            if all(n in state for n in names):
+                out[f"{dst}self_attn.in_proj_{p}"] = torch.cat([state[n] for n in names])
+            take(f"{src}self_attn.o_proj.{p}", f"{dst}self_attn.out_proj.{p}")
+            take(f"{src}self_attn_layer_norm.{p}", f"{dst}self_attn_norm.{p}")
+    if missing:
+        raise KeyError(f"transformer_state_from_transformers: missing keys {missing}")
+    return out
+
+
+def _deformable_layer(
+    take: Any, src: str, dst: str, attention: str, renamed: str | None = None
+) -> None:
+    """The keys encoder and decoder layers share: deformable attention, its norm, the FFN."""
+    renamed = renamed or attention
+    norm = "self_attn_norm" if attention == "self_attn" else "cross_attn_norm"
+    for p in _PARAMS:
+        for name in _DEFORMABLE_ATTENTION:
+            take(f"{src}{attention}.{name}.{p}", f"{dst}{renamed}.{name}.{p}")
+        take(f"{src}{attention}_layer_norm.{p}", f"{dst}{norm}.{p}")
+        take(f"{src}mlp.fc1.{p}", f"{dst}ffn.fc1.{p}")
+        take(f"{src}mlp.fc2.{p}", f"{dst}ffn.fc2.{p}")
+        take(f"{src}final_layer_norm.{p}", f"{dst}ffn_norm.{p}")
 
 
 @register_converter("transformers", "set_prediction")

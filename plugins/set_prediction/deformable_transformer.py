@@ -4,7 +4,7 @@ The encoder runs multi-scale deformable self-attention over all feature levels (
 samples around itself on every level); the decoder runs self-attention over the Q queries,
 then deformable cross-attention around each query's reference point. Layers are post-norm
 and the decoder has no final norm, as in the paper; numbers match transformers'
-``DeformableDetrModel`` given the same weights (``transformer_state_from_transformers``).
+``DeformableDetrModel`` given the same weights (``convert.transformer_state_from_transformers``).
 
 Layers are registry components (``transformer_layer``): the transformer's
 ``encoder_layer`` / ``decoder_layer`` specs are built once per layer with these injected
@@ -17,8 +17,16 @@ spec line (``encoder_layer: {type: my_layer}``):
 Encoder layer: ``forward(src [B,S,D], pos [B,S,D], reference_points [B,S,L,2],
 spatial_shapes, padding_mask [B,S]) -> [B,S,D]``. Decoder layer: ``forward(tgt [B,Q,D],
 query_pos [B,Q,D], reference_points [B,Q,L,2|4], memory [B,S,D], spatial_shapes,
-memory_padding_mask [B,S]) -> [B,Q,D]``. ``spatial_shapes`` is a list of ``(h, w)`` python
-ints; padding masks are True at padding; reference points are in 0..1 of the padded maps.
+memory_padding_mask [B,S], self_attn_mask=None) -> [B,Q,D]``. ``spatial_shapes`` is a list
+of ``(h, w)`` python ints; padding masks are True at padding; reference points are in 0..1 of
+the padded maps; ``self_attn_mask`` is ``detr_transformer``'s: bool ``[Q,Q]`` over the
+queries decoded, True = may not attend (``query_group_mask``), or None.
+
+Query groups (``query_groups`` G, Group DETR): ``query_embed`` has G·Q rows, group g the rows
+``g·Q ..``; train mode decodes all G·Q with the block-diagonal self-attention mask in every
+decoder layer (``SetDecoding.groups`` G; hidden and references ``[L,B,G·Q,..]``; box
+refinement is per query, so it refines each group's boxes alike), eval mode the first Q only.
+Not with ``two_stage`` (its queries are the encoder's top-Q proposals, not learned rows).
 
 References (``SetDecoding.references``), the box each layer's prediction is relative to:
 
@@ -42,8 +50,6 @@ decoding carries every position's ``encoder_logits [B,S,K]`` / ``encoder_boxes [
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -58,6 +64,7 @@ from anchorage.core.interfaces.set_prediction import (
     Proposer,
     SetDecoding,
     SetTransformer,
+    query_group_mask,
 )
 from anchorage.core.registry import TRANSFORMER_LAYERS, TRANSFORMERS
 from anchorage.plugins.set_prediction.deformable_attention import MultiScaleDeformableAttention
@@ -74,6 +81,15 @@ def _heads_divide(inst: Any, _attr: attrs.Attribute, value: int) -> None:
     if inst is not None and inst.hidden_dim % value != 0:
         raise ValueError(
             f"hidden_dim ({inst.hidden_dim}) must be divisible by num_heads, got {value}"
+        )
+
+
+def _one_group_when_two_stage(inst: Any, _attr: attrs.Attribute, value: int) -> None:
+    # Cross-field check, as _heads_divide: two-stage queries are selected, not learned rows.
+    if inst is not None and value > 1 and inst.two_stage:
+        raise ValueError(
+            f"query_groups: {value} needs learned queries, but two_stage: true selects them "
+            "from the encoder's proposals; use query_groups: 1 with two_stage"
         )
 
 
@@ -157,10 +173,11 @@ class DeformableDecoderLayer(nn.Module):
     """Post-norm decoder layer: query self-attention, deformable cross-attention, feed-forward.
 
     ``forward(tgt [B,Q,D], query_pos [B,Q,D], reference_points [B,Q,L,2|4], memory [B,S,D],
-    spatial_shapes, memory_padding_mask [B,S] | None) -> [B,Q,D]``. ``query_pos`` is added to
-    the self-attention's queries and keys and to the cross-attention's queries;
-    ``reference_points`` are points ``(x, y)`` or boxes cxcywh in 0..1 of every level's padded
-    map. Self-attention is ``nn.MultiheadAttention`` (with attention dropout, as the paper).
+    spatial_shapes, memory_padding_mask [B,S] | None, self_attn_mask [Q,Q] | None) -> [B,Q,D]``.
+    ``query_pos`` is added to the self-attention's queries and keys and to the cross-attention's
+    queries; ``reference_points`` are points ``(x, y)`` or boxes cxcywh in 0..1 of every level's
+    padded map. Self-attention is ``nn.MultiheadAttention`` (with attention dropout, as the
+    paper), masked by ``self_attn_mask`` (True = may not attend) when given.
     """
 
     Config = LayerConfig
@@ -189,9 +206,10 @@ class DeformableDecoderLayer(nn.Module):
         memory: Tensor,
         spatial_shapes: list[tuple[int, int]],
         memory_padding_mask: Tensor | None = None,
+        self_attn_mask: Tensor | None = None,
     ) -> Tensor:
         qk = tgt + query_pos
-        attended = self.self_attn(qk, qk, tgt, need_weights=False)[0]
+        attended = self.self_attn(qk, qk, tgt, attn_mask=self_attn_mask, need_weights=False)[0]
         tgt = self.self_attn_norm(tgt + self.dropout(attended))
         attended = self.cross_attn(
             tgt + query_pos, reference_points, memory, spatial_shapes, memory_padding_mask
@@ -216,6 +234,7 @@ _EXAMPLE = {
         _EXAMPLE,
         {**_EXAMPLE, "with_box_refine": True},
         {**_EXAMPLE, "with_box_refine": True, "two_stage": True},
+        {**_EXAMPLE, "with_box_refine": True, "query_groups": 3},
     ),
 )
 class DeformableDetrTransformer(SetTransformer):
@@ -231,8 +250,10 @@ class DeformableDetrTransformer(SetTransformer):
     ``two_stage`` (``uses_proposer``), ``propose`` — the head's encoder-proposal branches — is
     required too, and the decoding has ``encoder_logits [B,S,K]`` / ``encoder_boxes [B,S,4]``.
 
-    Parameters: ``level_embed [num_levels,D]``; ``query_embed`` ``nn.Embedding(Q, 2D)``, split
-    into the query position (first D) and content (last D); ``reference_points`` ``Linear(D, 2)``
+    Parameters: ``level_embed [num_levels,D]``; ``query_embed`` ``nn.Embedding(G·Q, 2D)`` (G
+    ``query_groups``, 1 by default; train mode decodes all G·Q with ``hidden [L,B,G·Q,D]``,
+    eval mode the first Q), split into the query position (first D) and content (last D);
+    ``reference_points`` ``Linear(D, 2)``
     on the query position; with ``two_stage`` instead of those two, ``two_stage``
     (``TwoStageQueries``). ``encode``, ``queries`` and ``decode`` are the stages.
     """
@@ -251,6 +272,7 @@ class DeformableDetrTransformer(SetTransformer):
         decoder_points: int = attrs.field(default=4, validator=_positive)
         with_box_refine: bool = False
         two_stage: bool = attrs.field(default=False, validator=_needs_refinement)
+        query_groups: int = attrs.field(default=1, validator=[_positive, _one_group_when_two_stage])
         encoder_layer: Any = _layer("deformable_encoder_layer")
         decoder_layer: Any = _layer("deformable_decoder_layer")
 
@@ -262,7 +284,7 @@ class DeformableDetrTransformer(SetTransformer):
         self.num_decoder_layers = cfg.decoder_layers
         self.uses_refiner = cfg.with_box_refine
         self.uses_proposer = cfg.two_stage
-        self.num_queries = cfg.num_queries
+        self.num_queries, self.query_groups = cfg.num_queries, cfg.query_groups
         shared = {
             "hidden_dim": d, "num_heads": cfg.num_heads, "num_levels": cfg.num_levels,
             "ffn_dim": cfg.ffn_dim, "dropout": cfg.dropout,
@@ -284,7 +306,7 @@ class DeformableDetrTransformer(SetTransformer):
         if cfg.two_stage:
             self.two_stage = TwoStageQueries(d)
         else:
-            self.query_embed = nn.Embedding(cfg.num_queries, 2 * d)
+            self.query_embed = nn.Embedding(cfg.query_groups * cfg.num_queries, 2 * d)
             self.reference_points = nn.Linear(d, 2)
             nn.init.xavier_uniform_(self.reference_points.weight, gain=1.0)
             nn.init.zeros_(self.reference_points.bias)
@@ -344,11 +366,12 @@ class DeformableDetrTransformer(SetTransformer):
         """The decoder's start: ``query_pos [B,Q,D]``, ``tgt [B,Q,D]`` and the initial
         reference, points ``[B,Q,2]`` from the learned queries or, two-stage, the selected
         proposal boxes ``[B,Q,4]`` cxcywh (then also the proposals' ``logits [B,S,K]`` and
-        ``boxes [B,S,4]``; else None)."""
+        ``boxes [B,S,4]``; else None). With query groups, in train mode, G·Q queries."""
         if self.uses_proposer:
             return self.two_stage(memory, padding_mask, spatial_shapes, propose, self.num_queries)
         b = memory.shape[0]
-        query_pos, tgt = self.query_embed.weight.split(self.hidden_dim, dim=1)
+        rows = self.groups() * self.num_queries
+        query_pos, tgt = self.query_embed.weight[:rows].split(self.hidden_dim, dim=1)
         query_pos = query_pos.unsqueeze(0).expand(b, -1, -1)
         tgt = tgt.unsqueeze(0).expand(b, -1, -1)
         return query_pos, tgt, self.reference_points(query_pos).sigmoid(), None
@@ -368,16 +391,27 @@ class DeformableDetrTransformer(SetTransformer):
         if start is None:
             start = self.queries(memory, padding_mask, spatial_shapes)[:3]
         query_pos, tgt, reference = start
+        groups = self.groups()
+        mask = query_group_mask(groups, self.num_queries, memory.device)
         hidden, references = [], []
         for index, layer in enumerate(self.decoder):
             level_reference = scale_by_valid_ratios(reference, ratios)
-            tgt = layer(tgt, query_pos, level_reference, memory, spatial_shapes, padding_mask)
+            tgt = layer(
+                tgt, query_pos, level_reference, memory, spatial_shapes, padding_mask,
+                self_attn_mask=mask,
+            )  # fmt: skip
             relative_to = as_box_reference(reference) if self.uses_refiner else reference
             hidden.append(tgt)
             references.append(relative_to)
             if self.uses_refiner and index + 1 < len(self.decoder):
                 reference = refine(index, tgt, relative_to).detach()
-        return SetDecoding(hidden=torch.stack(hidden), references=torch.stack(references))
+        return SetDecoding(
+            hidden=torch.stack(hidden), references=torch.stack(references), groups=groups
+        )
+
+    def groups(self) -> int:
+        """The query groups decoded now: ``query_groups`` in train mode, 1 in eval mode."""
+        return self.query_groups if self.training else 1
 
     def _check_inputs(
         self, features: list[Tensor], masks: list[Tensor], positions: list[Tensor]
@@ -456,83 +490,3 @@ def as_box_reference(reference: Tensor) -> Tensor:
     if reference.shape[-1] == 4:
         return reference
     return torch.cat([reference, torch.full_like(reference, 0.5)], -1)
-
-
-_ATTENTION = ("sampling_offsets", "attention_weights", "value_proj", "output_proj")
-_PARAMS = ("weight", "bias")
-_TWO_STAGE = {
-    "enc_output": "output_proj", "enc_output_norm": "output_norm", "pos_trans": "query_proj",
-    "pos_trans_norm": "query_norm",
-}  # fmt: skip
-
-
-def transformer_state_from_transformers(
-    state: Mapping[str, Tensor], prefix: str = "model."
-) -> dict[str, Tensor]:
-    """transformers' ``DeformableDetrModel`` weights → this transformer's ``state_dict`` keys.
-
-    Reads ``{prefix}level_embed``, ``query_position_embeddings``, ``reference_points`` (or,
-    two-stage — recognised by ``{prefix}enc_output.weight`` — ``enc_output``,
-    ``enc_output_norm``, ``pos_trans`` and ``pos_trans_norm`` for ``two_stage``) and every
-    ``encoder.layers.i`` / ``decoder.layers.i`` (layer counts from the keys present);
-    the decoder's separate q/k/v projections become ``nn.MultiheadAttention``'s ``in_proj``.
-    Other keys (backbone, input projections, heads) are ignored. For the default layers
-    (``deformable_encoder_layer`` / ``deformable_decoder_layer``). Raises ``KeyError`` naming
-    every missing key.
-    """
-    out: dict[str, Tensor] = {}
-    missing: list[str] = []
-
-    def take(src: str, dst: str) -> None:
-        if prefix + src in state:
-            out[dst] = state[prefix + src]
-        else:
-            missing.append(prefix + src)
-
-    take("level_embed", "level_embed")
-    if prefix + "enc_output.weight" in state:
-        for src, dst in _TWO_STAGE.items():
-            for p in _PARAMS:
-                take(f"{src}.{p}", f"two_stage.{dst}.{p}")
-    else:
-        take("query_position_embeddings.weight", "query_embed.weight")
-        for p in _PARAMS:
-            take(f"reference_points.{p}", f"reference_points.{p}")
-    for i in range(_layer_count(state, prefix + "encoder.layers.")):
-        _map_layer(take, f"encoder.layers.{i}.", f"encoder.{i}.", "self_attn")
-    decoder_layers = _layer_count(state, prefix + "decoder.layers.")
-    if decoder_layers == 0:
-        missing.append(prefix + "decoder.layers.0.*")
-    for i in range(decoder_layers):
-        src, dst = f"decoder.layers.{i}.", f"decoder.{i}."
-        _map_layer(take, src, dst, "encoder_attn", "cross_attn")
-        for p in _PARAMS:
-            names = [f"{prefix}{src}self_attn.{x}_proj.{p}" for x in "qkv"]
-            missing.extend(n for n in names if n not in state)
-            if all(n in state for n in names):
-                out[f"{dst}self_attn.in_proj_{p}"] = torch.cat([state[n] for n in names])
-            take(f"{src}self_attn.o_proj.{p}", f"{dst}self_attn.out_proj.{p}")
-            take(f"{src}self_attn_layer_norm.{p}", f"{dst}self_attn_norm.{p}")
-    if missing:
-        raise KeyError(f"transformer_state_from_transformers: missing keys {missing}")
-    return out
-
-
-def _map_layer(take: Any, src: str, dst: str, attention: str, renamed: str | None = None) -> None:
-    """The keys encoder and decoder layers share: deformable attention, its norm, the FFN."""
-    renamed = renamed or attention
-    norm = "self_attn_norm" if attention == "self_attn" else "cross_attn_norm"
-    for p in _PARAMS:
-        for name in _ATTENTION:
-            take(f"{src}{attention}.{name}.{p}", f"{dst}{renamed}.{name}.{p}")
-        take(f"{src}{attention}_layer_norm.{p}", f"{dst}{norm}.{p}")
-        take(f"{src}mlp.fc1.{p}", f"{dst}ffn.fc1.{p}")
-        take(f"{src}mlp.fc2.{p}", f"{dst}ffn.fc2.{p}")
-        take(f"{src}final_layer_norm.{p}", f"{dst}ffn_norm.{p}")
-
-
-def _layer_count(state: Mapping[str, Tensor], stem: str) -> int:
-    """1 + the largest ``i`` of the keys ``{stem}{i}.…`` (0 when there are none)."""
-    pattern = re.compile(re.escape(stem) + r"(\d+)\.")
-    found = [int(m.group(1)) for key in state if (m := pattern.match(key))]
-    return max(found) + 1 if found else 0

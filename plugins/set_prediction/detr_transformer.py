@@ -13,7 +13,14 @@ Layer contracts (``transformer_layer`` registry; a replacement takes the same in
 
 - encoder layer: ``forward(src [B,S,D], pos [B,S,D], padding bool [B,S]) -> [B,S,D]``;
 - decoder layer: ``forward(tgt [B,Q,D], query_pos [B,Q,D], memory [B,S,D], memory_pos
-  [B,S,D], memory_padding bool [B,S]) -> [B,Q,D]``.
+  [B,S,D], memory_padding bool [B,S], self_attn_mask=None) -> [B,Q,D]``; ``self_attn_mask``
+  bool ``[Q,Q]`` over the Q queries decoded (G·Q with query groups), True = may not attend,
+  or None: the groups' block-diagonal mask (``query_group_mask``; None with one group),
+  applied to the queries' self-attention only (cross-attention is per query anyway).
+
+Query groups (``query_groups`` G, Group DETR): G·Q learned queries; in train mode all of them
+are decoded with the block mask in every decoder layer (``SetDecoding.groups`` G, ``hidden
+[L,B,G·Q,D]`` group-major), in eval mode the first Q (group 0) alone, without a mask.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from torch import nn
 from anchorage.core.build import build_child
 from anchorage.core.fields import component, injected
 from anchorage.core.interfaces import BoxRefiner, SetDecoding, SetTransformer
+from anchorage.core.interfaces.set_prediction import query_group_mask
 from anchorage.core.registry import TRANSFORMER_LAYERS, TRANSFORMERS
 from anchorage.plugins.set_prediction.feedforward import FeedForward
 
@@ -113,10 +121,11 @@ class DetrDecoderLayer(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         memory_padding: torch.Tensor,
+        self_attn_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         def self_attend(x: torch.Tensor) -> torch.Tensor:
             q = x + query_pos
-            return self.self_attn(q, q, x, need_weights=False)[0]
+            return self.self_attn(q, q, x, attn_mask=self_attn_mask, need_weights=False)[0]
 
         def cross_attend(x: torch.Tensor) -> torch.Tensor:
             return self.cross_attn(
@@ -148,6 +157,17 @@ def _heads_divide(inst: Any, _attr: attrs.Attribute, value: int) -> None:
             "num_queries": 5,
             "num_levels": 1,
         },
+        {
+            "hidden_dim": 16,
+            "num_heads": 2,
+            "encoder_layers": 1,
+            "decoder_layers": 2,
+            "ffn_dim": 32,
+            "num_queries": 5,
+            "num_levels": 1,
+            "query_groups": 3,
+            "query_init": "learned",
+        },
     ),
 )
 class DetrTransformer(SetTransformer):
@@ -157,7 +177,9 @@ class DetrTransformer(SetTransformer):
     starts at zero (``query_init: zeros``, DETR) or as a second learned embedding
     (``query_init: learned``). ``forward`` returns ``SetDecoding(hidden [L,B,Q,D])`` with
     every decoder layer's output passed through the final LayerNorm, and no references
-    (boxes are predicted from scratch).
+    (boxes are predicted from scratch). ``query_groups`` G > 1 (Group DETR): G·Q rows in each
+    query embedding, group g the rows ``g·Q ..``; train mode decodes them all (``hidden
+    [L,B,G·Q,D]``, ``groups`` G, block-diagonal self-attention), eval mode the first Q.
     """
 
     @attrs.frozen(kw_only=True)
@@ -177,6 +199,7 @@ class DetrTransformer(SetTransformer):
             "transformer_layer", factory=lambda: {"type": "detr_decoder_layer"}
         )
         query_init: Literal["zeros", "learned"] = "zeros"
+        query_groups: int = attrs.field(default=1, validator=attrs.validators.ge(1))
         num_queries: int = injected()
         num_levels: int = injected()
 
@@ -204,9 +227,11 @@ class DetrTransformer(SetTransformer):
             for _ in range(cfg.decoder_layers)
         )
         self.decoder_norm = nn.LayerNorm(cfg.hidden_dim)
-        self.query_pos = nn.Embedding(cfg.num_queries, cfg.hidden_dim)
+        self.num_queries, self.query_groups = cfg.num_queries, cfg.query_groups
+        rows = cfg.query_groups * cfg.num_queries
+        self.query_pos = nn.Embedding(rows, cfg.hidden_dim)
         self.query_content = (
-            nn.Embedding(cfg.num_queries, cfg.hidden_dim) if cfg.query_init == "learned" else None
+            nn.Embedding(rows, cfg.hidden_dim) if cfg.query_init == "learned" else None
         )
         for name, p in self.named_parameters():
             if p.dim() > 1 and not name.startswith("query_"):
@@ -225,14 +250,17 @@ class DetrTransformer(SetTransformer):
         for layer in self.encoder:
             src = layer(src, pos, padding)
         b = src.shape[0]
-        query_pos = self.query_pos.weight[None].expand(b, -1, -1)
+        groups = self.query_groups if self.training else 1
+        rows = groups * self.num_queries
+        query_pos = self.query_pos.weight[None, :rows].expand(b, -1, -1)
         tgt = (
             torch.zeros_like(query_pos)
             if self.query_content is None
-            else self.query_content.weight[None].expand(b, -1, -1)
+            else self.query_content.weight[None, :rows].expand(b, -1, -1)
         )
+        mask = query_group_mask(groups, self.num_queries, src.device)
         hidden = []
         for layer in self.decoder:
-            tgt = layer(tgt, query_pos, src, pos, padding)
+            tgt = layer(tgt, query_pos, src, pos, padding, self_attn_mask=mask)
             hidden.append(self.decoder_norm(tgt))
-        return SetDecoding(torch.stack(hidden))
+        return SetDecoding(torch.stack(hidden), groups=groups)

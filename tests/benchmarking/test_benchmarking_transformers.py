@@ -108,6 +108,7 @@ def test_trainable_backbone_follows_trainable_layers() -> None:
         (("model.backbone.norm=bn",), "hf:detr", "model.backbone.norm"),
         (("model.transformer.query_init=learned",), "hf:detr", "model.transformer.query_init"),
         (("model.matcher.class_weight=1.5",), "hf:detr", "model.matcher.class_weight"),
+        (("model.transformer.query_groups=3",), "hf:detr", "model.transformer.query_groups"),
         ((), "hf:deformable_detr", "model.transformer.type"),
     ],
 )
@@ -121,6 +122,20 @@ def test_refinement_needs_the_refine_twin() -> None:
     spec = load_spec("deformable_detr_r18_shapes.yaml", overrides=[*TINY_DEFORMABLE, *REFINE])
     with pytest.raises(SpecError, match="model.transformer.with_box_refine: .* needs False"):
         plan_twin("hf:deformable_detr", spec)
+
+
+def test_two_stage_has_no_twin() -> None:
+    spec = load_spec(
+        "deformable_detr_r18_shapes.yaml",
+        overrides=[
+            *TINY_DEFORMABLE,
+            *REFINE,
+            "model.transformer.two_stage=true",
+            "model.head.shared=false",
+        ],
+    )
+    with pytest.raises(SpecError, match="model.transformer.two_stage: .* needs False"):
+        plan_twin("hf:deformable_detr_refine", spec)
 
 
 def test_missing_transformers_names_the_pip_command(monkeypatch) -> None:

@@ -54,6 +54,8 @@ def args(tmp_path: Path, spec: str, *extra: str) -> list[str]:
         ("specs/detr_r18_shapes.yaml", "model.transformer.decoder_layer.pre_norm=true"),
         # the query initialisation: learned content as well as learned positions
         ("specs/detr_r18_shapes.yaml", "model.transformer.query_init=learned"),
+        # Group DETR: 3 groups of queries in training, each matched one-to-one on its own
+        ("specs/detr_r18_shapes.yaml", "model.transformer.query_groups=3"),
         ("specs/deformable_detr_r18_shapes.yaml", None),
         ("specs/deformable_detr_r18_shapes.yaml", "model.transformer.with_box_refine=true"),
         # two-stage: queries from the encoder's top proposals (it needs box refinement), with
@@ -63,10 +65,11 @@ def args(tmp_path: Path, spec: str, *extra: str) -> list[str]:
             ("model.transformer.two_stage=true", "model.transformer.with_box_refine=true",
              "model.head.shared=false"),
         ),
+        ("specs/deformable_detr_r18_shapes.yaml", "model.transformer.query_groups=3"),
     ],
     ids=[
-        "detr", "matcher_cost", "decoder_layer", "query_init", "deformable", "box_refine",
-        "two_stage",
+        "detr", "matcher_cost", "decoder_layer", "query_init", "detr_query_groups", "deformable",
+        "box_refine", "two_stage", "query_groups",
     ],
 )  # fmt: skip
 def test_two_steps_with_one_line_swaps(
@@ -91,6 +94,19 @@ def test_two_stage_without_box_refinement_is_one_line_exit_2(tmp_path: Path, cap
     assert tool(*argv) == 2
     err = capsys.readouterr().err.strip()
     assert "model.transformer" in err and "two_stage: true needs with_box_refine: true" in err, err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "w").exists()
+
+
+def test_two_stage_with_query_groups_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    argv = args(
+        tmp_path, "specs/deformable_detr_r18_shapes.yaml", "model.transformer.two_stage=true",
+        "model.transformer.with_box_refine=true", "model.head.shared=false",
+        "model.transformer.query_groups=2",
+    )  # fmt: skip
+    assert tool(*argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.transformer" in err and "query_groups: 2 needs learned queries" in err, err
     assert len(err.splitlines()) == 1 and "Traceback" not in err
     assert not (tmp_path / "w").exists()
 

@@ -14,11 +14,11 @@ from anchorage.core.host_sync import record_host_syncs
 from anchorage.core.interfaces.set_prediction import SetDecoding
 from anchorage.core.registry import TRANSFORMER_LAYERS
 from anchorage.core.testing import check_entry
+from anchorage.plugins.set_prediction.convert import transformer_state_from_transformers
 from anchorage.plugins.set_prediction.deformable_transformer import (
     DeformableEncoderLayer,
     as_box_reference,
     encoder_reference_points,
-    transformer_state_from_transformers,
     valid_ratios,
 )
 
