@@ -205,8 +205,11 @@ class SetPredictionDetector(nn.Module):
         """Batch tensor ``[B,3,H,W]`` → ``logits [L,B,Q,K]``, ``boxes [L,B,Q,4]`` cxcywh 0..1
         (two-stage: also the encoder proposals' ``encoder_logits [B,S,K]``, ``encoder_boxes
         [B,S,4]``). With G query groups, in train mode, G·Q queries group-major."""
+        return self.decode(images, padding_mask(images, image_sizes))
+
+    def decode(self, images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``predict`` given the batch's padding ``mask [B,H,W]`` (True at padding)."""
         features = list(self.backbone(images).values())
-        mask = padding_mask(images, image_sizes)
         projected = self.input_projection(features)
         masks = [level_mask(mask, p.shape[-2:]) for p in projected]
         positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
@@ -304,20 +307,14 @@ class SetPredictionDetector(nn.Module):
         xyxy in input pixels): ``boxes [B,D,4]``, ``scores [B,D]``, ``labels [B,D]``,
         ``num_detections [B]``, D from the postprocessor (``export_detections``).
 
-        ``predict``'s stages with the padding mask of one shared size: every image of an
+        ``decode`` with the padding mask of one shared size: every image of an
         exported batch has the same ``(h, w)`` after the resize, so the mask is True only at
         the ``size_divisible`` padding of the batch tensor (none with a fixed-size resize) —
         the mask eager mode builds for a batch of that size."""
         x, size = self.preprocess.export_batch(images)
         rows = torch.arange(x.shape[-2], device=x.device) >= size[0]
         cols = torch.arange(x.shape[-1], device=x.device) >= size[1]
-        mask = (rows[:, None] | cols[None, :]).expand(x.shape[0], -1, -1)
-        projected = self.input_projection(list(self.backbone(x).values()))
-        masks = [level_mask(mask, p.shape[-2:]) for p in projected]
-        positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
-        refine = self.head.refiner() if self.transformer.uses_refiner else None
-        hooks = {"propose": self.head.proposer()} if self.transformer.uses_proposer else {}
-        predictions = self.head(self.transformer(projected, masks, positions, refine, **hooks))
+        predictions = self.decode(x, (rows[:, None] | cols[None, :]).expand(x.shape[0], -1, -1))
         last = {"logits": predictions["logits"][-1], "boxes": predictions["boxes"][-1]}
         found = self.postprocessor.export_detections(last, size)
         found["boxes"] = self.preprocess.export_rescale(found["boxes"], size, images.shape[-2:])
