@@ -180,6 +180,16 @@ class ImagePreprocessor(nn.Module):
         info["size_divisible"] = cfg.size_divisible
         return info
 
+    def detection_export_info(self, num_classes: int) -> dict[str, Any]:
+        """A detector's ``export_info`` (``anchorage.core.deploy``): task, classes, whether H x
+        W stay fixed and why, and this input pipeline (``export_info``)."""
+        return {
+            "task": "detection",
+            "num_classes": num_classes,
+            "fixed_size_reason": self.fixed_size_reason(),
+            **self.export_info(),
+        }
+
     def fixed_size_reason(self) -> str | None:
         """Why an exported graph needs a fixed input H x W (None: any size is fine)."""
         if self.cfg.fixed_size is not None:

@@ -322,12 +322,7 @@ class SetPredictionDetector(nn.Module):
 
     def export_info(self) -> dict[str, Any]:
         """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
-        return {
-            "task": "detection",
-            "num_classes": self.num_classes,
-            "fixed_size_reason": self.preprocess.fixed_size_reason(),
-            **self.preprocess.export_info(),
-        }
+        return self.preprocess.detection_export_info(self.num_classes)
 
 
 def encoder_predictions(predictions: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:

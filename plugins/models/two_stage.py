@@ -202,12 +202,7 @@ class TwoStageDetector(nn.Module):
 
     def export_info(self) -> dict[str, Any]:
         """The exported graph's input pipeline and output kind (``anchorage.core.deploy``)."""
-        return {
-            "task": "detection",
-            "num_classes": self.num_classes,
-            "fixed_size_reason": self.preprocess.fixed_size_reason(),
-            **self.preprocess.export_info(),
-        }
+        return self.preprocess.detection_export_info(self.num_classes)
 
     def _proposals(self, features: dict, batch: DetectionBatch) -> tuple[list, dict]:
         if self.rpn is None:

@@ -145,29 +145,22 @@ def _heads_divide(inst: Any, _attr: attrs.Attribute, value: int) -> None:
         raise ValueError(f"num_heads {value} must divide hidden_dim {inst.hidden_dim}")
 
 
+_EXAMPLE = {
+    "hidden_dim": 16,
+    "num_heads": 2,
+    "encoder_layers": 1,
+    "decoder_layers": 2,
+    "ffn_dim": 32,
+    "num_queries": 5,
+    "num_levels": 1,
+}
+
+
 @TRANSFORMERS.register(
     "detr_transformer",
     examples=(
-        {
-            "hidden_dim": 16,
-            "num_heads": 2,
-            "encoder_layers": 1,
-            "decoder_layers": 2,
-            "ffn_dim": 32,
-            "num_queries": 5,
-            "num_levels": 1,
-        },
-        {
-            "hidden_dim": 16,
-            "num_heads": 2,
-            "encoder_layers": 1,
-            "decoder_layers": 2,
-            "ffn_dim": 32,
-            "num_queries": 5,
-            "num_levels": 1,
-            "query_groups": 3,
-            "query_init": "learned",
-        },
+        _EXAMPLE,
+        {**_EXAMPLE, "query_groups": 3, "query_init": "learned"},
     ),
 )
 class DetrTransformer(SetTransformer):
