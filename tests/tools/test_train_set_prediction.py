@@ -66,10 +66,12 @@ def args(tmp_path: Path, spec: str, *extra: str) -> list[str]:
              "model.head.shared=false"),
         ),
         ("specs/deformable_detr_r18_shapes.yaml", "model.transformer.query_groups=3"),
+        # the shipped recipe that reaches the shapes target (query groups + box refinement)
+        ("specs/group_deformable_detr_r18_shapes.yaml", None),
     ],
     ids=[
         "detr", "matcher_cost", "decoder_layer", "query_init", "detr_query_groups", "deformable",
-        "box_refine", "two_stage", "query_groups",
+        "box_refine", "two_stage", "query_groups", "group_deformable",
     ],
 )  # fmt: skip
 def test_two_steps_with_one_line_swaps(
