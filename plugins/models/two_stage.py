@@ -37,6 +37,7 @@ from anchorage.plugins.models.rcnn_stages import (
     RPNConfig,
     RPNStage,
 )
+from anchorage.plugins.postprocess.padded import found_rows
 
 _TINY = {
     "num_classes": 2,
@@ -192,12 +193,7 @@ class TwoStageDetector(nn.Module):
         if self.roi_mask is not None:
             original = (images.shape[-2], images.shape[-1])
             pasted = self.roi_mask.paste.export_paste(masks, found["boxes"], original)
-            rows = torch.arange(pasted.shape[1], device=pasted.device)
-            found["masks"] = torch.where(
-                (rows[None, :] < found["num_detections"][:, None])[..., None, None, None],
-                pasted,
-                0.0,
-            )
+            found["masks"] = torch.where(found_rows(found)[..., None, None, None], pasted, 0.0)
         return found
 
     def export_info(self) -> dict[str, Any]:

@@ -70,6 +70,13 @@ def padded_nms(
     return out
 
 
+def found_rows(found: dict[str, torch.Tensor]) -> torch.Tensor:
+    """bool ``[B,D]``: which rows of a fixed detection layout (``padded_nms``'s) hold a
+    detection (the first ``num_detections`` of each image)."""
+    slots = torch.arange(found["boxes"].shape[1], device=found["boxes"].device)
+    return slots[None, :] < found["num_detections"][:, None]
+
+
 TIE_STEP = 2.0**-50  # tie-break per position: distinct keys for up to 2^25 entries a row
 TINY = 2.0**-150  # below float32's smallest subnormal: zero scores get a tie-break too
 

@@ -24,7 +24,12 @@ from anchorage.plugins.postprocess.batching import (
     image_bounds,
     per_image_top_n,
 )
-from anchorage.plugins.postprocess.padded import anchor_strides, clip_to, padded_nms
+from anchorage.plugins.postprocess.padded import (
+    anchor_strides,
+    clip_to,
+    found_rows,
+    padded_nms,
+)
 
 _pos = attrs.validators.gt(0)
 
@@ -109,11 +114,7 @@ class RPNProposals(roles.ProposalGenerator):
         found = padded_nms(
             boxes, scores, levels, len(counts), cfg.nms_thresh, cfg.post_nms_top_n_test
         )
-        valid = (
-            torch.arange(found["boxes"].shape[1], device=boxes.device)[None, :]
-            < found["num_detections"][:, None]
-        )
-        return found["boxes"], valid
+        return found["boxes"], found_rows(found)
 
     def _decode(
         self,
