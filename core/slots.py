@@ -20,7 +20,7 @@ import torch
 
 from .errors import PluginError
 from .interfaces.matching import Assignment
-from .interfaces.set_prediction import SetDecoding
+from .interfaces.set_prediction import Proposer, SetDecoding
 from .registry import registry_for
 
 
@@ -209,3 +209,32 @@ def check_decoding(
             f"{_shape(boxes)}, expected [{batch},S,K] and [{batch},S,4] cxcywh (both or neither)"
         )
     return out
+
+
+def checked_proposer(slot: Slot, propose: Proposer) -> Proposer:
+    """``propose`` (a set head's ``proposer()``) whose every return is checked: a dict with
+    ``logits [B,S,K]``, ``boxes [B,S,4]`` and ``scores [B,S]`` for ``proposals [B,S,4]``; a
+    wrong one is this slot's error (the transformer calling it has no slot of its own)."""
+
+    def run(query: torch.Tensor, proposals: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = propose(query, proposals)
+        lead = tuple(proposals.shape[:2])
+        got = {
+            k: _shape(out.get(k)) for k in ("logits", "boxes", "scores")
+        } if isinstance(out, dict) else type(out).__name__  # fmt: skip
+        if (
+            not isinstance(out, dict)
+            or not all(isinstance(out.get(k), torch.Tensor) for k in ("logits", "boxes", "scores"))
+            or out["logits"].dim() != 3
+            or tuple(out["logits"].shape[:2]) != lead
+            or tuple(out["boxes"].shape) != (*lead, 4)
+            or tuple(out["scores"].shape) != lead
+        ):
+            b, n = lead
+            slot.fail(
+                f"proposer() returned {got}, expected logits [{b},{n},K], boxes [{b},{n},4] "
+                f"cxcywh and scores [{b},{n}] for the {n} encoder proposals"
+            )
+        return out
+
+    return run

@@ -56,6 +56,7 @@ from anchorage.core.slots import (
     check_detections,
     check_loss_terms,
     check_set_predictions,
+    checked_proposer,
 )
 from anchorage.plugins.models.detection_batch import prepare_batch
 from anchorage.plugins.models.preprocess import ImagePreprocessor, PreprocessConfig
@@ -214,7 +215,9 @@ class SetPredictionDetector(nn.Module):
         masks = [level_mask(mask, p.shape[-2:]) for p in projected]
         positions = [self.positional_encoding(m).to(p.dtype) for m, p in zip(masks, projected)]
         refine = self.head.refiner() if self.transformer.uses_refiner else None
-        hooks = {"propose": self.head.proposer()} if self.transformer.uses_proposer else {}
+        hooks = {}
+        if self.transformer.uses_proposer:
+            hooks["propose"] = checked_proposer(self.slots["head"], self.head.proposer())
         decoding = check_decoding(
             self.slots["transformer"],
             self.transformer(projected, masks, positions, refine, **hooks),

@@ -129,3 +129,21 @@ def test_train_step_has_encoder_terms_and_one_host_sync():
     assert [s.op for s in train if s.function == "_solve"].count("Tensor.cpu") == 1
     assert not {(s.file, s.function) for s in infer} - HOST_ONLY
     assert len(found) == len(images)
+
+
+def test_a_wrong_proposer_return_names_the_head():
+    from anchorage.core.errors import PluginError
+
+    torch.manual_seed(0)
+    model = build_model(load_spec("specs/deformable_detr_r18_shapes.yaml", overrides=TWO_STAGE))
+    right = model.head.propose
+
+    def no_scores(query, proposals):
+        return {k: v for k, v in right(query, proposals).items() if k != "scores"}
+
+    model.head.propose = no_scores
+    images, _ = tiny_batch()
+    with pytest.raises(
+        PluginError, match=r"model\.head \(detr_head.*proposer\(\) returned .*scores"
+    ):
+        model.eval()(images)
