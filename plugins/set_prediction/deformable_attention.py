@@ -49,18 +49,21 @@ def multi_scale_deformable_attention(
             f"multi_scale_deformable_attention: {levels} levels of sampling locations and a "
             f"value of length {s}, got spatial_shapes {spatial_shapes} (sum h*w = {sum(sizes)})"
         )
-    grids = 2.0 * sampling_locations - 1.0  # grid_sample's -1..1
-    weights = attention_weights.transpose(1, 2).reshape(b * heads, 1, q, levels, points)
+    # Queries last: grid_sample then returns [B*H,Dh,P,Q], and the weighted sum over the P
+    # points reduces a middle dim with Q contiguous (vectorised), where [B*H,Dh,Q,P] would
+    # reduce a dim of 4 innermost (25-45 % of this function's time at the R18 and R50 sizes).
+    grids = (2.0 * sampling_locations - 1.0).permute(0, 2, 3, 4, 1, 5)  # grid_sample's -1..1
+    grids = grids.reshape(b * heads, levels, points, q, 2)
+    weights = attention_weights.permute(0, 2, 3, 4, 1).reshape(b * heads, 1, levels, points, q)
     out = value.new_zeros(b * heads, dh, q)
     # Each level's weighted samples are summed as they come: stacking the L levels' samples
-    # first would build a [B*H,Dh,Q,L*P] tensor (about a sixth of the inference time at R50).
+    # first would build a [B*H,Dh,L*P,Q] tensor (about a sixth of the inference time at R50).
     for level, (v, (h, w)) in enumerate(zip(value.split(sizes, dim=1), spatial_shapes)):
         maps = v.permute(0, 2, 3, 1).reshape(b * heads, dh, h, w)
-        grid = grids[:, :, :, level].transpose(1, 2).reshape(b * heads, q, points, 2)
         sample = F.grid_sample(
-            maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-        )  # [B*H, Dh, Q, P]
-        out = out + (sample * weights[:, :, :, level]).sum(-1)
+            maps, grids[:, level], mode="bilinear", padding_mode="zeros", align_corners=False
+        )  # [B*H, Dh, P, Q]
+        out = out + (sample * weights[:, :, level]).sum(2)
     return out.view(b, heads * dh, q).transpose(1, 2)
 
 
