@@ -51,7 +51,8 @@ def multi_scale_deformable_attention(
         )
     # Queries last: grid_sample then returns [B*H,Dh,P,Q], and the weighted sum over the P
     # points reduces a middle dim with Q contiguous (vectorised), where [B*H,Dh,Q,P] would
-    # reduce a dim of 4 innermost (25-45 % of this function's time at the R18 and R50 sizes).
+    # reduce a dim of 4 innermost (this layout takes 18-45 % less time, forward or forward +
+    # backward, at the R18 shapes and R50 encoder and decoder sizes on CPU).
     grids = (2.0 * sampling_locations - 1.0).permute(0, 2, 3, 4, 1, 5)  # grid_sample's -1..1
     grids = grids.reshape(b * heads, levels, points, q, 2)
     weights = attention_weights.permute(0, 2, 3, 4, 1).reshape(b * heads, 1, levels, points, q)
