@@ -17,6 +17,7 @@ from torch import nn
 
 from anchorage.core.interfaces import Backbone, FeatureSpec
 from anchorage.core.registry import BACKBONES
+from anchorage.plugins.backbones.max_pool import SeparableMaxPool2d
 
 
 def nin_block(cin: int, cout: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
@@ -43,8 +44,8 @@ class NiN(Backbone):
         super().__init__()
         a, b, c = cfg.channels
         self.block1 = nin_block(3, a, 11, 4, 0)
-        self.block2 = nn.Sequential(nn.MaxPool2d(3, 2, padding=1), nin_block(a, b, 5, 1, 2))
-        self.block3 = nn.Sequential(nn.MaxPool2d(3, 2, padding=1), nin_block(b, c, 3, 1, 1))
+        self.block2 = nn.Sequential(SeparableMaxPool2d(3, 2, padding=1), nin_block(a, b, 5, 1, 2))
+        self.block3 = nn.Sequential(SeparableMaxPool2d(3, 2, padding=1), nin_block(b, c, 3, 1, 1))
         self.feature_info = [
             FeatureSpec("c1", a, 4),
             FeatureSpec("c2", b, 8),

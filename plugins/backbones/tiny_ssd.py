@@ -8,6 +8,7 @@ from torch import nn
 
 from anchorage.core.interfaces import Backbone, FeatureSpec
 from anchorage.core.registry import BACKBONES
+from anchorage.plugins.backbones.max_pool import SeparableMaxPool2d
 
 
 def down_sample_block(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -19,7 +20,7 @@ def down_sample_block(in_channels: int, out_channels: int) -> nn.Sequential:
             nn.BatchNorm2d(out_channels),
             nn.ReLU(),
         ]
-    layers.append(nn.MaxPool2d(2))
+    layers.append(SeparableMaxPool2d(2))
     return nn.Sequential(*layers)
 
 

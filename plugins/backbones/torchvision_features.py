@@ -25,6 +25,7 @@ from anchorage.core.errors import CheckpointError, SpecError
 from anchorage.core.interfaces import Backbone, FeatureSpec
 from anchorage.core.registry import BACKBONES
 from anchorage.plugins.backbones.frozen_bn import FusedFrozenBatchNorm2d
+from anchorage.plugins.backbones.max_pool import use_separable_max_pools
 
 PROBE_SIZE = 256
 """Side of the square dry-run input used to measure channels and strides."""
@@ -60,7 +61,8 @@ def build_feature_extractor(
     """Cut ``model`` at ``return_nodes`` (graph node name → output name).
 
     Returns the ``create_feature_extractor`` module (its ``forward(x [B,3,H,W])`` gives
-    ``dict[str, Tensor]`` keyed by the output names, in ``return_nodes`` order) and a
+    ``dict[str, Tensor]`` keyed by the output names, in ``return_nodes`` order; its max pools
+    are ``SeparableMaxPool2d``, swapped in after tracing as the graph calls them by name) and a
     ``feature_info`` measured with a ``[1,3,probe_size,probe_size]`` dry run (stride rounded
     to a power of two). Unknown node names raise ``SpecError`` listing valid ones.
     """
@@ -68,6 +70,7 @@ def build_feature_extractor(
         body = create_feature_extractor(model, return_nodes=dict(return_nodes))
     except ValueError as exc:
         raise SpecError(f"torchvision_features: return_nodes {dict(return_nodes)}: {exc}") from None
+    use_separable_max_pools(body)
     was_training = body.training
     body.eval()
     with torch.no_grad():

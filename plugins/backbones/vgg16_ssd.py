@@ -19,6 +19,7 @@ from torchvision.models.vgg import cfgs, make_layers
 from anchorage.core.errors import CheckpointError
 from anchorage.core.interfaces import Backbone, FeatureSpec
 from anchorage.core.registry import BACKBONES
+from anchorage.plugins.backbones.max_pool import SeparableMaxPool2d, use_separable_max_pools
 
 
 def _xavier(module: nn.Module) -> None:
@@ -62,7 +63,7 @@ class VGG16SSD(Backbone):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__()
-        vgg = make_layers(cfgs["D"], batch_norm=False)
+        vgg = use_separable_max_pools(make_layers(cfgs["D"], batch_norm=False))
         for m in vgg.modules():  # torchvision VGG's own init
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -89,7 +90,7 @@ class VGG16SSD(Backbone):
             extra.append(_extra_block(256, 128, 256, kernel_size=4))
         _xavier(extra)
         fc = nn.Sequential(
-            nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=False),
+            SeparableMaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=False),
             nn.Conv2d(512, 1024, kernel_size=3, padding=6, dilation=6),  # fc6, atrous
             nn.ReLU(inplace=True),
             nn.Conv2d(1024, 1024, kernel_size=1),  # fc7

@@ -166,11 +166,14 @@ class NiNHead(ClassificationHead):
         dropout: float = attrs.field(default=0.5, validator=_prob)
 
     def __init__(self, cfg: Config) -> None:
+        from anchorage.plugins.backbones.max_pool import SeparableMaxPool2d
         from anchorage.plugins.backbones.nin import nin_block
 
         super().__init__()
         block = nin_block(cfg.in_channels, cfg.num_classes, 3, 1, 1)[:-1]
-        self.body = nn.Sequential(nn.MaxPool2d(3, 2, padding=1), nn.Dropout(cfg.dropout), block)
+        self.body = nn.Sequential(
+            SeparableMaxPool2d(3, 2, padding=1), nn.Dropout(cfg.dropout), block
+        )
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"logits": self.body(x).mean((-2, -1))}

@@ -20,6 +20,7 @@ from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from anchorage.core.registry import MODELS
+from anchorage.plugins.backbones.max_pool import SeparableMaxPool2d
 
 from .segmentation import SegmentationModel, SegmentationOptions
 
@@ -61,7 +62,7 @@ class UNet(SegmentationModel):
         widths = [cfg.base_channels * 2**i for i in range(cfg.depth + 1)]
         ins = [cfg.in_channels, *widths[:-2]]
         self.encoders = nn.ModuleList(double_conv(i, o, cfg.norm) for i, o in zip(ins, widths[:-1]))
-        self.pool = nn.MaxPool2d(2)
+        self.pool = SeparableMaxPool2d(2)
         self.bottleneck = double_conv(widths[-2], widths[-1], cfg.norm)
         self.ups = nn.ModuleList(
             nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2)
