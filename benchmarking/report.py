@@ -17,6 +17,7 @@ import torch
 from .runner import EntryResult
 from .settings import Settings
 from .stages import STAGE_ORDER, TRAIN_STEP_STAGE
+from .timing import paired_ratio
 
 TWIN_TARGET: float = attrs.fields(Settings).twin_target.default
 """An anchorage pipeline may take at most this multiple of its twin's time (the default of
@@ -103,9 +104,11 @@ def matching_share(r: EntryResult) -> float | None:
 
 
 def twin_pairs(results: Sequence[EntryResult], target: float = TWIN_TARGET) -> list[dict[str, Any]]:
-    """For each entry with a twin in the run: time ratios entry / twin per batch size, both
-    matching shares of a train step where measured, and whether every ratio is at most
-    ``target``."""
+    """For each entry with a twin in the run: time ratios entry / twin per batch size (of the
+    p50s, and ``paired_ratio``'s median of per-round ratios with its 95 % interval), both
+    matching shares of a train step where measured, ``within_target`` (every p50 ratio at most
+    ``target``) and ``target_shown`` (also every interval's upper end at most ``target``; None
+    when the record has no per-round times)."""
     pairs = []
     for r in results:
         twin = _twin_of(r, results)
@@ -113,7 +116,13 @@ def twin_pairs(results: Sequence[EntryResult], target: float = TWIN_TARGET) -> l
             continue
         infer = {bs: _ratio(r.infer, twin.infer, bs) for bs in r.infer}
         train = {bs: _ratio(r.train, twin.train, bs) for bs in r.train}
+        paired = {
+            kind: {bs: _paired(getattr(r, kind), getattr(twin, kind), bs) for bs in table}
+            for kind, table in (("infer", r.infer), ("train", r.train))
+        }
         ratios = [x for x in (*infer.values(), *train.values()) if x is not None]
+        within = bool(ratios) and max(ratios) <= target
+        highs = [p["high"] for table in paired.values() for p in table.values() if p]
         pairs.append(
             {
                 "entry": r.name,
@@ -122,12 +131,20 @@ def twin_pairs(results: Sequence[EntryResult], target: float = TWIN_TARGET) -> l
                 "outputs_same": r.twin_check.get("same"),
                 "infer_ratio": infer,
                 "train_ratio": train,
+                "infer_paired": paired["infer"],
+                "train_paired": paired["train"],
                 "matching_share": matching_share(r),
                 "twin_matching_share": matching_share(twin),
-                "within_target": bool(ratios) and max(ratios) <= target,
+                "within_target": within,
+                "target_shown": (within and max(highs) <= target) if highs else None,
             }
         )
     return pairs
+
+
+def _paired(a: dict, b: dict, bs: int) -> dict[str, float] | None:
+    x, y = a.get(bs, {}).get("rounds_ms"), b.get(bs, {}).get("rounds_ms")
+    return paired_ratio(x, y) if x and y else None
 
 
 def noisy_comparisons(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
@@ -265,16 +282,39 @@ def _twin_table(results: Sequence[EntryResult], target: float) -> list[str]:
     ]
     for p in pairs:
         same = {True: "yes", False: "NO", None: "–"}[p["outputs_same"]]
-        infer = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["infer_ratio"].items())
-        train = ", ".join(f"b{bs}: {_fmt(x, 3)}" for bs, x in p["train_ratio"].items())
-        verdict = "yes" if p["within_target"] else "**NO**"
+        infer = _ratios_cell(p["infer_ratio"], p["infer_paired"])
+        train = _ratios_cell(p["train_ratio"], p["train_paired"])
+        verdict = _verdict(p)
         shares = (p["matching_share"], p["twin_matching_share"])
         share = " / ".join("–" if x is None else f"{100 * x:.1f} %" for x in shares)
         lines.append(
             f"| {p['entry']} | {p['twin']} | {same} | {infer or '–'} | {train or '–'} | {verdict} "
             f"| {share if any(x is not None for x in shares) else '–'} |"
         )
+    lines += [
+        "",
+        "Ratios: the entry's p50 over the twin's, then in brackets the 95 % bootstrap interval "
+        "of the median per-round ratio (the rounds are interleaved, so each round pairs the "
+        "two). Within target: every p50 ratio at most the target; *within noise* when an "
+        "interval reaches above it.",
+    ]
     return lines
+
+
+def _verdict(pair: dict[str, Any]) -> str:
+    if not pair["within_target"]:
+        return "**NO**"
+    return "yes, within noise" if pair["target_shown"] is False else "yes"
+
+
+def _ratios_cell(ratios: dict, paired: dict) -> str:
+    """``b2: 0.931 [0.912, 0.950]``: the p50 ratio, then the paired ratios' 95 % interval."""
+    cells = []
+    for bs, x in ratios.items():
+        p = paired.get(bs)
+        ci = f" [{p['low']:.3f}, {p['high']:.3f}]" if p else ""
+        cells.append(f"b{bs}: {_fmt(x, 3)}{ci}")
+    return ", ".join(cells)
 
 
 def _noise_notes(results: Sequence[EntryResult], settings: Settings) -> list[str]:

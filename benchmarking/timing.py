@@ -127,8 +127,9 @@ def _run_one(task: TimedTask, device: torch.device, clock: Clock, *, record: boo
         task.times.append(dt)
 
 
-def summarize(times: Sequence[float], batch_size: int) -> dict[str, float]:
-    """Milliseconds: p50, p90, mean, min; ``images_per_s`` = batch / p50; ``n`` samples."""
+def summarize(times: Sequence[float], batch_size: int) -> dict[str, Any]:
+    """Milliseconds: p50, p90, mean, min; ``images_per_s`` = batch / p50; ``n`` samples;
+    ``rounds_ms``: every sample in round order (for ``paired_ratio``)."""
     if not times:
         return {}
     ms = np.asarray(times, dtype=np.float64) * 1000.0
@@ -140,4 +141,34 @@ def summarize(times: Sequence[float], batch_size: int) -> dict[str, float]:
         "min_ms": float(ms.min()),
         "images_per_s": batch_size * 1000.0 / p50 if p50 > 0 else float("inf"),
         "n": int(ms.size),
+        "rounds_ms": [round(float(t), 4) for t in ms],
     }
+
+
+def paired_ratio(
+    a_ms: Sequence[float],
+    b_ms: Sequence[float],
+    *,
+    confidence: float = 0.95,
+    resamples: int = 4000,
+    seed: int = 0,
+) -> dict[str, float] | None:
+    """Median of the per-round ratios ``a[r] / b[r]`` and its bootstrap confidence interval.
+
+    ``a_ms`` and ``b_ms`` are two tasks' times in round order (``summarize``'s ``rounds_ms``):
+    rounds are interleaved, so round r of both ran within one pass over the tasks and a slow
+    drift of the machine divides out of ``a[r] / b[r]``, which a ratio of the two p50s keeps.
+    The interval is the percentile bootstrap over rounds (``resamples`` draws of the rounds
+    with replacement, a fixed ``seed``: the same record gives the same interval). Written with
+    numpy because scipy (``scipy.stats.bootstrap``) is only in an optional extra. Returns
+    ``{"median", "low", "high", "n"}``, or None with fewer than 2 paired rounds.
+    """
+    n = min(len(a_ms), len(b_ms))
+    if n < 2:
+        return None
+    ratios = np.asarray(a_ms[:n], dtype=np.float64) / np.asarray(b_ms[:n], dtype=np.float64)
+    draws = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    medians = np.median(ratios[draws], axis=1)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(medians, [tail, 100.0 - tail])
+    return {"median": float(np.median(ratios)), "low": float(low), "high": float(high), "n": n}

@@ -20,6 +20,8 @@ from anchorage.benchmarking import (
     twin_pairs,
     write_json,
 )
+from anchorage.benchmarking.runner import EntryResult
+from anchorage.benchmarking.timing import summarize
 from anchorage.core.errors import AnchorageError
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -132,6 +134,41 @@ def test_entry_names_must_be_unique() -> None:
     requests = [EntryRequest(source="tv:ssd300_vgg16")] * 2
     with pytest.raises(AnchorageError, match=r"\['tv:ssd300_vgg16'\] appear more than once"):
         run_benchmark(requests, FAST)
+
+
+def _result(name: str, infer_s: list[float], twin: str | None = None) -> EntryResult:
+    r = EntryResult(name=name, source=name, kind="spec", task="detection", twin=twin)
+    r.infer[2] = summarize(infer_s, 2)
+    return r
+
+
+@pytest.mark.parametrize(
+    "ours, shown, verdict",
+    [
+        ([0.090, 0.091, 0.089, 0.090], True, "| yes |"),  # 0.9x in every round
+        ([0.090, 0.115, 0.089, 0.114], False, "| yes, within noise |"),  # p50 1.02x, CI > 1.05
+        ([0.110, 0.111, 0.109, 0.110], False, "| **NO** |"),
+    ],
+)
+def test_twin_verdict_uses_the_paired_interval(ours, shown, verdict) -> None:
+    twin = _result("hf:x", [0.100, 0.100, 0.100, 0.100])
+    results = [twin, _result("ours", ours, twin="hf:x")]
+    (pair,) = twin_pairs(results)  # the default target, 1.05, as markdown's FAST settings
+    paired = pair["infer_paired"][2]
+    assert paired["low"] <= paired["median"] <= paired["high"] and paired["n"] == 4
+    assert pair["target_shown"] is shown
+    text = markdown(results, FAST, environment("cpu")).splitlines()
+    row = next(x for x in text if x.startswith("| ours | hf:x |"))  # the Twins table
+    assert verdict in row and f"[{paired['low']:.3f}, {paired['high']:.3f}]" in row
+
+
+def test_a_record_without_round_times_has_no_interval() -> None:
+    twin, ours = _result("hf:x", [0.1, 0.1]), _result("ours", [0.09, 0.09], twin="hf:x")
+    for r in (twin, ours):
+        del r.infer[2]["rounds_ms"]
+    (pair,) = twin_pairs([twin, ours])
+    assert pair["infer_paired"] == {2: None} and pair["target_shown"] is None
+    assert pair["within_target"] is True
 
 
 def test_a_twin_is_named_by_label_or_by_source(tmp_path: Path, monkeypatch) -> None:

@@ -12,6 +12,7 @@ from anchorage.benchmarking.timing import (
     CLOCKS,
     TimedTask,
     is_out_of_memory,
+    paired_ratio,
     run_interleaved,
     summarize,
 )
@@ -81,7 +82,35 @@ def test_summary_percentiles_and_throughput() -> None:
     assert s["p90_ms"] == pytest.approx(np.percentile(ms, 90))
     assert s["min_ms"] == pytest.approx(10.0) and s["n"] == 5
     assert s["images_per_s"] == pytest.approx(4 / 0.030)
+    assert s["rounds_ms"] == pytest.approx([10.0, 20.0, 30.0, 40.0, 100.0])
     assert summarize([], 1) == {}
+
+
+def test_paired_ratio_divides_out_a_drift_the_p50_ratio_keeps() -> None:
+    """The machine slows down 3x over the run; entry a is 10 % faster than b in every round,
+    up to a 5 % per-call noise. The paired interval holds 0.9 and excludes 1.0."""
+    rng = np.random.default_rng(1)
+    drift = np.linspace(1.0, 3.0, 40)
+    b = 100 * drift * rng.uniform(0.95, 1.05, 40)
+    a = 90 * drift * rng.uniform(0.95, 1.05, 40)
+    p = paired_ratio(list(a), list(b))
+    assert p is not None and p["n"] == 40
+    assert p["low"] <= 0.9 <= p["high"] < 1.0
+    assert p["low"] <= p["median"] <= p["high"]
+    assert paired_ratio(list(a), list(b)) == p  # a fixed seed: the same record, the same interval
+
+
+def test_paired_ratio_of_equal_timings_holds_one() -> None:
+    rng = np.random.default_rng(2)
+    a, b = rng.uniform(90, 110, 30), rng.uniform(90, 110, 30)
+    p = paired_ratio(list(a), list(b))
+    assert p["low"] < 1.0 < p["high"]
+
+
+def test_paired_ratio_uses_the_common_rounds() -> None:
+    assert paired_ratio([1.0], [2.0]) is None
+    p = paired_ratio([1.0, 1.0, 1.0], [2.0, 2.0])  # a task that stopped early: its rounds only
+    assert p == {"median": 0.5, "low": 0.5, "high": 0.5, "n": 2}
 
 
 def test_cpu_clock_leaves_out_time_the_process_does_not_run() -> None:
