@@ -149,8 +149,10 @@ def _paired(a: dict, b: dict, bs: int) -> dict[str, float] | None:
 
 def noisy_comparisons(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
     """Comparisons the timings cannot support: pairs (each entry with its twin, and each entry
-    with the first entry) and batch sizes where the larger p90 − p50 spread of the two exceeds
-    the difference of their p50s, so the reported ratio is within run-to-run noise."""
+    with the first entry) and batch sizes where the two cannot be told apart. With per-round
+    times (``rounds_ms``): the 95 % interval of ``paired_ratio`` holds 1.0 (``interval``).
+    Without (older records): the larger p90 − p50 spread of the two exceeds the difference of
+    their p50s (``spread_ms``, ``p50_diff_ms``), a cruder test that more rounds cannot pass."""
     pairs = []
     for r in results:
         twin = _twin_of(r, results)
@@ -163,12 +165,15 @@ def noisy_comparisons(results: Sequence[EntryResult]) -> list[dict[str, Any]]:
         for kind in ("infer", "train"):
             ta, tb = getattr(a, kind), getattr(b, kind)
             for bs in ta:
+                where = {"entry": a.name, "other": b.name, "role": role, "kind": kind, "batch": bs}
+                paired = _paired(ta, tb, bs)
+                if paired is not None:
+                    if paired["low"] <= 1.0 <= paired["high"]:
+                        found.append({**where, "interval": [paired["low"], paired["high"]]})
+                    continue
                 spread, diff = _spread_and_diff(ta.get(bs, {}), tb.get(bs, {}))
                 if spread is not None and spread > diff:
-                    found.append(
-                        {"entry": a.name, "other": b.name, "role": role, "kind": kind,
-                         "batch": bs, "spread_ms": spread, "p50_diff_ms": diff}
-                    )  # fmt: skip
+                    found.append({**where, "spread_ms": spread, "p50_diff_ms": diff})
     return found
 
 
@@ -326,18 +331,21 @@ def _noise_notes(results: Sequence[EntryResult], settings: Settings) -> list[str
         "",
         "### Timing noise",
         "",
-        f"These differences are smaller than the p90 − p50 spread of the timings ({clock}): "
-        "the ratio is within run-to-run noise; use more rounds"
+        f"These timings ({clock}) cannot tell the two entries apart: the 95 % interval of "
+        "the per-round ratio holds 1.0 (or, in a record without per-round times, the p50 "
+        "difference is smaller than the p90 − p50 spread); use more rounds"
         + (", or --clock cpu --threads 1 on a shared CPU," if settings.clock != "cpu" else "")
-        + " before reading it.",
+        + " before reading the ratio.",
         "",
     ]
     for n in found:
         what = "inference" if n["kind"] == "infer" else "train step"
-        lines.append(
-            f"- WARNING {n['entry']} vs {n['other']} ({what}, batch {n['batch']}): p50 "
-            f"difference {n['p50_diff_ms']:.2f} ms < spread {n['spread_ms']:.2f} ms"
+        why = (
+            f"per-round ratio in [{n['interval'][0]:.3f}, {n['interval'][1]:.3f}]"
+            if "interval" in n
+            else f"p50 difference {n['p50_diff_ms']:.2f} ms < spread {n['spread_ms']:.2f} ms"
         )
+        lines.append(f"- WARNING {n['entry']} vs {n['other']} ({what}, batch {n['batch']}): {why}")
     return lines
 
 

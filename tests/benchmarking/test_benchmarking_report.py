@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from anchorage.benchmarking import EntryResult, Settings, markdown
 from anchorage.benchmarking.report import noisy_comparisons
+from anchorage.benchmarking.timing import summarize
 
 ENV = {"device": "cpu", "device_name": "cpu", "torch": "x", "torchvision": "y", "torch_threads": 1}
 
@@ -29,6 +30,27 @@ def test_a_difference_inside_the_spread_is_flagged() -> None:
     clear = _entry("ours", 14.0, 14.5, twin="tv:a")  # 4 ms apart, 0.5 ms spread: a real gap
     assert noisy_comparisons([tv, clear]) == []
     assert "Timing noise" not in markdown([tv, clear], Settings(batch_sizes=(1,)), ENV)
+
+
+def _timed(name: str, rounds_ms: list[float], twin: str | None = None) -> EntryResult:
+    return EntryResult(
+        name=name, source=name, kind="spec", task="detection", twin=twin,
+        infer={1: summarize([t / 1000 for t in rounds_ms], 1)},
+    )  # fmt: skip
+
+
+def test_with_round_times_the_paired_interval_decides() -> None:
+    """A wide spread no longer hides a gap that holds in every round, and a ratio whose
+    interval holds 1.0 is flagged with that interval."""
+    tv = _timed("tv:a", [10.0, 14.0, 10.2, 14.2, 10.1, 14.1])
+    steady = _timed("ours", [9.0, 12.6, 9.2, 12.8, 9.1, 12.7], twin="tv:a")  # 0.9x each round
+    assert noisy_comparisons([tv, steady]) == []
+    mixed = _timed("ours", [9.0, 15.4, 11.2, 12.8, 10.1, 14.1], twin="tv:a")
+    (found,) = noisy_comparisons([tv, mixed])
+    low, high = found["interval"]
+    assert low <= 1.0 <= high and "spread_ms" not in found
+    text = markdown([tv, mixed], Settings(batch_sizes=(1,)), ENV)
+    assert f"WARNING ours vs tv:a (inference, batch 1): per-round ratio in [{low:.3f}" in text
 
 
 def test_accuracy_has_one_row_per_metric_and_one_column_per_entry() -> None:
